@@ -1,0 +1,167 @@
+//! Reading a split directory of `{i}.npy` recordings into memory.
+//!
+//! Each file holds a sequence of boards `(T, 22, 10)`, `T >= 2`, of any
+//! integer or bool dtype with values in {0, 1}; an item is the last two
+//! boards. Indices must run 0..N-1 without a gap.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use ndarray::ArrayD;
+use ndarray_npy::{ReadNpyError, ReadNpyExt, ReadableElement};
+
+use crate::split::Split;
+use crate::tetris::{Board, CELLS, COLS, ROWS};
+
+/// Why a split directory could not be read. Every variant names the path.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordingsError {
+    #[error("recordings directory {0} does not exist")]
+    Missing(PathBuf),
+    #[error("{0} is not a directory")]
+    NotADirectory(PathBuf),
+    #[error("recordings directory {0} holds no .npy files")]
+    Empty(PathBuf),
+    #[error("{0}: a recording must be named {{index}}.npy")]
+    BadName(PathBuf),
+    #[error("{dir}: {index}.npy is missing (indices must run 0..{count} without a gap)")]
+    Gap {
+        dir: PathBuf,
+        index: usize,
+        count: usize,
+    },
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("{path}: not a readable .npy file: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+    #[error("{path}: unsupported dtype {descr}; expected an integer or bool array")]
+    Dtype { path: PathBuf, descr: String },
+    #[error("{path}: shape {shape:?}; expected (T, 22, 10) with T >= 2")]
+    Shape { path: PathBuf, shape: Vec<usize> },
+    #[error("{path}: value {value} in board {board}; cells must be 0 or 1")]
+    Value {
+        path: PathBuf,
+        value: i128,
+        board: usize,
+    },
+}
+
+/// Loads every `{i}.npy` of `dir` as one split, in index order.
+pub fn load_split(dir: &Path) -> Result<Split, RecordingsError> {
+    let io_err = |source| RecordingsError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    if !dir.exists() {
+        return Err(RecordingsError::Missing(dir.to_path_buf()));
+    }
+    if !dir.is_dir() {
+        return Err(RecordingsError::NotADirectory(dir.to_path_buf()));
+    }
+    let mut indices = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io_err)? {
+        let path = entry.map_err(io_err)?.path();
+        if path.extension().is_none_or(|e| e != "npy") {
+            continue;
+        }
+        let index = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .filter(|s| s.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|s| s.parse::<usize>().ok())
+            .ok_or_else(|| RecordingsError::BadName(path.clone()))?;
+        indices.push(index);
+    }
+    if indices.is_empty() {
+        return Err(RecordingsError::Empty(dir.to_path_buf()));
+    }
+    indices.sort_unstable();
+    let count = indices.len();
+    if let Some(gap) = (0..count).find(|&i| indices[i] != i) {
+        return Err(RecordingsError::Gap {
+            dir: dir.to_path_buf(),
+            index: gap,
+            count: indices[count - 1] + 1,
+        });
+    }
+    let mut split = Split::default();
+    for i in 0..count {
+        let (x, y) = read_item(&dir.join(format!("{i}.npy")))?;
+        split.push(&x, &y);
+    }
+    Ok(split)
+}
+
+/// Reads one recording and returns its last two boards.
+pub fn read_item(path: &Path) -> Result<(Board, Board), RecordingsError> {
+    let bytes = std::fs::read(path).map_err(|source| RecordingsError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let values = read_as_i128(&bytes).map_err(|e| match e {
+        ReadNpyError::WrongDescriptor(descr) => RecordingsError::Dtype {
+            path: path.to_path_buf(),
+            descr: descr.to_string(),
+        },
+        other => RecordingsError::Corrupt {
+            path: path.to_path_buf(),
+            reason: other.to_string(),
+        },
+    })?;
+    let shape = values.shape().to_vec();
+    if shape.len() != 3 || shape[0] < 2 || shape[1] != ROWS || shape[2] != COLS {
+        return Err(RecordingsError::Shape {
+            path: path.to_path_buf(),
+            shape,
+        });
+    }
+    let t = shape[0];
+    let flat: Vec<i128> = values.iter().copied().collect();
+    let board = |k: usize| -> Result<Board, RecordingsError> {
+        let mut board = [0u8; CELLS];
+        for (cell, &v) in board.iter_mut().zip(&flat[k * CELLS..(k + 1) * CELLS]) {
+            *cell = match v {
+                0 | 1 => v as u8,
+                value => {
+                    return Err(RecordingsError::Value {
+                        path: path.to_path_buf(),
+                        value,
+                        board: k,
+                    });
+                }
+            };
+        }
+        Ok(board)
+    };
+    Ok((board(t - 2)?, board(t - 1)?))
+}
+
+/// Parses `.npy` bytes of any integer or bool dtype into one wide type.
+fn read_as_i128(bytes: &[u8]) -> Result<ArrayD<i128>, ReadNpyError> {
+    fn widen<T: ReadableElement + Copy>(
+        bytes: &[u8],
+        to_wide: fn(T) -> i128,
+    ) -> Result<ArrayD<i128>, ReadNpyError> {
+        ArrayD::<T>::read_npy(bytes).map(|a| a.mapv(to_wide))
+    }
+    type Reader = fn(&[u8]) -> Result<ArrayD<i128>, ReadNpyError>;
+    let readers: [Reader; 9] = [
+        |b| widen::<i32>(b, i128::from),
+        |b| widen::<i64>(b, i128::from),
+        |b| widen::<u8>(b, i128::from),
+        |b| widen::<bool>(b, i128::from),
+        |b| widen::<i8>(b, i128::from),
+        |b| widen::<i16>(b, i128::from),
+        |b| widen::<u16>(b, i128::from),
+        |b| widen::<u32>(b, i128::from),
+        |b| widen::<u64>(b, i128::from),
+    ];
+    let mut last = None;
+    for read in readers {
+        match read(bytes) {
+            Err(e @ ReadNpyError::WrongDescriptor(_)) => last = Some(e),
+            other => return other,
+        }
+    }
+    Err(last.expect("at least one reader ran"))
+}
