@@ -36,9 +36,18 @@ pub fn save(trainer: &Trainer<'_>) -> Result<Vec<u8>, CheckpointError> {
     tensors.extend(gan.opt_disc.state(OPT_DISC));
     let metadata = HashMap::from([
         ("epoch".to_string(), trainer.epoch.to_string()),
-        ("opt_generator.step".to_string(), gan.opt_gen.steps().to_string()),
-        ("opt_discriminator.step".to_string(), gan.opt_disc.steps().to_string()),
-        ("rng.word_pos".to_string(), trainer.rng.get_word_pos().to_string()),
+        (
+            "opt_generator.step".to_string(),
+            gan.opt_gen.steps().to_string(),
+        ),
+        (
+            "opt_discriminator.step".to_string(),
+            gan.opt_disc.steps().to_string(),
+        ),
+        (
+            "rng.word_pos".to_string(),
+            trainer.rng.get_word_pos().to_string(),
+        ),
         (
             "config".to_string(),
             serde_json::to_string(&trainer.config).expect("config serialises"),
@@ -58,7 +67,9 @@ pub fn load(trainer: &mut Trainer<'_>, bytes: &[u8]) -> Result<(), CheckpointErr
     let meta = header.metadata().clone().unwrap_or_default();
     let field = |key: &'static str| meta.get(key).ok_or(CheckpointError::Metadata(key));
     let number = |key: &'static str| -> Result<u128, CheckpointError> {
-        field(key)?.parse().map_err(|_| CheckpointError::Metadata(key))
+        field(key)?
+            .parse()
+            .map_err(|_| CheckpointError::Metadata(key))
     };
     let config: TrainConfig =
         serde_json::from_str(field("config")?).map_err(|_| CheckpointError::Metadata("config"))?;
@@ -73,8 +84,10 @@ pub fn load(trainer: &mut Trainer<'_>, bytes: &[u8]) -> Result<(), CheckpointErr
     let steps = |key| -> Result<u64, CheckpointError> {
         u64::try_from(number(key)?).map_err(|_| CheckpointError::Metadata(key))
     };
-    gan.opt_gen.load_state(&tensors, OPT_GEN, steps("opt_generator.step")?)?;
-    gan.opt_disc.load_state(&tensors, OPT_DISC, steps("opt_discriminator.step")?)?;
+    gan.opt_gen
+        .load_state(&tensors, OPT_GEN, steps("opt_generator.step")?)?;
+    gan.opt_disc
+        .load_state(&tensors, OPT_DISC, steps("opt_discriminator.step")?)?;
     let epoch = u32::try_from(number("epoch")?).map_err(|_| CheckpointError::Metadata("epoch"))?;
     let mut rng: ChaCha8Rng = rand::SeedableRng::seed_from_u64(config.seed);
     rng.set_word_pos(number("rng.word_pos")?);

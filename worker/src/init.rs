@@ -203,7 +203,13 @@ mod tests {
             let scheme: InitScheme = name.parse().unwrap();
             assert_eq!(scheme.to_string(), name);
         }
-        for bad in ["kaiming", "kaiming_fan_up", "kaiming_fan_in_zero", "xavier", ""] {
+        for bad in [
+            "kaiming",
+            "kaiming_fan_up",
+            "kaiming_fan_in_zero",
+            "xavier",
+            "",
+        ] {
             assert!(bad.parse::<InitScheme>().is_err(), "{bad}");
         }
     }

@@ -6,10 +6,13 @@
 //! each window as PyTorch does (candle's does not); BatchNorm sums its batch
 //! statistics in f64 as PyTorch's CPU kernel does.
 
-use candle_core::{D, DType, Device, Result, Tensor, Var};
+use std::sync::Arc;
+
+use candle_core::{D, Device, Result, Tensor, Var};
 use rand::Rng;
 
 use crate::init::{InitScheme, LayerShape};
+use crate::kernels::{self, BatchNormRelu, BiasAdd, Conv2d, MaxPool2};
 use crate::params::{Kind, Params};
 
 /// An activation with its spatial size.
@@ -76,6 +79,7 @@ pub struct Conv {
     /// For each output position and kernel tap, the input position read
     /// (or `H*W`, a zero row, for padding).
     index: Tensor,
+    index_cpu: Arc<Vec<u32>>,
     k: usize,
     pad: usize,
     in_hw: (usize, usize),
@@ -111,32 +115,13 @@ impl Conv {
         } else {
             None
         };
-        let (h, w) = in_hw;
-        let (ho, wo) = (h + 2 * pad + 1 - k, w + 2 * pad + 1 - k);
-        let mut index = Vec::with_capacity(ho * wo * k * k);
-        for oy in 0..ho {
-            for ox in 0..wo {
-                for ky in 0..k {
-                    for kx in 0..k {
-                        let (iy, ix) = (
-                            (oy + ky) as isize - pad as isize,
-                            (ox + kx) as isize - pad as isize,
-                        );
-                        let inside = (0..h as isize).contains(&iy) && (0..w as isize).contains(&ix);
-                        index.push(if inside {
-                            iy as u32 * w as u32 + ix as u32
-                        } else {
-                            (h * w) as u32
-                        });
-                    }
-                }
-            }
-        }
-        let index = Tensor::from_vec(index, ho * wo * k * k, b.device)?;
+        let index = conv_index(in_hw, k, pad);
+        let index_tensor = Tensor::from_vec(index.clone(), index.len(), b.device)?;
         Ok(Self {
             weight,
             bias,
-            index,
+            index: index_tensor,
+            index_cpu: Arc::new(index),
             k,
             pad,
             in_hw,
@@ -145,28 +130,29 @@ impl Conv {
 
     pub fn forward(&self, x: &Act, pass: Pass) -> Result<Act> {
         assert_eq!((x.h, x.w), self.in_hw, "conv input size");
-        let (b, hw, c) = x.t.dims3()?;
+        let b = x.t.dim(0)?;
         let (ho, wo) = (
             x.h + 2 * self.pad + 1 - self.k,
             x.w + 2 * self.pad + 1 - self.k,
         );
         let weight = pass.param(&self.weight);
         let c_out = weight.dim(0)?;
-        // (O, C, kh, kw) -> (kh*kw*C, O), matching the gathered columns.
-        let wmat = weight
-            .permute((2, 3, 1, 0))?
-            .reshape((self.k * self.k * c, c_out))?;
-        let cols = if self.k == 1 {
-            x.t.reshape((b * hw, c))?
+        let out = if x.t.device().is_cpu() {
+            x.t.contiguous()?
+                .apply_op2(
+                    &weight.contiguous()?,
+                    Conv2d {
+                        index: self.index_cpu.clone(),
+                        taps: self.k * self.k,
+                    },
+                )?
+                .reshape((b * ho * wo, c_out))?
         } else {
-            x.t.pad_with_zeros(1, 0, 1)?
-                .contiguous()?
-                .index_select(&self.index, 1)?
-                .reshape((b * ho * wo, self.k * self.k * c))?
+            generic::conv(&x.t, &weight, &self.index)?
         };
-        let mut out = cols.matmul(&wmat)?;
+        let mut out = out;
         if let Some(bias) = &self.bias {
-            out = out.broadcast_add(&pass.param(bias))?;
+            out = add_bias(&out, &pass.param(bias))?;
         }
         Ok(Act {
             t: out.reshape((b, ho * wo, c_out))?,
@@ -174,6 +160,28 @@ impl Conv {
             w: wo,
         })
     }
+}
+
+/// For each output position of a `k`x`k` convolution with padding `pad`
+/// over an `h`x`w` input, and each kernel tap in row-major order, the input
+/// position read, or `h*w` where the tap falls on padding.
+pub fn conv_index((h, w): (usize, usize), k: usize, pad: usize) -> Vec<u32> {
+    let (ho, wo) = (h + 2 * pad + 1 - k, w + 2 * pad + 1 - k);
+    let mut index = Vec::with_capacity(ho * wo * k * k);
+    for oy in 0..ho {
+        for ox in 0..wo {
+            for ky in 0..k {
+                for kx in 0..k {
+                    let (iy, ix) = ((oy + ky).checked_sub(pad), (ox + kx).checked_sub(pad));
+                    index.push(match (iy, ix) {
+                        (Some(iy), Some(ix)) if iy < h && ix < w => (iy * w + ix) as u32,
+                        _ => (h * w) as u32,
+                    });
+                }
+            }
+        }
+    }
+    index
 }
 
 /// BatchNorm2d (eps 1e-5, momentum 0.1) over channels-last activations.
@@ -198,42 +206,73 @@ impl BatchNorm {
         })
     }
 
-    pub fn forward(&self, x: &Act, pass: Pass) -> Result<Act> {
+    /// BatchNorm followed by ReLU when `relu`.
+    pub fn forward(&self, x: &Act, pass: Pass, relu: bool) -> Result<Act> {
         let (b, hw, c) = x.t.dims3()?;
         let flat = x.t.reshape((b * hw, c))?;
-        let (mean, var) = if pass.train {
-            let n = (b * hw) as f64;
-            let x64 = flat.to_dtype(DType::F64)?;
-            let mean = x64.mean_keepdim(0)?;
-            let var = x64.broadcast_sub(&mean)?.sqr()?.mean_keepdim(0)?;
-            let (mean, var) = (mean.to_dtype(DType::F32)?, var.to_dtype(DType::F32)?);
-            let unbiased = (var.detach() * (n / (n - 1.0)))?.reshape(c)?;
-            self.running_mean.set(
-                &((self.running_mean.as_tensor() * (1.0 - BN_MOMENTUM))?
-                    + (mean.detach().reshape(c)? * BN_MOMENTUM)?)?,
-            )?;
-            self.running_var.set(
-                &((self.running_var.as_tensor() * (1.0 - BN_MOMENTUM))?
-                    + (unbiased * BN_MOMENTUM)?)?,
-            )?;
-            (mean, var)
+        let (gamma, beta) = (pass.param(&self.weight), pass.param(&self.bias));
+        let out = if !flat.device().is_cpu() {
+            let (mean, var) = if pass.train {
+                let (mean, var) = generic::batch_stats(&flat)?;
+                self.update_running(&mean.flatten_all()?, &var.flatten_all()?, b * hw)?;
+                (mean, var)
+            } else {
+                (
+                    self.running_mean.as_detached_tensor().reshape((1, c))?,
+                    self.running_var.as_detached_tensor().reshape((1, c))?,
+                )
+            };
+            generic::normalize(&flat, &mean, &var, &gamma, &beta, relu)?
         } else {
-            (
-                self.running_mean.as_detached_tensor().reshape((1, c))?,
-                self.running_var.as_detached_tensor().reshape((1, c))?,
-            )
+            let (mean, var) = if pass.train {
+                let (mean, var) = kernels::batch_stats(&flat)?;
+                let as_tensor = |v: &[f64]| {
+                    Tensor::from_vec(
+                        v.iter().map(|&m| m as f32).collect::<Vec<_>>(),
+                        c,
+                        flat.device(),
+                    )
+                };
+                self.update_running(&as_tensor(&mean)?, &as_tensor(&var)?, b * hw)?;
+                (mean, var)
+            } else {
+                let host = |v: &Var| -> Result<Vec<f64>> {
+                    Ok(v.to_vec1::<f32>()?.into_iter().map(f64::from).collect())
+                };
+                (host(&self.running_mean)?, host(&self.running_var)?)
+            };
+            flat.contiguous()?.apply_op3(
+                &gamma.contiguous()?,
+                &beta.contiguous()?,
+                BatchNormRelu {
+                    mean: mean.iter().map(|&m| m as f32).collect(),
+                    inv_std: var
+                        .iter()
+                        .map(|&v| (1.0 / (v + BN_EPS).sqrt()) as f32)
+                        .collect(),
+                    relu,
+                    batch_stats: pass.train,
+                },
+            )?
         };
-        let inv_std = (var + BN_EPS)?.sqrt()?.recip()?;
-        let scale = inv_std.broadcast_mul(&pass.param(&self.weight).reshape((1, c))?)?;
-        let out = flat
-            .broadcast_sub(&mean)?
-            .broadcast_mul(&scale)?
-            .broadcast_add(&pass.param(&self.bias).reshape((1, c))?)?;
         Ok(Act {
             t: out.reshape((b, hw, c))?,
             h: x.h,
             w: x.w,
         })
+    }
+
+    /// `running = 0.9 * running + 0.1 * batch`, with the unbiased variance.
+    fn update_running(&self, mean: &Tensor, var: &Tensor, n: usize) -> Result<()> {
+        let n = n as f64;
+        let unbiased = (var.detach() * (n / (n - 1.0)))?;
+        self.running_mean.set(
+            &((self.running_mean.as_tensor() * (1.0 - BN_MOMENTUM))?
+                + (mean.detach() * BN_MOMENTUM)?)?,
+        )?;
+        self.running_var.set(
+            &((self.running_var.as_tensor() * (1.0 - BN_MOMENTUM))? + (unbiased * BN_MOMENTUM)?)?,
+        )
     }
 }
 
@@ -268,8 +307,10 @@ impl Linear {
     }
 
     pub fn forward(&self, x: &Tensor, pass: Pass) -> Result<Tensor> {
-        x.matmul(&pass.param(&self.weight).t()?)?
-            .broadcast_add(&pass.param(&self.bias))
+        add_bias(
+            &x.matmul(&pass.param(&self.weight).t()?)?,
+            &pass.param(&self.bias),
+        )
     }
 }
 
@@ -283,25 +324,97 @@ pub fn relu(x: &Act) -> Result<Act> {
 }
 
 /// MaxPool2d(2): floor on odd sizes; the gradient goes to the first maximum
-/// of each window in row-major order, as in PyTorch.
+/// of each window in row-major order, as in PyTorch (candle's own pool
+/// scales it by the number of ties instead).
 pub fn max_pool2(x: &Act) -> Result<Act> {
-    let (b, _, c) = x.t.dims3()?;
-    let (h2, w2) = (x.h / 2, x.w / 2);
-    let grid =
-        x.t.reshape((b, x.h, x.w, c))?
-            .narrow(1, 0, 2 * h2)?
-            .narrow(2, 0, 2 * w2)?
-            .reshape((b, h2, 2, w2, 2, c))?
-            .permute((0, 1, 3, 2, 4, 5))?
-            .reshape((b, h2 * w2, 4, c))?;
-    let first_max = grid.detach().argmax_keepdim(2)?;
-    let taps = Tensor::arange(0u32, 4, x.t.device())?.reshape((1, 1, 4, 1))?;
-    let mask = first_max.broadcast_eq(&taps)?.to_dtype(grid.dtype())?;
+    let t = if x.t.device().is_cpu() {
+        x.t.contiguous()?.apply_op1(MaxPool2 { h: x.h, w: x.w })?
+    } else {
+        generic::max_pool2(x)?
+    };
     Ok(Act {
-        t: (grid * mask)?.sum(2)?,
-        h: h2,
-        w: w2,
+        t,
+        h: x.h / 2,
+        w: x.w / 2,
     })
+}
+
+/// `x + bias` for `(N, C)` and `(C)`.
+fn add_bias(x: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    if x.device().is_cpu() {
+        x.contiguous()?.apply_op2(&bias.contiguous()?, BiasAdd)
+    } else {
+        x.broadcast_add(bias)
+    }
+}
+
+/// The layers as plain candle tensor ops: what runs on GPUs, and the
+/// reference the fused CPU kernels are tested against.
+pub(crate) mod generic {
+    use candle_core::{DType, Result, Tensor};
+
+    use super::{Act, BN_EPS};
+
+    /// Convolution of `(B, HW, C)` by `(O, C, k, k)` weights to
+    /// `(B*P, O)`: windows gathered with one `index_select` over a
+    /// zero-padded input, then one matrix product.
+    pub fn conv(x: &Tensor, weight: &Tensor, index: &Tensor) -> Result<Tensor> {
+        let (b, _, c) = x.dims3()?;
+        let (o, _, k, _) = weight.dims4()?;
+        // (O, C, kh, kw) -> (kh*kw*C, O), matching the gathered columns.
+        let wmat = weight.permute((2, 3, 1, 0))?.reshape((k * k * c, o))?;
+        let taps = k * k;
+        let cols = x
+            .pad_with_zeros(1, 0, 1)?
+            .contiguous()?
+            .index_select(index, 1)?
+            .reshape((b * index.dim(0)? / taps, taps * c))?;
+        cols.matmul(&wmat)
+    }
+
+    /// Batch mean and biased variance `(1, C)` of `(N, C)`, summed in f64.
+    pub fn batch_stats(flat: &Tensor) -> Result<(Tensor, Tensor)> {
+        let x64 = flat.to_dtype(DType::F64)?;
+        let mean = x64.mean_keepdim(0)?;
+        let var = x64.broadcast_sub(&mean)?.sqr()?.mean_keepdim(0)?;
+        Ok((mean.to_dtype(DType::F32)?, var.to_dtype(DType::F32)?))
+    }
+
+    /// `relu?((x - mean) / sqrt(var + eps) * gamma + beta)`.
+    pub fn normalize(
+        flat: &Tensor,
+        mean: &Tensor,
+        var: &Tensor,
+        gamma: &Tensor,
+        beta: &Tensor,
+        relu: bool,
+    ) -> Result<Tensor> {
+        let c = gamma.elem_count();
+        let inv_std = (var + BN_EPS)?.sqrt()?.recip()?;
+        let scale = inv_std.broadcast_mul(&gamma.reshape((1, c))?)?;
+        let out = flat
+            .broadcast_sub(mean)?
+            .broadcast_mul(&scale)?
+            .broadcast_add(&beta.reshape((1, c))?)?;
+        if relu { out.relu() } else { Ok(out) }
+    }
+
+    /// 2x2 max-pool as a masked sum with a detached first-maximum mask.
+    pub fn max_pool2(x: &Act) -> Result<Tensor> {
+        let (b, _, c) = x.t.dims3()?;
+        let (h2, w2) = (x.h / 2, x.w / 2);
+        let grid =
+            x.t.reshape((b, x.h, x.w, c))?
+                .narrow(1, 0, 2 * h2)?
+                .narrow(2, 0, 2 * w2)?
+                .reshape((b, h2, 2, w2, 2, c))?
+                .permute((0, 1, 3, 2, 4, 5))?
+                .reshape((b, h2 * w2, 4, c))?;
+        let first_max = grid.detach().argmax_keepdim(2)?;
+        let taps = Tensor::arange(0u32, 4, x.t.device())?.reshape((1, 1, 4, 1))?;
+        let mask = first_max.broadcast_eq(&taps)?.to_dtype(grid.dtype())?;
+        (grid * mask)?.sum(2)
+    }
 }
 
 /// Flattens `(B, H*W, C)` in PyTorch's C, H, W order to `(B, C*H*W)`.

@@ -6,6 +6,7 @@ pub mod datagen;
 pub mod dataset;
 pub mod gan;
 pub mod init;
+pub mod kernels;
 pub mod layers;
 pub mod local;
 pub mod metrics;

@@ -31,8 +31,8 @@ pub struct TrialFile {
 impl TrialFile {
     /// Reads a YAML trial file; errors name the line and column.
     pub fn read(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         serde_yaml_ng::from_str(&text).with_context(|| format!("{}", path.display()))
     }
 
@@ -57,9 +57,9 @@ impl TrialFile {
             seed: self.seed.unwrap_or(defaults.seed),
         };
         validate(&config)?;
-        let dataset = self
-            .dataset
-            .context("no dataset: give --data DIR, --generate SEED:TRAIN:TEST or `dataset:` in the file")?;
+        let dataset = self.dataset.context(
+            "no dataset: give --data DIR, --generate SEED:TRAIN:TEST or `dataset:` in the file",
+        )?;
         Ok((dataset, config))
     }
 }
@@ -82,7 +82,9 @@ pub fn validate(c: &TrainConfig) -> Result<()> {
         }
     }
     if c.gen_init == InitScheme::Smart && !c.glob_relu {
-        bail!("smart init of the generator needs glob_relu: true (the notebook's GenWithSmartInit)");
+        bail!(
+            "smart init of the generator needs glob_relu: true (the notebook's GenWithSmartInit)"
+        );
     }
     Ok(())
 }
@@ -122,15 +124,20 @@ pub fn run(dataset: &DatasetSpec, config: TrainConfig, opts: &RunOptions) -> Res
     let mut trainer = Trainer::new(config, &data.train, &data.test, &device)?;
     if let Some(path) = &opts.resume {
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        checkpoint::load(&mut trainer, &bytes).with_context(|| format!("resuming from {}", path.display()))?;
+        checkpoint::load(&mut trainer, &bytes)
+            .with_context(|| format!("resuming from {}", path.display()))?;
     }
     let mut out: Box<dyn Write> = match &opts.out {
-        Some(path) => Box::new(std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?),
+        Some(path) => Box::new(
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+        ),
         None => Box::new(std::io::stdout().lock()),
     };
     let bar = indicatif::ProgressBar::new(u64::from(config.epochs)).with_style(
-        indicatif::ProgressStyle::with_template("{bar:30} epoch {pos}/{len} {msg} [{elapsed} < {eta}]")
-            .expect("a valid template"),
+        indicatif::ProgressStyle::with_template(
+            "{bar:30} epoch {pos}/{len} {msg} [{elapsed} < {eta}]",
+        )
+        .expect("a valid template"),
     );
     bar.set_position(u64::from(trainer.epoch()));
     while trainer.epoch() < config.epochs {
@@ -146,7 +153,8 @@ pub fn run(dataset: &DatasetSpec, config: TrainConfig, opts: &RunOptions) -> Res
     }
     bar.finish();
     if let Some(path) = &opts.save {
-        std::fs::write(path, checkpoint::save(&trainer)?).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(path, checkpoint::save(&trainer)?)
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
 }

@@ -38,7 +38,7 @@ enum Command {
         pairs: Pairing,
     },
     /// Train one trial locally and print one JSON line of metrics per epoch.
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
 }
 
 #[derive(Debug, clap::Args)]
@@ -160,7 +160,7 @@ fn main() -> Result<()> {
             println!("{}", datagen::summary("train", &data.train));
             println!("{}", datagen::summary("test", &data.test));
         }
-        Command::Train(args) => train(args)?,
+        Command::Train(args) => train(*args)?,
     }
     Ok(())
 }

@@ -39,7 +39,7 @@ impl ConvBnRelu {
     }
 
     fn forward(&self, x: &Act, pass: Pass) -> Result<Act> {
-        relu(&self.bn.forward(&self.conv.forward(x, pass)?, pass)?)
+        self.bn.forward(&self.conv.forward(x, pass)?, pass, true)
     }
 }
 

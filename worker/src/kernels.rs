@@ -1,0 +1,549 @@
+//! Fused CPU kernels for the layers whose candle composition is slow on CPU
+//! (reductions over non-last dimensions go through a per-element divmod
+//! path, and every small op allocates): convolution, BatchNorm with
+//! ReLU, bias addition and 2x2 max-pooling. Each has a forward and a
+//! backward pass as candle custom ops. `layers` uses them on CPU and the
+//! plain tensor-op composition on other devices; the tests below hold the
+//! two to the same numbers.
+
+use std::sync::Arc;
+
+use ndarray::ArrayView2;
+
+use candle_core::{
+    CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Storage, Tensor,
+};
+
+/// The f32 values of a CPU storage in a contiguous layout.
+fn values<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
+    let (start, end) = l
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg("fused kernels need contiguous input".into()))?;
+    Ok(&s.as_slice::<f32>()?[start..end])
+}
+
+/// Runs `f` on the f32 values of a CPU tensor.
+fn with_values<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
+    let t = t.contiguous()?;
+    let (storage, layout) = t.storage_and_layout();
+    let Storage::Cpu(cpu) = &*storage else {
+        candle_core::bail!("fused kernels run on CPU tensors only");
+    };
+    Ok(f(values(cpu, layout)?))
+}
+
+fn tensor(values: Vec<f32>, shape: impl Into<Shape>, like: &Tensor) -> Result<Tensor> {
+    Tensor::from_vec(values, shape, like.device())
+}
+
+/// A 2D convolution (stride 1, zero padding, no bias) of channels-last
+/// `(B, HW, C)` by PyTorch-layout weights `(O, C, k, k)`, giving
+/// `(B, P, O)`: windows gathered by `index` (`index[p*K + t]` is the input
+/// position of tap `t` of output `p`, or `HW` for padding), then one matrix
+/// product. The backward pass computes the input gradient only when the
+/// input needs one.
+#[derive(Debug, Clone)]
+pub struct Conv2d {
+    pub index: Arc<Vec<u32>>,
+    pub taps: usize,
+}
+
+impl Conv2d {
+    /// `(B*P, K*C)` windows of `x`.
+    fn columns(&self, x: &[f32], b: usize, c: usize) -> Vec<f32> {
+        let hw = x.len() / (b * c);
+        let mut cols = Vec::with_capacity(b * self.index.len() * c);
+        for item in x.chunks_exact(hw * c) {
+            for &i in self.index.iter() {
+                let i = i as usize;
+                if i < hw {
+                    cols.extend_from_slice(&item[i * c..(i + 1) * c]);
+                } else {
+                    cols.resize(cols.len() + c, 0.0);
+                }
+            }
+        }
+        cols
+    }
+
+    /// `(K*C, O)` weights from `(O, C, K)`.
+    fn weight_matrix(&self, w: &[f32], c: usize, o: usize) -> Vec<f32> {
+        let mut wmat = vec![0f32; self.taps * c * o];
+        for oi in 0..o {
+            for ci in 0..c {
+                for t in 0..self.taps {
+                    wmat[(t * c + ci) * o + oi] = w[(oi * c + ci) * self.taps + t];
+                }
+            }
+        }
+        wmat
+    }
+}
+
+fn view(values: &[f32], rows: usize, cols: usize) -> ArrayView2<'_, f32> {
+    ArrayView2::from_shape((rows, cols), values).expect("matching sizes")
+}
+
+impl CustomOp2 for Conv2d {
+    fn name(&self) -> &'static str {
+        "conv2d-channels-last"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (b, _, c) = l1.shape().dims3()?;
+        let o = l2.shape().dims()[0];
+        let positions = self.index.len() / self.taps;
+        let cols = self.columns(values(s1, l1)?, b, c);
+        let wmat = self.weight_matrix(values(s2, l2)?, c, o);
+        let out = view(&cols, b * positions, self.taps * c).dot(&view(&wmat, self.taps * c, o));
+        Ok((
+            CpuStorage::F32(out.into_raw_vec_and_offset().0),
+            Shape::from((b, positions, o)),
+        ))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let (b, hw, c) = x.dims3()?;
+        let o = w.dim(0)?;
+        let (rows, k) = (b * self.index.len() / self.taps, self.taps * c);
+        let g = grad.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+        let g = view(&g, rows, o);
+        let cols = with_values(x, |x| self.columns(x, b, c))?;
+        let dwmat = view(&cols, rows, k).t().dot(&g);
+        let mut dw = vec![0f32; o * k];
+        for ((t, ci), oi) in (0..self.taps)
+            .flat_map(|t| (0..c).map(move |ci| (t, ci)))
+            .flat_map(|tc| (0..o).map(move |oi| (tc, oi)))
+        {
+            dw[(oi * c + ci) * self.taps + t] = dwmat[[t * c + ci, oi]];
+        }
+        let dw = tensor(dw, w.shape(), w)?;
+        if !x.track_op() {
+            return Ok((None, Some(dw)));
+        }
+        let wmat = with_values(w, |w| self.weight_matrix(w, c, o))?;
+        let dcols = g.dot(&view(&wmat, k, o).t());
+        let dcols = dcols.as_slice().expect("a fresh standard-layout array");
+        let mut dx = vec![0f32; b * hw * c];
+        let per_item = self.index.len() * c;
+        for (n, item) in dcols.chunks_exact(per_item).enumerate() {
+            let dst = &mut dx[n * hw * c..(n + 1) * hw * c];
+            for (row, &i) in item.chunks_exact(c).zip(self.index.iter()) {
+                let i = i as usize;
+                if i < hw {
+                    for (d, v) in dst[i * c..(i + 1) * c].iter_mut().zip(row) {
+                        *d += v;
+                    }
+                }
+            }
+        }
+        Ok((Some(tensor(dx, (b, hw, c), x)?), Some(dw)))
+    }
+}
+
+/// Per-channel batch mean and biased variance of `(N, C)` values, summed in
+/// f64 as PyTorch's CPU BatchNorm does.
+pub fn batch_stats(x: &Tensor) -> Result<(Vec<f64>, Vec<f64>)> {
+    let (n, c) = x.dims2()?;
+    with_values(x, |x| {
+        let mut mean = vec![0f64; c];
+        for row in x.chunks_exact(c) {
+            for (m, &v) in mean.iter_mut().zip(row) {
+                *m += f64::from(v);
+            }
+        }
+        mean.iter_mut().for_each(|m| *m /= n as f64);
+        let mut var = vec![0f64; c];
+        for row in x.chunks_exact(c) {
+            for ((s, &v), m) in var.iter_mut().zip(row).zip(&mean) {
+                *s += (f64::from(v) - m).powi(2);
+            }
+        }
+        var.iter_mut().for_each(|s| *s /= n as f64);
+        (mean, var)
+    })
+}
+
+/// `relu?((x - mean) * inv_std * gamma + beta)` on `(N, C)`, with `gamma`
+/// and `beta` of shape `(C)`. With `batch_stats`, the backward pass also
+/// differentiates through the batch mean and variance (training mode).
+#[derive(Debug, Clone)]
+pub struct BatchNormRelu {
+    pub mean: Vec<f32>,
+    pub inv_std: Vec<f32>,
+    pub relu: bool,
+    pub batch_stats: bool,
+}
+
+impl CustomOp3 for BatchNormRelu {
+    fn name(&self) -> &'static str {
+        "batch-norm-relu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (x, gamma, beta) = (values(s1, l1)?, values(s2, l2)?, values(s3, l3)?);
+        let c = gamma.len();
+        let mut out = Vec::with_capacity(x.len());
+        for row in x.chunks_exact(c) {
+            for j in 0..c {
+                let y = (row[j] - self.mean[j]) * self.inv_std[j] * gamma[j] + beta[j];
+                out.push(if self.relu { y.max(0.0) } else { y });
+            }
+        }
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        _beta: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (n, c) = x.dims2()?;
+        let gamma_v: Vec<f32> = gamma.to_vec1()?;
+        // Upstream gradient through the ReLU (zero where the output is 0,
+        // as in PyTorch) and the normalised input.
+        let g: Vec<f32> = with_values(grad, |g| {
+            with_values(res, |r| {
+                g.iter()
+                    .zip(r)
+                    .map(|(&g, &r)| if self.relu && r <= 0.0 { 0.0 } else { g })
+                    .collect()
+            })
+        })??;
+        let xhat: Vec<f32> = with_values(x, |x| {
+            x.chunks_exact(c)
+                .flat_map(|row| (0..c).map(move |j| (row[j] - self.mean[j]) * self.inv_std[j]))
+                .collect()
+        })?;
+        let (mut sum_g, mut sum_gx) = (vec![0f64; c], vec![0f64; c]);
+        for (gr, xr) in g.chunks_exact(c).zip(xhat.chunks_exact(c)) {
+            for j in 0..c {
+                sum_g[j] += f64::from(gr[j]);
+                sum_gx[j] += f64::from(gr[j]) * f64::from(xr[j]);
+            }
+        }
+        let mut dx = Vec::with_capacity(n * c);
+        for (gr, xr) in g.chunks_exact(c).zip(xhat.chunks_exact(c)) {
+            for j in 0..c {
+                let scale = gamma_v[j] * self.inv_std[j];
+                dx.push(if self.batch_stats {
+                    let mean_g = sum_g[j] / n as f64;
+                    let mean_gx = sum_gx[j] / n as f64;
+                    scale * (gr[j] - mean_g as f32 - xr[j] * mean_gx as f32)
+                } else {
+                    scale * gr[j]
+                });
+            }
+        }
+        let to_f32 = |v: Vec<f64>| v.into_iter().map(|s| s as f32).collect::<Vec<_>>();
+        Ok((
+            Some(tensor(dx, (n, c), x)?),
+            Some(tensor(to_f32(sum_gx), c, x)?),
+            Some(tensor(to_f32(sum_g), c, x)?),
+        ))
+    }
+}
+
+/// `x + bias` for `(N, C)` and `(C)`.
+#[derive(Debug, Clone, Copy)]
+pub struct BiasAdd;
+
+impl CustomOp2 for BiasAdd {
+    fn name(&self) -> &'static str {
+        "bias-add"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (x, b) = (values(s1, l1)?, values(s2, l2)?);
+        let out = x
+            .chunks_exact(b.len())
+            .flat_map(|row| row.iter().zip(b).map(|(v, b)| v + b))
+            .collect();
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        _x: &Tensor,
+        bias: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let c = bias.elem_count();
+        let sums = with_values(grad, |g| {
+            let mut sums = vec![0f32; c];
+            for row in g.chunks_exact(c) {
+                for (s, v) in sums.iter_mut().zip(row) {
+                    *s += v;
+                }
+            }
+            sums
+        })?;
+        Ok((Some(grad.clone()), Some(tensor(sums, c, bias)?)))
+    }
+}
+
+/// 2x2 max-pooling of `(B, H*W, C)` to `(B, (H/2)*(W/2), C)`, flooring odd
+/// sizes; the gradient goes to the first maximum of each window in
+/// row-major order, as in PyTorch.
+#[derive(Debug, Clone, Copy)]
+pub struct MaxPool2 {
+    pub h: usize,
+    pub w: usize,
+}
+
+impl MaxPool2 {
+    /// For each output value, the input offset (within its item) of the
+    /// window's first maximum.
+    fn argmax(&self, x: &[f32], c: usize) -> Vec<usize> {
+        let (h2, w2) = (self.h / 2, self.w / 2);
+        let mut out = Vec::with_capacity(h2 * w2 * c);
+        for oy in 0..h2 {
+            for ox in 0..w2 {
+                for j in 0..c {
+                    let taps = [(0, 0), (0, 1), (1, 0), (1, 1)]
+                        .map(|(dy, dx)| ((2 * oy + dy) * self.w + 2 * ox + dx) * c + j);
+                    let mut best = taps[0];
+                    for &t in &taps[1..] {
+                        if x[t] > x[best] {
+                            best = t;
+                        }
+                    }
+                    out.push(best);
+                }
+            }
+        }
+        out
+    }
+}
+
+impl CustomOp1 for MaxPool2 {
+    fn name(&self) -> &'static str {
+        "max-pool-2"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (b, hw, c) = l.shape().dims3()?;
+        let x = values(s, l)?;
+        let out = x
+            .chunks_exact(hw * c)
+            .flat_map(|item| {
+                self.argmax(item, c)
+                    .into_iter()
+                    .map(|i| item[i])
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        Ok((
+            CpuStorage::F32(out),
+            Shape::from((b, (self.h / 2) * (self.w / 2), c)),
+        ))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let (b, hw, c) = arg.dims3()?;
+        let mut dx = vec![0f32; b * hw * c];
+        with_values(arg, |x| {
+            with_values(grad, |g| {
+                let per_item = g.len() / b;
+                for n in 0..b {
+                    let item = &x[n * hw * c..(n + 1) * hw * c];
+                    let dst = &mut dx[n * hw * c..(n + 1) * hw * c];
+                    for (&i, &gv) in self.argmax(item, c).iter().zip(&g[n * per_item..]) {
+                        dst[i] += gv;
+                    }
+                }
+            })
+        })??;
+        Ok(Some(tensor(dx, (b, hw, c), arg)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Each fused kernel against the tensor-op composition that runs on
+    //! other devices: the same outputs and the same gradients.
+
+    use candle_core::{Device, Tensor, Var};
+    use rand::{RngExt, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    use crate::layers::{Act, conv_index, generic};
+
+    /// Values on a coarse grid, so that max-pool windows hold ties.
+    fn coarse(dims: &[usize], rng: &mut ChaCha8Rng) -> Var {
+        let n = dims.iter().product();
+        let v: Vec<f32> = (0..n)
+            .map(|_| f32::from(rng.random_range(-3i8..4)) * 0.5)
+            .collect();
+        Var::from_tensor(&Tensor::from_vec(v, dims, &Device::Cpu).unwrap()).unwrap()
+    }
+
+    fn fine(dims: &[usize], rng: &mut ChaCha8Rng) -> Var {
+        let n = dims.iter().product();
+        let v: Vec<f32> = (0..n).map(|_| rng.random::<f32>() - 0.5).collect();
+        Var::from_tensor(&Tensor::from_vec(v, dims, &Device::Cpu).unwrap()).unwrap()
+    }
+
+    fn assert_close(what: &str, a: &Tensor, b: &Tensor) {
+        assert_eq!(a.dims(), b.dims(), "{what}");
+        let a: Vec<f32> = a.flatten_all().unwrap().to_vec1().unwrap();
+        let b: Vec<f32> = b.flatten_all().unwrap().to_vec1().unwrap();
+        for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+            assert!(
+                (x - y).abs() <= 1e-5 + 1e-5 * y.abs(),
+                "{what}[{i}]: {x} vs {y}"
+            );
+        }
+    }
+
+    /// Compares two outputs and the gradients they send to `inputs` under
+    /// the same random upstream gradient.
+    fn assert_same(what: &str, fused: &Tensor, plain: &Tensor, inputs: &[&Var]) {
+        assert_close(&format!("{what} forward"), fused, plain);
+        let r = Tensor::rand(0f32, 1f32, fused.shape(), &Device::Cpu).unwrap();
+        let gf = (fused * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        let gp = (plain * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        for (k, v) in inputs.iter().enumerate() {
+            let (a, b) = (
+                gf.get(v.as_tensor()).unwrap(),
+                gp.get(v.as_tensor()).unwrap(),
+            );
+            assert_close(&format!("{what} gradient {k}"), a, b);
+        }
+    }
+
+    #[test]
+    fn conv_matches_index_select_and_matmul() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        for (k, pad, (h, w)) in [(3, 1, (22, 10)), (3, 0, (11, 5)), (1, 0, (22, 10))] {
+            let x = fine(&[2, h * w, 3], &mut rng);
+            let weight = fine(&[4, 3, k, k], &mut rng);
+            let (ho, wo) = (h + 2 * pad + 1 - k, w + 2 * pad + 1 - k);
+            let index = conv_index((h, w), k, pad);
+            let fused = x
+                .apply_op2(
+                    &weight,
+                    super::Conv2d {
+                        index: std::sync::Arc::new(index.clone()),
+                        taps: k * k,
+                    },
+                )
+                .unwrap()
+                .reshape((2 * ho * wo, 4))
+                .unwrap();
+            let index = Tensor::from_vec(index, ho * wo * k * k, &Device::Cpu).unwrap();
+            let plain = generic::conv(&x, &weight, &index).unwrap();
+            assert_same(
+                &format!("conv k{k} pad{pad}"),
+                &fused,
+                &plain,
+                &[&x, &weight],
+            );
+        }
+    }
+
+    #[test]
+    fn batch_norm_relu_matches_tensor_ops_in_both_modes() {
+        let mut rng = ChaCha8Rng::seed_from_u64(2);
+        let x = fine(&[880, 5], &mut rng);
+        let gamma = fine(&[5], &mut rng);
+        let beta = fine(&[5], &mut rng);
+        for (train, relu) in [(true, true), (true, false), (false, true)] {
+            let (mean, var) = if train {
+                generic::batch_stats(&x).unwrap()
+            } else {
+                (
+                    fine(&[1, 5], &mut rng).as_detached_tensor(),
+                    (fine(&[1, 5], &mut rng).as_detached_tensor() + 1.0).unwrap(),
+                )
+            };
+            let plain = generic::normalize(&x, &mean, &var, &gamma, &beta, relu).unwrap();
+            let host = |t: &Tensor| -> Vec<f64> {
+                t.flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap()
+                    .into_iter()
+                    .map(f64::from)
+                    .collect()
+            };
+            let (mean, var) = if train {
+                super::batch_stats(&x).unwrap()
+            } else {
+                (host(&mean), host(&var))
+            };
+            let op = super::BatchNormRelu {
+                mean: mean.iter().map(|&m| m as f32).collect(),
+                inv_std: var
+                    .iter()
+                    .map(|&v| (1.0 / (v + 1e-5).sqrt()) as f32)
+                    .collect(),
+                relu,
+                batch_stats: train,
+            };
+            let fused = x.apply_op3(&gamma, &beta, op).unwrap();
+            assert_same(
+                &format!("bn train={train} relu={relu}"),
+                &fused,
+                &plain,
+                &[&x, &gamma, &beta],
+            );
+        }
+    }
+
+    #[test]
+    fn bias_add_matches_broadcast_add() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let x = fine(&[30, 7], &mut rng);
+        let b = fine(&[7], &mut rng);
+        let fused = x.apply_op2(&b, super::BiasAdd).unwrap();
+        let plain = x.broadcast_add(&b).unwrap();
+        assert_same("bias add", &fused, &plain, &[&x, &b]);
+    }
+
+    #[test]
+    fn max_pool_matches_the_first_max_mask_on_ties_and_odd_sizes() {
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        for (h, w) in [(22, 10), (11, 5)] {
+            let x = coarse(&[3, h * w, 4], &mut rng);
+            let fused = x.apply_op1(super::MaxPool2 { h, w }).unwrap();
+            let plain = generic::max_pool2(&Act {
+                t: x.as_tensor().clone(),
+                h,
+                w,
+            })
+            .unwrap();
+            assert_same(&format!("max pool {h}x{w}"), &fused, &plain, &[&x]);
+        }
+    }
+}
