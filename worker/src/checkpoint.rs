@@ -73,7 +73,12 @@ pub fn load(trainer: &mut Trainer<'_>, bytes: &[u8]) -> Result<(), CheckpointErr
     };
     let config: TrainConfig =
         serde_json::from_str(field("config")?).map_err(|_| CheckpointError::Metadata("config"))?;
-    if config != trainer.config {
+    // The epoch budget may grow between runs; everything else must match.
+    let same = TrainConfig {
+        epochs: trainer.config.epochs,
+        ..config
+    } == trainer.config;
+    if !same {
         return Err(CheckpointError::ConfigMismatch);
     }
     let device = trainer.device.clone();

@@ -203,11 +203,14 @@ impl CustomOp3 for BatchNormRelu {
     ) -> Result<(CpuStorage, Shape)> {
         let (x, gamma, beta) = (values(s1, l1)?, values(s2, l2)?, values(s3, l3)?);
         let c = gamma.len();
-        let mut out = Vec::with_capacity(x.len());
-        for row in x.chunks_exact(c) {
+        // y = x * scale + shift, PyTorch's CPU form of the transform.
+        let scale: Vec<f32> = (0..c).map(|j| self.inv_std[j] * gamma[j]).collect();
+        let shift: Vec<f32> = (0..c).map(|j| beta[j] - self.mean[j] * scale[j]).collect();
+        let mut out = vec![0f32; x.len()];
+        for (o, row) in out.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
             for j in 0..c {
-                let y = (row[j] - self.mean[j]) * self.inv_std[j] * gamma[j] + beta[j];
-                out.push(if self.relu { y.max(0.0) } else { y });
+                let y = row[j] * scale[j] + shift[j];
+                o[j] = if self.relu { y.max(0.0) } else { y };
             }
         }
         Ok((CpuStorage::F32(out), l1.shape().clone()))
@@ -329,17 +332,17 @@ impl MaxPool2 {
         let mut out = Vec::with_capacity(h2 * w2 * c);
         for oy in 0..h2 {
             for ox in 0..w2 {
-                for j in 0..c {
-                    let taps = [(0, 0), (0, 1), (1, 0), (1, 1)]
-                        .map(|(dy, dx)| ((2 * oy + dy) * self.w + 2 * ox + dx) * c + j);
-                    let mut best = taps[0];
+                let top = (2 * oy * self.w + 2 * ox) * c;
+                let taps = [top, top + c, top + self.w * c, top + self.w * c + c];
+                out.extend((0..c).map(|j| {
+                    let mut best = taps[0] + j;
                     for &t in &taps[1..] {
-                        if x[t] > x[best] {
-                            best = t;
+                        if x[t + j] > x[best] {
+                            best = t + j;
                         }
                     }
-                    out.push(best);
-                }
+                    best
+                }));
             }
         }
         out

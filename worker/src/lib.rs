@@ -1,6 +1,7 @@
 //! The worker: the Experiment 025 GAN trainer (Tetris engine, recordings,
 //! models, training, metrics) and the loop that serves the coordinator.
 
+pub mod bench;
 pub mod checkpoint;
 pub mod datagen;
 pub mod dataset;

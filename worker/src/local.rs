@@ -16,6 +16,7 @@ use crate::train::{TrainConfig, Trainer};
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrialFile {
+    #[serde(default, with = "serde_yaml_ng::with::singleton_map")]
     pub dataset: Option<DatasetSpec>,
     pub gen_init: Option<String>,
     pub disc_init: Option<String>,

@@ -2,8 +2,10 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use worker::bench::{self, BenchOptions};
 use worker::datagen::{self, GeneratedSpec, Pairing};
 use worker::dataset::DatasetSpec;
+use worker::init::InitScheme;
 use worker::local::{self, RunOptions, TrialFile};
 
 #[global_allocator]
@@ -39,6 +41,24 @@ enum Command {
     },
     /// Train one trial locally and print one JSON line of metrics per epoch.
     Train(Box<TrainArgs>),
+    /// Time whole epochs (batch 4) on recordings, optionally beside the
+    /// PyTorch reference, and print the figures and their ratio as JSON.
+    Bench {
+        /// Recordings directory with train/ and test/.
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long, default_value_t = 3)]
+        epochs: u32,
+        /// Init scheme of both networks.
+        #[arg(long, default_value = "smart")]
+        init: InitScheme,
+        /// The reference's bench_torch.py, run with one thread on the same data.
+        #[arg(long)]
+        torch: Option<PathBuf>,
+        /// The Python interpreter for --torch.
+        #[arg(long, default_value = "python3")]
+        python: String,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -161,6 +181,19 @@ fn main() -> Result<()> {
             println!("{}", datagen::summary("test", &data.test));
         }
         Command::Train(args) => train(*args)?,
+        Command::Bench {
+            data,
+            epochs,
+            init,
+            torch,
+            python,
+        } => bench::run(&BenchOptions {
+            data,
+            epochs,
+            init,
+            torch_script: torch,
+            python,
+        })?,
     }
     Ok(())
 }
