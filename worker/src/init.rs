@@ -2,6 +2,8 @@
 //! (`get_init_fn`) and its "smart" init (`GenWithSmartInit`,
 //! `DiscWithSmartInit`).
 
+use proto::names::{init_scheme_name, parse_init_scheme};
+use proto::v1::{self as pb, init_scheme::Scheme};
 use rand::{Rng, RngExt};
 use rand_distr::{Distribution as _, Normal};
 use serde::{Deserialize, Serialize};
@@ -117,32 +119,66 @@ impl InitScheme {
     }
 }
 
-/// Names as in the fixtures' `init_stats.json`: `default`, `smart`, and
-/// `kaiming_{fan_in|fan_out}[_normal][_zero_bias]` (uniform unless
-/// `_normal`; biases keep PyTorch's default unless `_zero_bias`).
-impl std::fmt::Display for InitScheme {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            InitScheme::Default => f.write_str("default"),
-            InitScheme::Smart => f.write_str("smart"),
+impl From<InitScheme> for pb::InitScheme {
+    fn from(s: InitScheme) -> Self {
+        let scheme = match s {
+            InitScheme::Default => Scheme::PytorchDefault(pb::Empty {}),
+            InitScheme::Smart => Scheme::Smart(pb::Empty {}),
             InitScheme::Kaiming {
                 fan,
                 dist,
                 zero_bias,
-            } => {
-                f.write_str(match fan {
-                    FanMode::FanIn => "kaiming_fan_in",
-                    FanMode::FanOut => "kaiming_fan_out",
-                })?;
-                if *dist == Distribution::Normal {
-                    f.write_str("_normal")?;
+            } => Scheme::Kaiming(pb::KaimingInit {
+                fan: match fan {
+                    FanMode::FanIn => pb::FanMode::FanIn,
+                    FanMode::FanOut => pb::FanMode::FanOut,
                 }
-                if *zero_bias {
-                    f.write_str("_zero_bias")?;
+                .into(),
+                distribution: match dist {
+                    Distribution::Uniform => pb::InitDistribution::Uniform,
+                    Distribution::Normal => pb::InitDistribution::Normal,
                 }
-                Ok(())
-            }
+                .into(),
+                zero_bias,
+            }),
+        };
+        pb::InitScheme {
+            scheme: Some(scheme),
         }
+    }
+}
+
+impl TryFrom<&pb::InitScheme> for InitScheme {
+    type Error = String;
+
+    fn try_from(p: &pb::InitScheme) -> Result<Self, String> {
+        let incomplete = || format!("incomplete init scheme {p:?}");
+        Ok(match p.scheme.as_ref().ok_or_else(incomplete)? {
+            Scheme::PytorchDefault(_) => InitScheme::Default,
+            Scheme::Smart(_) => InitScheme::Smart,
+            Scheme::Kaiming(k) => InitScheme::Kaiming {
+                fan: match pb::FanMode::try_from(k.fan) {
+                    Ok(pb::FanMode::FanIn) => FanMode::FanIn,
+                    Ok(pb::FanMode::FanOut) => FanMode::FanOut,
+                    _ => return Err(incomplete()),
+                },
+                dist: match pb::InitDistribution::try_from(k.distribution) {
+                    Ok(pb::InitDistribution::Uniform) => Distribution::Uniform,
+                    Ok(pb::InitDistribution::Normal) => Distribution::Normal,
+                    _ => return Err(incomplete()),
+                },
+                zero_bias: k.zero_bias,
+            },
+        })
+    }
+}
+
+/// The names of `proto::names`: `default`, `smart`,
+/// `kaiming_{fan_in|fan_out}[_normal][_zero_bias]`.
+impl std::fmt::Display for InitScheme {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = init_scheme_name(&(*self).into()).expect("a complete scheme");
+        f.write_str(&name)
     }
 }
 
@@ -150,39 +186,7 @@ impl std::str::FromStr for InitScheme {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        let unknown = || {
-            format!(
-                "unknown init scheme {s:?}; expected default, smart or \
-                 kaiming_{{fan_in|fan_out}}[_normal][_zero_bias]"
-            )
-        };
-        match s {
-            "default" => return Ok(InitScheme::Default),
-            "smart" => return Ok(InitScheme::Smart),
-            _ => {}
-        }
-        let rest = s.strip_prefix("kaiming_").ok_or_else(unknown)?;
-        let (fan, rest) = if let Some(r) = rest.strip_prefix("fan_in") {
-            (FanMode::FanIn, r)
-        } else if let Some(r) = rest.strip_prefix("fan_out") {
-            (FanMode::FanOut, r)
-        } else {
-            return Err(unknown());
-        };
-        let (dist, rest) = match rest.strip_prefix("_normal") {
-            Some(r) => (Distribution::Normal, r),
-            None => (Distribution::Uniform, rest),
-        };
-        let zero_bias = match rest {
-            "" => false,
-            "_zero_bias" => true,
-            _ => return Err(unknown()),
-        };
-        Ok(InitScheme::Kaiming {
-            fan,
-            dist,
-            zero_bias,
-        })
+        InitScheme::try_from(&parse_init_scheme(s)?)
     }
 }
 

@@ -1,0 +1,66 @@
+//! Stored rows to proto messages.
+
+use proto::v1::{Metric, Sweep, SweepStatus, Trial, TrialStatus};
+
+use crate::store::{MetricRow, SweepRow, TrialRow, status};
+
+pub fn trial_status(s: &str) -> TrialStatus {
+    match s {
+        status::QUEUED => TrialStatus::Queued,
+        status::RUNNING => TrialStatus::Running,
+        status::COMPLETED => TrialStatus::Completed,
+        status::FAILED => TrialStatus::Failed,
+        status::CANCELLED => TrialStatus::Cancelled,
+        _ => TrialStatus::Unspecified,
+    }
+}
+
+pub fn trial(t: &TrialRow) -> Trial {
+    Trial {
+        id: t.id,
+        sweep_id: t.sweep_id,
+        config: Some(t.config.clone()),
+        config_key: t.config_key.clone(),
+        repeat: t.repeat,
+        status: trial_status(&t.status).into(),
+        attempts: t.attempts,
+        epochs_done: t.epochs_done,
+        error: t.error.clone(),
+        worker: t.worker.clone(),
+    }
+}
+
+pub fn sweep(s: &SweepRow) -> Sweep {
+    let c = s.counts;
+    let status = if s.cancelled {
+        SweepStatus::Cancelled
+    } else if c.queued + c.running == 0 {
+        SweepStatus::Done
+    } else {
+        SweepStatus::Active
+    };
+    Sweep {
+        id: s.id,
+        name: s.name.clone(),
+        description: s.description.clone(),
+        status: status.into(),
+        metric: s.metric.clone(),
+        metric_split: s.metric_split.clone(),
+        maximize: s.maximize,
+        trials: c.total(),
+        queued: c.queued,
+        running: c.running,
+        completed: c.completed,
+        failed: c.failed,
+        cancelled: c.cancelled,
+        created_unix_ms: s.created_ms,
+    }
+}
+
+pub fn metric(m: &MetricRow) -> Metric {
+    Metric {
+        split: m.split.clone(),
+        name: m.metric.clone(),
+        value: m.value,
+    }
+}

@@ -1,0 +1,9 @@
+//! The coordinator: sweep files, durable storage on Postgres or SQLite, and
+//! the gRPC services that lease trials to workers and answer users.
+
+pub mod convert;
+pub mod error;
+pub mod server;
+pub mod service;
+pub mod spec;
+pub mod store;

@@ -1,0 +1,301 @@
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use coordinator::server;
+use coordinator::service::Policy;
+use coordinator::store::Store;
+use proto::v1::sweep_service_client::SweepServiceClient;
+use proto::v1::{self as pb, SweepStatus, TrialStatus};
+use tonic::transport::Channel;
+
+/// The Experiment 025 sweep coordinator.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, clap::Args)]
+struct Client {
+    /// The coordinator to talk to.
+    #[arg(
+        long,
+        env = "EXP025_COORDINATOR",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    coordinator: String,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the coordinator service.
+    Serve {
+        /// postgres://USER@HOST/DB for clusters, or sqlite://FILE on one machine.
+        #[arg(
+            long,
+            env = "EXP025_DATABASE_URL",
+            default_value = "sqlite://exp025.db"
+        )]
+        database_url: String,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:50051")]
+        listen: SocketAddr,
+        /// Seconds a lease lasts without a progress report.
+        #[arg(long, default_value_t = 60)]
+        lease_seconds: u64,
+        /// Leases a trial may use before it is failed.
+        #[arg(long, default_value_t = 3)]
+        max_attempts: u32,
+    },
+    /// Submit a sweep file.
+    Submit {
+        file: PathBuf,
+        #[command(flatten)]
+        client: Client,
+    },
+    /// Show all sweeps, or one sweep's trials.
+    Status {
+        sweep: Option<i64>,
+        #[command(flatten)]
+        client: Client,
+    },
+    /// Cancel a sweep's queued and running trials.
+    Cancel {
+        sweep: i64,
+        #[command(flatten)]
+        client: Client,
+    },
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Serve {
+            database_url,
+            listen,
+            lease_seconds,
+            max_attempts,
+        } => {
+            let store = Store::connect(&database_url)
+                .await
+                .with_context(|| format!("opening {database_url}"))?;
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("listening on {listen}"))?;
+            tracing::info!(addr = %listener.local_addr()?, backend = ?store.backend(), "coordinator serving");
+            let policy = Policy {
+                lease: Duration::from_secs(lease_seconds),
+                max_attempts,
+            };
+            let shutdown = async {
+                let _ = tokio::signal::ctrl_c().await;
+                tracing::info!("shutting down");
+            };
+            server::serve(store, policy, listener, shutdown).await
+        }
+        Command::Submit { file, client } => {
+            let yaml = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let mut api = connect(&client.coordinator).await?;
+            let request = pb::SubmitRequest {
+                yaml,
+                file_name: file.display().to_string(),
+            };
+            let sweep = api
+                .submit(request)
+                .await
+                .map_err(status_error)?
+                .into_inner()
+                .sweep
+                .context("no sweep")?;
+            if client.json {
+                println!("{}", sweep_json(&sweep));
+            } else {
+                println!(
+                    "submitted sweep {} ({}): {} trials queued",
+                    sweep.id, sweep.name, sweep.trials
+                );
+            }
+            Ok(())
+        }
+        Command::Status { sweep, client } => {
+            let mut api = connect(&client.coordinator).await?;
+            match sweep {
+                None => {
+                    let sweeps = api
+                        .list_sweeps(pb::ListSweepsRequest {})
+                        .await
+                        .map_err(status_error)?
+                        .into_inner()
+                        .sweeps;
+                    if client.json {
+                        let all: Vec<_> = sweeps.iter().map(sweep_json).collect();
+                        println!("{}", serde_json::Value::Array(all));
+                    } else {
+                        print_sweeps(&sweeps);
+                    }
+                }
+                Some(id) => {
+                    let detail = api
+                        .get_sweep(pb::GetSweepRequest { sweep_id: id })
+                        .await
+                        .map_err(status_error)?
+                        .into_inner();
+                    if client.json {
+                        println!("{}", detail_json(&detail));
+                    } else {
+                        print_detail(&detail);
+                    }
+                }
+            }
+            Ok(())
+        }
+        Command::Cancel { sweep, client } => {
+            let mut api = connect(&client.coordinator).await?;
+            let response = api
+                .cancel_sweep(pb::CancelSweepRequest { sweep_id: sweep })
+                .await
+                .map_err(status_error)?;
+            let sweep = response.into_inner().sweep.context("no sweep")?;
+            if client.json {
+                println!("{}", sweep_json(&sweep));
+            } else {
+                println!(
+                    "cancelled sweep {} ({}): {} trials cancelled",
+                    sweep.id, sweep.name, sweep.cancelled
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn connect(url: &str) -> Result<SweepServiceClient<Channel>> {
+    SweepServiceClient::connect(url.to_string())
+        .await
+        .with_context(|| format!("connecting to the coordinator at {url}"))
+}
+
+/// A gRPC error as the user should read it: the message, and the field
+/// violations of an invalid sweep.
+fn status_error(status: tonic::Status) -> anyhow::Error {
+    use tonic_types::StatusExt;
+    let mut text = status.message().to_string();
+    if let Some(bad) = status.get_details_bad_request() {
+        for v in &bad.field_violations {
+            if !text.contains(&v.description) {
+                text.push_str(&format!("\n  {}: {}", v.field, v.description));
+            }
+        }
+    }
+    anyhow::anyhow!(text)
+}
+
+fn sweep_status(s: &pb::Sweep) -> &'static str {
+    match SweepStatus::try_from(s.status).unwrap_or_default() {
+        SweepStatus::Active => "active",
+        SweepStatus::Done => "done",
+        SweepStatus::Cancelled => "cancelled",
+        SweepStatus::Unspecified => "?",
+    }
+}
+
+fn trial_status(t: &pb::Trial) -> &'static str {
+    match TrialStatus::try_from(t.status).unwrap_or_default() {
+        TrialStatus::Queued => "queued",
+        TrialStatus::Running => "running",
+        TrialStatus::Completed => "completed",
+        TrialStatus::Failed => "failed",
+        TrialStatus::Cancelled => "cancelled",
+        TrialStatus::Unspecified => "?",
+    }
+}
+
+fn sweep_json(s: &pb::Sweep) -> serde_json::Value {
+    serde_json::json!({
+        "id": s.id, "name": s.name, "description": s.description, "status": sweep_status(s),
+        "metric": s.metric, "metric_split": s.metric_split, "maximize": s.maximize,
+        "trials": s.trials, "queued": s.queued, "running": s.running, "completed": s.completed,
+        "failed": s.failed, "cancelled": s.cancelled, "created_unix_ms": s.created_unix_ms,
+    })
+}
+
+fn detail_json(d: &pb::SweepDetail) -> serde_json::Value {
+    let trials: Vec<_> = d
+        .trials
+        .iter()
+        .map(|t| {
+            serde_json::json!({
+                "id": t.id, "config": t.config_key, "repeat": t.repeat, "seed": t.config.as_ref().map(|c| c.seed),
+                "status": trial_status(t), "attempts": t.attempts, "epochs_done": t.epochs_done,
+                "epochs": t.config.as_ref().map(|c| c.epochs), "worker": t.worker, "error": t.error,
+            })
+        })
+        .collect();
+    serde_json::json!({ "sweep": d.sweep.as_ref().map(sweep_json), "trials": trials })
+}
+
+fn print_sweeps(sweeps: &[pb::Sweep]) {
+    if sweeps.is_empty() {
+        println!("no sweeps yet; submit one with `coordinator submit FILE`");
+        return;
+    }
+    println!(
+        "{:>4}  {:<24} {:<9} {:>6} {:>6} {:>7} {:>9} {:>6} {:>9}",
+        "id", "name", "status", "trials", "queued", "running", "completed", "failed", "cancelled"
+    );
+    for s in sweeps {
+        println!(
+            "{:>4}  {:<24} {:<9} {:>6} {:>6} {:>7} {:>9} {:>6} {:>9}",
+            s.id,
+            s.name,
+            sweep_status(s),
+            s.trials,
+            s.queued,
+            s.running,
+            s.completed,
+            s.failed,
+            s.cancelled
+        );
+    }
+}
+
+fn print_detail(d: &pb::SweepDetail) {
+    if let Some(s) = &d.sweep {
+        print_sweeps(std::slice::from_ref(s));
+        println!();
+    }
+    println!(
+        "{:>6}  {:<10} {:>6} {:>8} {:>8}  {:<12} configuration",
+        "trial", "status", "repeat", "epochs", "attempts", "worker"
+    );
+    for t in &d.trials {
+        let epochs = t.config.as_ref().map_or(0, |c| c.epochs);
+        println!(
+            "{:>6}  {:<10} {:>6} {:>8} {:>8}  {:<12} {}",
+            t.id,
+            trial_status(t),
+            t.repeat,
+            format!("{}/{}", t.epochs_done, epochs),
+            t.attempts,
+            t.worker,
+            t.config_key
+        );
+        if !t.error.is_empty() {
+            println!("        error: {}", t.error);
+        }
+    }
+}

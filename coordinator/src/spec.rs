@@ -1,0 +1,754 @@
+//! Sweep files: parsing (every error with line, column and field), checking
+//! and expansion into trials.
+//!
+//! ```yaml
+//! name: init-study
+//! method: grid            # or random, with `budget` and `search_seed`
+//! repeats: 3              # trials per configuration; repeat r has seed `seed + r`
+//! seed: 0
+//! metric: {name: board_accuracy, split: test, goal: maximize}
+//! dataset:
+//!   generated: {seed: 25, train: 1762, test: 440}
+//! parameters:
+//!   init: {values: [default, kaiming_fan_in_zero_bias, smart]}
+//!   lr: {value: 0.0001}
+//!   epochs: {value: 300}
+//! ```
+
+use std::collections::HashMap;
+use std::fmt;
+
+use marked_yaml::{LoaderOptions, Spanned};
+use proto::names::{init_scheme_name, parse_init_scheme};
+use proto::v1::{Dataset, GeneratedDataset, InitScheme, Pairing, TrialConfig, dataset::Source};
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Deserialize;
+
+/// The metrics a worker reports for each split, by name.
+pub const SPLIT_METRICS: [&str; 8] = [
+    "disc_loss",
+    "gen_loss",
+    "disc_accuracy",
+    "cell_accuracy",
+    "board_accuracy",
+    "spawn_recall",
+    "spawn_precision",
+    "spawn_validity",
+];
+
+/// A problem in a sweep file, located.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}, column {column}: {field}: {message}")]
+pub struct SpecError {
+    pub line: usize,
+    pub column: usize,
+    /// The dotted path of the offending field, e.g. `parameters.lr.min`.
+    pub field: String,
+    pub message: String,
+}
+
+impl SpecError {
+    fn at<T>(spanned: &Spanned<T>, field: impl Into<String>, message: impl Into<String>) -> Self {
+        let (line, column) = spanned
+            .span()
+            .start()
+            .map_or((0, 0), |m| (m.line(), m.column()));
+        Self {
+            line,
+            column,
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The sweep's objective: which metric of which split, and its direction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Objective {
+    pub metric: String,
+    pub split: String,
+    pub maximize: bool,
+}
+
+/// One trial to create.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedTrial {
+    pub config: TrialConfig,
+    /// The configuration's parameters without the seed; repeats share it.
+    pub config_key: String,
+    pub repeat: u32,
+}
+
+/// A checked, expanded sweep.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SweepPlan {
+    pub name: String,
+    pub description: String,
+    pub objective: Objective,
+    pub trials: Vec<PlannedTrial>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SweepFile {
+    name: Spanned<String>,
+    #[serde(default)]
+    description: Option<String>,
+    method: Option<Spanned<String>>,
+    budget: Option<Spanned<u32>>,
+    search_seed: Option<u64>,
+    seed: Option<u64>,
+    repeats: Option<Spanned<u32>>,
+    metric: Option<MetricFile>,
+    dataset: Spanned<DatasetFile>,
+    parameters: Spanned<HashMap<Spanned<String>, ParamFile>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MetricFile {
+    name: Spanned<String>,
+    split: Option<Spanned<String>>,
+    goal: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DatasetFile {
+    generated: Option<GeneratedFile>,
+    recordings: Option<RecordingsFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GeneratedFile {
+    seed: u64,
+    train: Spanned<u32>,
+    test: Spanned<u32>,
+    pairing: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecordingsFile {
+    path: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ParamFile {
+    value: Option<Spanned<String>>,
+    values: Option<Spanned<Vec<Spanned<String>>>>,
+    distribution: Option<Spanned<String>>,
+    min: Option<Spanned<String>>,
+    max: Option<Spanned<String>>,
+}
+
+/// The parameters a sweep may vary or fix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Param {
+    Init,
+    GenInit,
+    DiscInit,
+    GlobRelu,
+    Lr,
+    Beta1,
+    Beta2,
+    BatchSize,
+    Epochs,
+}
+
+const PARAMS: [(&str, Param); 9] = [
+    ("init", Param::Init),
+    ("gen_init", Param::GenInit),
+    ("disc_init", Param::DiscInit),
+    ("glob_relu", Param::GlobRelu),
+    ("lr", Param::Lr),
+    ("beta1", Param::Beta1),
+    ("beta2", Param::Beta2),
+    ("batch_size", Param::BatchSize),
+    ("epochs", Param::Epochs),
+];
+
+/// A parameter's value in one configuration.
+#[derive(Debug, Clone, PartialEq)]
+enum Value {
+    Init(InitScheme),
+    Bool(bool),
+    Float(f64),
+    Int(u32),
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Init(s) => f.write_str(&init_scheme_name(s).unwrap_or_default()),
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::Float(x) => write!(f, "{x}"),
+            Value::Int(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+impl Param {
+    fn name(self) -> &'static str {
+        PARAMS.iter().find(|(_, p)| *p == self).expect("listed").0
+    }
+
+    /// Parses one value of this parameter.
+    fn parse(self, text: &str) -> Result<Value, String> {
+        match self {
+            Param::Init | Param::GenInit | Param::DiscInit => {
+                parse_init_scheme(text).map(Value::Init)
+            }
+            Param::GlobRelu => match text {
+                "true" => Ok(Value::Bool(true)),
+                "false" => Ok(Value::Bool(false)),
+                _ => Err(format!("expected true or false, got {text:?}")),
+            },
+            Param::Lr | Param::Beta1 | Param::Beta2 => {
+                let x: f64 = text
+                    .parse()
+                    .map_err(|_| format!("expected a number, got {text:?}"))?;
+                self.check_float(x).map(|()| Value::Float(x))
+            }
+            Param::BatchSize | Param::Epochs => {
+                let n: i64 = text
+                    .parse()
+                    .map_err(|_| format!("expected a whole number, got {text:?}"))?;
+                if n < 1 {
+                    return Err(format!("must be at least 1, got {n}"));
+                }
+                u32::try_from(n)
+                    .map(Value::Int)
+                    .map_err(|_| format!("{n} is too large"))
+            }
+        }
+    }
+
+    fn check_float(self, x: f64) -> Result<(), String> {
+        match self {
+            Param::Lr if !(x.is_finite() && x > 0.0) => {
+                Err(format!("must be a positive number, got {x}"))
+            }
+            Param::Beta1 | Param::Beta2 if !(0.0..1.0).contains(&x) => {
+                Err(format!("must lie in [0, 1), got {x}"))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// How a parameter takes its values.
+#[derive(Debug, Clone)]
+enum Domain {
+    Fixed(Value),
+    Choice(Vec<Value>),
+    Uniform(f64, f64),
+    LogUniform(f64, f64),
+    IntUniform(u32, u32),
+}
+
+/// Parses, checks and expands a sweep file.
+pub fn parse(yaml: &str) -> Result<SweepPlan, SpecError> {
+    let options = LoaderOptions::default().error_on_duplicate_keys(true);
+    let file: SweepFile =
+        marked_yaml::from_yaml_with_options(0, yaml, options).map_err(load_error)?;
+    let name = file.name.trim().to_string();
+    if name.is_empty() {
+        return Err(SpecError::at(&file.name, "name", "must not be empty"));
+    }
+    let objective = objective(file.metric.as_ref())?;
+    let dataset = dataset(&file.dataset)?;
+    let repeats = match &file.repeats {
+        Some(r) if **r == 0 => return Err(SpecError::at(r, "repeats", "must be at least 1")),
+        Some(r) => **r,
+        None => 1,
+    };
+    let domains = domains(&file.parameters)?;
+    let random = match &file.method {
+        None => false,
+        Some(m) => match m.as_str() {
+            "grid" => false,
+            "random" => true,
+            other => {
+                return Err(SpecError::at(
+                    m,
+                    "method",
+                    format!("unknown method {other:?}; expected grid or random"),
+                ));
+            }
+        },
+    };
+    let configurations = if random {
+        let budget = file.budget.as_ref().ok_or_else(|| {
+            SpecError::at(
+                file.method.as_ref().expect("random was given"),
+                "budget",
+                "method random needs a budget",
+            )
+        })?;
+        if **budget == 0 {
+            return Err(SpecError::at(budget, "budget", "must be at least 1"));
+        }
+        sample(&domains, **budget, file.search_seed.unwrap_or(0))
+    } else {
+        if let Some(budget) = &file.budget {
+            return Err(SpecError::at(
+                budget,
+                "budget",
+                "only method random takes a budget",
+            ));
+        }
+        if let Some((p, span)) = domains.iter().find_map(|(p, (d, span))| {
+            matches!(
+                d,
+                Domain::Uniform(..) | Domain::LogUniform(..) | Domain::IntUniform(..)
+            )
+            .then_some((p, span))
+        }) {
+            return Err(SpecError {
+                field: format!("parameters.{}.distribution", p.name()),
+                message: "distributions need method: random".into(),
+                ..span.clone()
+            });
+        }
+        grid(&domains)
+    };
+    let base_seed = file.seed.unwrap_or(0);
+    let mut trials = Vec::new();
+    for values in configurations {
+        let (config, key) = configuration(&values, &domains, &dataset)?;
+        for repeat in 0..repeats {
+            trials.push(PlannedTrial {
+                config: TrialConfig {
+                    seed: base_seed + u64::from(repeat),
+                    ..config.clone()
+                },
+                config_key: key.clone(),
+                repeat,
+            });
+        }
+    }
+    Ok(SweepPlan {
+        name,
+        description: file.description.unwrap_or_default(),
+        objective,
+        trials,
+    })
+}
+
+fn load_error(e: marked_yaml::FromYamlError) -> SpecError {
+    match e {
+        marked_yaml::FromYamlError::ParseYaml(load) => {
+            let (line, column, field, message) = match &load {
+                marked_yaml::LoadError::DuplicateKey(inner) => {
+                    let mark = inner.key.span().start().copied();
+                    (
+                        mark.map_or(0, |m| m.line()),
+                        mark.map_or(0, |m| m.column()),
+                        inner.key.as_str().to_string(),
+                        "duplicate key".to_string(),
+                    )
+                }
+                other => {
+                    let text = other.to_string();
+                    let (line, column) = first_marker(&text);
+                    (
+                        line,
+                        column,
+                        "(document)".to_string(),
+                        format!("invalid YAML: {text}"),
+                    )
+                }
+            };
+            SpecError {
+                line,
+                column,
+                field,
+                message,
+            }
+        }
+        marked_yaml::FromYamlError::FromNode(node) => {
+            let mark = node.start_mark();
+            SpecError {
+                line: mark.map_or(0, |m| m.line()),
+                column: mark.map_or(0, |m| m.column()),
+                field: node.path().unwrap_or("(document)").to_string(),
+                message: node.into_inner().to_string(),
+            }
+        }
+    }
+}
+
+/// The `line:column` in a loader message such as `"2:5: ..."`.
+fn first_marker(text: &str) -> (usize, usize) {
+    let mut parts = text
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty());
+    let line = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let column = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    (line, column)
+}
+
+fn objective(metric: Option<&MetricFile>) -> Result<Objective, SpecError> {
+    let Some(m) = metric else {
+        return Ok(Objective {
+            metric: "board_accuracy".into(),
+            split: "test".into(),
+            maximize: true,
+        });
+    };
+    if !SPLIT_METRICS.contains(&m.name.as_str()) {
+        return Err(SpecError::at(
+            &m.name,
+            "metric.name",
+            format!(
+                "unknown metric {:?}; expected one of {}",
+                m.name.as_str(),
+                SPLIT_METRICS.join(", ")
+            ),
+        ));
+    }
+    let split = match &m.split {
+        None => "test".to_string(),
+        Some(s) if ["train", "test"].contains(&s.as_str()) => s.to_string(),
+        Some(s) => return Err(SpecError::at(s, "metric.split", "expected train or test")),
+    };
+    let maximize = match &m.goal {
+        None => !m.name.ends_with("loss"),
+        Some(g) if g.as_str() == "maximize" => true,
+        Some(g) if g.as_str() == "minimize" => false,
+        Some(g) => {
+            return Err(SpecError::at(
+                g,
+                "metric.goal",
+                "expected maximize or minimize",
+            ));
+        }
+    };
+    Ok(Objective {
+        metric: m.name.to_string(),
+        split,
+        maximize,
+    })
+}
+
+fn dataset(d: &Spanned<DatasetFile>) -> Result<Dataset, SpecError> {
+    let source = match (&d.generated, &d.recordings) {
+        (Some(g), None) => {
+            for (n, field) in [
+                (&g.train, "dataset.generated.train"),
+                (&g.test, "dataset.generated.test"),
+            ] {
+                if **n == 0 {
+                    return Err(SpecError::at(n, field, "must be at least 1"));
+                }
+            }
+            let pairing = match &g.pairing {
+                None => Pairing::NonOverlapping,
+                Some(p) => match p.as_str() {
+                    "non-overlapping" => Pairing::NonOverlapping,
+                    "overlapping" => Pairing::Overlapping,
+                    _ => {
+                        return Err(SpecError::at(
+                            p,
+                            "dataset.generated.pairing",
+                            "expected non-overlapping or overlapping",
+                        ));
+                    }
+                },
+            };
+            Source::Generated(GeneratedDataset {
+                seed: g.seed,
+                train: *g.train,
+                test: *g.test,
+                pairing: pairing.into(),
+            })
+        }
+        (None, Some(r)) if !r.path.trim().is_empty() => Source::RecordingsPath(r.path.to_string()),
+        (None, Some(r)) => {
+            return Err(SpecError::at(
+                &r.path,
+                "dataset.recordings.path",
+                "must not be empty",
+            ));
+        }
+        _ => {
+            return Err(SpecError::at(
+                d,
+                "dataset",
+                "give exactly one of generated or recordings",
+            ));
+        }
+    };
+    Ok(Dataset {
+        source: Some(source),
+    })
+}
+
+type Domains = Vec<(Param, (Domain, SpecError))>;
+
+fn domains(params: &Spanned<HashMap<Spanned<String>, ParamFile>>) -> Result<Domains, SpecError> {
+    let mut out: Domains = Vec::new();
+    for (key, spec) in params.iter() {
+        let param = PARAMS
+            .iter()
+            .find(|(n, _)| *n == key.as_str())
+            .map(|(_, p)| *p)
+            .ok_or_else(|| {
+                let known: Vec<&str> = PARAMS.iter().map(|(n, _)| *n).collect();
+                SpecError::at(
+                    key,
+                    format!("parameters.{}", key.as_str()),
+                    format!("unknown parameter; expected one of {}", known.join(", ")),
+                )
+            })?;
+        let field = |sub: &str| format!("parameters.{}{sub}", key.as_str());
+        let value = |s: &Spanned<String>, sub: &str| {
+            param.parse(s).map_err(|m| SpecError::at(s, field(sub), m))
+        };
+        let domain = match (&spec.value, &spec.values, &spec.distribution) {
+            (Some(v), None, None) => Domain::Fixed(value(v, ".value")?),
+            (None, Some(vs), None) => {
+                if vs.is_empty() {
+                    return Err(SpecError::at(
+                        vs,
+                        field(".values"),
+                        "must list at least one value",
+                    ));
+                }
+                let parsed = vs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| value(v, &format!(".values[{i}]")))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Domain::Choice(parsed)
+            }
+            (None, None, Some(dist)) => distribution(param, dist, spec, &field)?,
+            _ => {
+                return Err(SpecError::at(
+                    key,
+                    field(""),
+                    "give exactly one of value, values or distribution",
+                ));
+            }
+        };
+        if !matches!(
+            domain,
+            Domain::Uniform(..) | Domain::LogUniform(..) | Domain::IntUniform(..)
+        ) && (spec.min.is_some() || spec.max.is_some())
+        {
+            return Err(SpecError::at(
+                key,
+                field(""),
+                "min and max go with a distribution",
+            ));
+        }
+        out.push((param, (domain, SpecError::at(key, field(""), ""))));
+    }
+    out.sort_by_key(|(p, _)| *p);
+    let has = |p| out.iter().any(|(q, _)| *q == p);
+    if has(Param::Init) && (has(Param::GenInit) || has(Param::DiscInit)) {
+        let (_, (_, at)) = out
+            .iter()
+            .find(|(p, _)| *p == Param::Init)
+            .expect("present");
+        return Err(SpecError {
+            message: "init sets both networks; give either init or gen_init/disc_init".into(),
+            ..at.clone()
+        });
+    }
+    Ok(out)
+}
+
+fn distribution(
+    param: Param,
+    dist: &Spanned<String>,
+    spec: &ParamFile,
+    field: &dyn Fn(&str) -> String,
+) -> Result<Domain, SpecError> {
+    let bound =
+        |b: &Option<Spanned<String>>, sub: &str| -> Result<(f64, Spanned<String>), SpecError> {
+            let b = b.as_ref().ok_or_else(|| {
+                SpecError::at(
+                    dist,
+                    field(sub),
+                    "missing; a distribution needs min and max",
+                )
+            })?;
+            let x: f64 = b.parse().map_err(|_| {
+                SpecError::at(
+                    b,
+                    field(sub),
+                    format!("expected a number, got {:?}", b.as_str()),
+                )
+            })?;
+            Ok((x, b.clone()))
+        };
+    let ((min, min_at), (max, max_at)) = (bound(&spec.min, ".min")?, bound(&spec.max, ".max")?);
+    if min > max {
+        return Err(SpecError::at(
+            &min_at,
+            field(".min"),
+            format!("min {min} is greater than max {max}"),
+        ));
+    }
+    let float_param = matches!(param, Param::Lr | Param::Beta1 | Param::Beta2);
+    let int_param = matches!(param, Param::BatchSize | Param::Epochs);
+    if float_param {
+        for (x, at, sub) in [(min, &min_at, ".min"), (max, &max_at, ".max")] {
+            param
+                .check_float(x)
+                .map_err(|m| SpecError::at(at, field(sub), m))?;
+        }
+    }
+    match dist.as_str() {
+        "uniform" if float_param => Ok(Domain::Uniform(min, max)),
+        "log_uniform" if float_param && min > 0.0 => Ok(Domain::LogUniform(min, max)),
+        "log_uniform" if float_param => Err(SpecError::at(
+            &min_at,
+            field(".min"),
+            "log_uniform needs min > 0",
+        )),
+        "int_uniform" if int_param => {
+            let int = |x: f64| {
+                (x.fract() == 0.0 && x >= 1.0 && x <= f64::from(u32::MAX))
+                    .then_some(x as u32)
+                    .ok_or_else(|| {
+                        SpecError::at(
+                            &min_at,
+                            field(""),
+                            format!("{x} is not a whole number >= 1"),
+                        )
+                    })
+            };
+            Ok(Domain::IntUniform(int(min)?, int(max)?))
+        }
+        "uniform" | "log_uniform" | "int_uniform" => Err(SpecError::at(
+            dist,
+            field(".distribution"),
+            format!("{} does not suit parameter {}", dist.as_str(), param.name()),
+        )),
+        other => Err(SpecError::at(
+            dist,
+            field(".distribution"),
+            format!("unknown distribution {other:?}; expected uniform, log_uniform or int_uniform"),
+        )),
+    }
+}
+
+/// Every combination of the parameters' values, in parameter order.
+fn grid(domains: &Domains) -> Vec<Vec<Value>> {
+    let mut configs = vec![Vec::new()];
+    for (_, (domain, _)) in domains {
+        let values = match domain {
+            Domain::Fixed(v) => vec![v.clone()],
+            Domain::Choice(vs) => vs.clone(),
+            _ => unreachable!("grid sweeps are checked to hold no distributions"),
+        };
+        configs = configs
+            .into_iter()
+            .flat_map(|c| {
+                values.iter().map(move |v| {
+                    let mut c = c.clone();
+                    c.push(v.clone());
+                    c
+                })
+            })
+            .collect();
+    }
+    configs
+}
+
+/// `budget` configurations drawn with the search's own seed.
+fn sample(domains: &Domains, budget: u32, seed: u64) -> Vec<Vec<Value>> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    (0..budget)
+        .map(|_| {
+            domains
+                .iter()
+                .map(|(_, (domain, _))| match domain {
+                    Domain::Fixed(v) => v.clone(),
+                    Domain::Choice(vs) => vs[rng.random_range(0..vs.len())].clone(),
+                    Domain::Uniform(a, b) => Value::Float(a + (b - a) * rng.random::<f64>()),
+                    Domain::LogUniform(a, b) => {
+                        Value::Float((a.ln() + (b.ln() - a.ln()) * rng.random::<f64>()).exp())
+                    }
+                    Domain::IntUniform(a, b) => Value::Int(rng.random_range(*a..=*b)),
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The trial configuration (seed 0) and configuration key of one
+/// combination of values; the notebook's settings fill what is not given.
+fn configuration(
+    values: &[Value],
+    domains: &Domains,
+    dataset: &Dataset,
+) -> Result<(TrialConfig, String), SpecError> {
+    let default_init = parse_init_scheme("default").expect("a known name");
+    let mut config = TrialConfig {
+        gen_init: Some(default_init),
+        disc_init: Some(default_init),
+        glob_relu: false,
+        lr: 1e-4,
+        beta1: 0.9,
+        beta2: 0.999,
+        batch_size: 4,
+        epochs: 300,
+        seed: 0,
+        dataset: Some(dataset.clone()),
+    };
+    let mut glob_relu_given = None;
+    for ((param, (_, at)), value) in domains.iter().zip(values) {
+        match (param, value) {
+            (Param::Init, Value::Init(s)) => {
+                config.gen_init = Some(*s);
+                config.disc_init = Some(*s);
+            }
+            (Param::GenInit, Value::Init(s)) => config.gen_init = Some(*s),
+            (Param::DiscInit, Value::Init(s)) => config.disc_init = Some(*s),
+            (Param::GlobRelu, Value::Bool(b)) => glob_relu_given = Some((*b, at)),
+            (Param::Lr, Value::Float(x)) => config.lr = *x,
+            (Param::Beta1, Value::Float(x)) => config.beta1 = *x,
+            (Param::Beta2, Value::Float(x)) => config.beta2 = *x,
+            (Param::BatchSize, Value::Int(n)) => config.batch_size = *n,
+            (Param::Epochs, Value::Int(n)) => config.epochs = *n,
+            _ => unreachable!("values are parsed per parameter"),
+        }
+    }
+    let smart_gen =
+        init_scheme_name(config.gen_init.as_ref().expect("set")).as_deref() == Some("smart");
+    config.glob_relu = match glob_relu_given {
+        Some((false, at)) if smart_gen => {
+            return Err(SpecError {
+                message: "smart init of the generator needs glob_relu: true (the notebook's GenWithSmartInit)".into(),
+                ..at.clone()
+            });
+        }
+        Some((b, _)) => b,
+        None => smart_gen,
+    };
+    Ok((config.clone(), config_key(&config)))
+}
+
+/// `name=value` pairs of everything that defines a configuration but the
+/// seed and the dataset (shared by the whole sweep), sorted by name.
+pub fn config_key(c: &TrialConfig) -> String {
+    let init = |s: &Option<InitScheme>| s.as_ref().and_then(init_scheme_name).unwrap_or_default();
+    format!(
+        "batch_size={} beta1={} beta2={} disc_init={} epochs={} gen_init={} glob_relu={} lr={}",
+        c.batch_size,
+        c.beta1,
+        c.beta2,
+        init(&c.disc_init),
+        c.epochs,
+        init(&c.gen_init),
+        c.glob_relu,
+        c.lr
+    )
+}

@@ -1,0 +1,620 @@
+//! Every statement that touches the database: sweeps, trials and their
+//! leases, metrics, checkpoints and workers, on Postgres or SQLite (chosen
+//! by the URL; both run the same queries, but for the row lock Postgres
+//! takes when it leases).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use prost::Message;
+use proto::v1::TrialConfig;
+use rand::RngExt;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+
+use crate::spec::SweepPlan;
+
+/// Why a store operation failed. Messages never show SQL.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration failed")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("unsupported database URL {0:?}; use postgres://... or sqlite://FILE")]
+    UnsupportedUrl(String),
+    #[error("stored trial configuration is unreadable")]
+    Corrupt(#[from] prost::DecodeError),
+}
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+/// Which database is behind the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// The coordinator's durable state.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Trial states as stored.
+pub mod status {
+    pub const QUEUED: &str = "queued";
+    pub const RUNNING: &str = "running";
+    pub const COMPLETED: &str = "completed";
+    pub const FAILED: &str = "failed";
+    pub const CANCELLED: &str = "cancelled";
+}
+
+/// A sweep with its trial counts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SweepRow {
+    pub id: i64,
+    pub name: String,
+    pub description: String,
+    pub yaml: String,
+    pub metric: String,
+    pub metric_split: String,
+    pub maximize: bool,
+    pub cancelled: bool,
+    pub created_ms: i64,
+    pub counts: StatusCounts,
+}
+
+/// Trials of a sweep by status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatusCounts {
+    pub queued: u32,
+    pub running: u32,
+    pub completed: u32,
+    pub failed: u32,
+    pub cancelled: u32,
+}
+
+impl StatusCounts {
+    pub fn total(&self) -> u32 {
+        self.queued + self.running + self.completed + self.failed + self.cancelled
+    }
+}
+
+/// A trial as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrialRow {
+    pub id: i64,
+    pub sweep_id: i64,
+    pub config: TrialConfig,
+    pub config_key: String,
+    pub repeat: u32,
+    pub status: String,
+    pub attempts: u32,
+    pub epochs_done: u32,
+    pub error: String,
+    pub worker: String,
+    pub updated_ms: i64,
+}
+
+/// A trial just leased.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Leased {
+    pub lease_id: String,
+    pub trial: TrialRow,
+}
+
+/// What a lease holder may do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseState {
+    /// The caller holds the lease; it was renewed.
+    Held,
+    /// The lease expired, was released or passed to another worker.
+    Lost,
+    /// The trial (or its sweep) was cancelled.
+    Cancelled,
+}
+
+/// One stored metric value (NaN for undefined).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricRow {
+    pub trial_id: i64,
+    pub epoch: u32,
+    pub split: String,
+    pub metric: String,
+    pub value: f64,
+}
+
+const TRIAL_COLUMNS: &str = "t.id, t.sweep_id, t.config, t.config_key, t.repeat_index, t.status, t.attempts, \
+     t.epochs_done, t.error, COALESCE(w.name, '') AS worker_name, t.updated_ms";
+
+fn trial_row(row: &AnyRow) -> Result<TrialRow> {
+    let config: Vec<u8> = row.try_get("config")?;
+    Ok(TrialRow {
+        id: row.try_get("id")?,
+        sweep_id: row.try_get("sweep_id")?,
+        config: TrialConfig::decode(config.as_slice())?,
+        config_key: row.try_get("config_key")?,
+        repeat: row.try_get::<i64, _>("repeat_index")? as u32,
+        status: row.try_get("status")?,
+        attempts: row.try_get::<i64, _>("attempts")? as u32,
+        epochs_done: row.try_get::<i64, _>("epochs_done")? as u32,
+        error: row.try_get("error")?,
+        worker: row.try_get("worker_name")?,
+        updated_ms: row.try_get("updated_ms")?,
+    })
+}
+
+impl Store {
+    /// Connects to `postgres://...` or `sqlite://FILE` (created if
+    /// missing) and applies the backend's migrations.
+    pub async fn connect(url: &str) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let (backend, url) = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            (Backend::Postgres, url.to_string())
+        } else if let Some(rest) = url.strip_prefix("sqlite:") {
+            let url = if rest.contains("mode=") {
+                url.to_string()
+            } else if rest.contains('?') {
+                format!("{url}&mode=rwc")
+            } else {
+                format!("{url}?mode=rwc")
+            };
+            (Backend::Sqlite, url)
+        } else {
+            return Err(StoreError::UnsupportedUrl(url.to_string()));
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(if backend == Backend::Sqlite { 4 } else { 16 })
+            .connect(&url)
+            .await?;
+        match backend {
+            Backend::Postgres => sqlx::migrate!("../migrations/postgres").run(&pool).await?,
+            Backend::Sqlite => {
+                sqlx::query("PRAGMA journal_mode = WAL")
+                    .execute(&pool)
+                    .await?;
+                sqlx::migrate!("../migrations/sqlite").run(&pool).await?;
+            }
+        }
+        Ok(Self { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Stores a sweep and all its trials in one transaction.
+    pub async fn create_sweep(&self, yaml: &str, plan: &SweepPlan) -> Result<i64> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let id: i64 = sqlx::query(
+            "INSERT INTO sweeps (name, description, yaml, metric, metric_split, maximize, created_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+        )
+        .bind(&plan.name)
+        .bind(&plan.description)
+        .bind(yaml)
+        .bind(&plan.objective.metric)
+        .bind(&plan.objective.split)
+        .bind(i64::from(plan.objective.maximize))
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("id")?;
+        for trial in &plan.trials {
+            sqlx::query(
+                "INSERT INTO trials (sweep_id, config, config_key, repeat_index, seed, status, created_ms, updated_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+            )
+            .bind(id)
+            .bind(trial.config.encode_to_vec())
+            .bind(&trial.config_key)
+            .bind(i64::from(trial.repeat))
+            .bind(trial.config.seed as i64)
+            .bind(status::QUEUED)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// All sweeps, newest first, with trial counts.
+    pub async fn sweeps(&self) -> Result<Vec<SweepRow>> {
+        let rows = sqlx::query("SELECT * FROM sweeps ORDER BY id DESC")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            out.push(self.sweep_row(&row).await?);
+        }
+        Ok(out)
+    }
+
+    /// One sweep, if it exists.
+    pub async fn sweep(&self, id: i64) -> Result<Option<SweepRow>> {
+        match sqlx::query("SELECT * FROM sweeps WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+        {
+            Some(row) => Ok(Some(self.sweep_row(&row).await?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn sweep_row(&self, row: &AnyRow) -> Result<SweepRow> {
+        let id: i64 = row.try_get("id")?;
+        let mut counts = StatusCounts::default();
+        let rows = sqlx::query(
+            "SELECT status, COUNT(*) AS n FROM trials WHERE sweep_id = $1 GROUP BY status",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        for r in rows {
+            let n = r.try_get::<i64, _>("n")? as u32;
+            match r.try_get::<String, _>("status")?.as_str() {
+                status::QUEUED => counts.queued = n,
+                status::RUNNING => counts.running = n,
+                status::COMPLETED => counts.completed = n,
+                status::FAILED => counts.failed = n,
+                _ => counts.cancelled = n,
+            }
+        }
+        Ok(SweepRow {
+            id,
+            name: row.try_get("name")?,
+            description: row.try_get("description")?,
+            yaml: row.try_get("yaml")?,
+            metric: row.try_get("metric")?,
+            metric_split: row.try_get("metric_split")?,
+            maximize: row.try_get::<i64, _>("maximize")? != 0,
+            cancelled: row.try_get::<i64, _>("cancelled")? != 0,
+            created_ms: row.try_get("created_ms")?,
+            counts,
+        })
+    }
+
+    /// The trials of a sweep in id order.
+    pub async fn trials(&self, sweep_id: i64) -> Result<Vec<TrialRow>> {
+        let sql = format!(
+            "SELECT {TRIAL_COLUMNS} FROM trials t LEFT JOIN workers w ON w.id = t.worker_id \
+             WHERE t.sweep_id = $1 ORDER BY t.id"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(sweep_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(trial_row).collect()
+    }
+
+    /// One trial.
+    pub async fn trial(&self, id: i64) -> Result<Option<TrialRow>> {
+        let sql = format!(
+            "SELECT {TRIAL_COLUMNS} FROM trials t LEFT JOIN workers w ON w.id = t.worker_id WHERE t.id = $1"
+        );
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(trial_row).transpose()
+    }
+
+    /// Trials changed after `since_ms` (of one sweep, or all when 0).
+    pub async fn trials_changed_since(
+        &self,
+        sweep_id: i64,
+        since_ms: i64,
+    ) -> Result<Vec<TrialRow>> {
+        let sql = format!(
+            "SELECT {TRIAL_COLUMNS} FROM trials t LEFT JOIN workers w ON w.id = t.worker_id \
+             WHERE t.updated_ms > $1 AND ($2 = 0 OR t.sweep_id = $2) ORDER BY t.updated_ms, t.id"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(since_ms)
+            .bind(sweep_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(trial_row).collect()
+    }
+
+    /// Cancels a sweep: its queued and running trials become cancelled.
+    /// Returns false when there is no such sweep.
+    pub async fn cancel_sweep(&self, id: i64) -> Result<bool> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let found = sqlx::query("UPDATE sweeps SET cancelled = 1 WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "UPDATE trials SET status = $1, lease_id = NULL, lease_expires_ms = NULL, finished_ms = $2, updated_ms = $2 \
+             WHERE sweep_id = $3 AND status IN ($4, $5)",
+        )
+        .bind(status::CANCELLED)
+        .bind(now)
+        .bind(id)
+        .bind(status::QUEUED)
+        .bind(status::RUNNING)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(found.rows_affected() > 0)
+    }
+
+    /// Records a worker and returns its id.
+    pub async fn register_worker(&self, name: &str, device: &str, slots: u32) -> Result<i64> {
+        let now = now_ms();
+        Ok(sqlx::query(
+            "INSERT INTO workers (name, device, slots, registered_ms, last_seen_ms) VALUES ($1, $2, $3, $4, $4) RETURNING id",
+        )
+        .bind(name)
+        .bind(device)
+        .bind(i64::from(slots))
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?
+        .try_get("id")?)
+    }
+
+    /// Whether a worker id was registered.
+    pub async fn worker_exists(&self, id: i64) -> Result<bool> {
+        let n = sqlx::query("UPDATE workers SET last_seen_ms = $1 WHERE id = $2")
+            .bind(now_ms())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(n.rows_affected() > 0)
+    }
+
+    /// Atomically takes the oldest queued trial for `worker_id`, holding it
+    /// for `lease_ms`.
+    pub async fn lease(&self, worker_id: i64, lease_ms: i64) -> Result<Option<Leased>> {
+        let now = now_ms();
+        let lease_id = format!("{:032x}", rand::rng().random::<u128>());
+        let lock = match self.backend {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        let sql = format!(
+            "UPDATE trials SET status = $1, lease_id = $2, worker_id = $3, lease_expires_ms = $4, \
+             attempts = attempts + 1, started_ms = COALESCE(started_ms, $5), updated_ms = $5 \
+             WHERE id = (SELECT id FROM trials WHERE status = $6 ORDER BY id LIMIT 1{lock}) RETURNING id"
+        );
+        let row = sqlx::query(&sql)
+            .bind(status::RUNNING)
+            .bind(&lease_id)
+            .bind(worker_id)
+            .bind(now + lease_ms)
+            .bind(now)
+            .bind(status::QUEUED)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let trial = self.trial(row.try_get("id")?).await?.expect("just leased");
+        Ok(Some(Leased { lease_id, trial }))
+    }
+
+    /// Where the lease on `trial_id` stands for the holder of `lease_id`,
+    /// renewing it for `lease_ms` when held.
+    pub async fn renew(&self, trial_id: i64, lease_id: &str, lease_ms: i64) -> Result<LeaseState> {
+        let now = now_ms();
+        let renewed = sqlx::query(
+            "UPDATE trials SET lease_expires_ms = $1, updated_ms = updated_ms \
+             WHERE id = $2 AND lease_id = $3 AND status = $4",
+        )
+        .bind(now + lease_ms)
+        .bind(trial_id)
+        .bind(lease_id)
+        .bind(status::RUNNING)
+        .execute(&self.pool)
+        .await?;
+        if renewed.rows_affected() > 0 {
+            return Ok(LeaseState::Held);
+        }
+        self.lease_state(trial_id).await
+    }
+
+    /// Why a caller does not hold the lease of `trial_id`.
+    async fn lease_state(&self, trial_id: i64) -> Result<LeaseState> {
+        let status: Option<String> = sqlx::query("SELECT status FROM trials WHERE id = $1")
+            .bind(trial_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| r.try_get("status"))
+            .transpose()?;
+        Ok(match status.as_deref() {
+            Some(status::CANCELLED) => LeaseState::Cancelled,
+            _ => LeaseState::Lost,
+        })
+    }
+
+    /// Stores one epoch's metrics for the lease holder and renews the lease.
+    /// A repeated report stores nothing twice.
+    pub async fn record_epoch(
+        &self,
+        trial_id: i64,
+        lease_id: &str,
+        epoch: u32,
+        metrics: &[(String, String, f64)],
+        lease_ms: i64,
+    ) -> Result<LeaseState> {
+        let state = self.renew(trial_id, lease_id, lease_ms).await?;
+        if state != LeaseState::Held {
+            return Ok(state);
+        }
+        let mut tx = self.pool.begin().await?;
+        for (split, name, value) in metrics {
+            sqlx::query(
+                "INSERT INTO metrics (trial_id, epoch, split, metric, value) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (trial_id, epoch, split, metric) DO NOTHING",
+            )
+            .bind(trial_id)
+            .bind(i64::from(epoch))
+            .bind(split)
+            .bind(name)
+            .bind((!value.is_nan()).then_some(*value))
+            .execute(&mut *tx)
+            .await?;
+        }
+        let updated = sqlx::query(
+            "UPDATE trials SET epochs_done = CASE WHEN epochs_done < $1 THEN $1 ELSE epochs_done END, updated_ms = $2 \
+             WHERE id = $3 AND lease_id = $4 AND status = $5",
+        )
+        .bind(i64::from(epoch))
+        .bind(now_ms())
+        .bind(trial_id)
+        .bind(lease_id)
+        .bind(status::RUNNING)
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() == 0 {
+            // The lease went away between the renewal and this write.
+            tx.rollback().await?;
+            return self.renew(trial_id, lease_id, lease_ms).await;
+        }
+        tx.commit().await?;
+        Ok(LeaseState::Held)
+    }
+
+    /// Ends a held trial as completed or failed; false when the caller no
+    /// longer holds the lease.
+    pub async fn finish(
+        &self,
+        trial_id: i64,
+        lease_id: &str,
+        failure: Option<&str>,
+    ) -> Result<bool> {
+        let now = now_ms();
+        let (status, error) = match failure {
+            None => (status::COMPLETED, ""),
+            Some(reason) => (status::FAILED, reason),
+        };
+        let done = sqlx::query(
+            "UPDATE trials SET status = $1, error = $2, lease_id = NULL, lease_expires_ms = NULL, \
+             finished_ms = $3, updated_ms = $3 WHERE id = $4 AND lease_id = $5 AND status = $6",
+        )
+        .bind(status)
+        .bind(error)
+        .bind(now)
+        .bind(trial_id)
+        .bind(lease_id)
+        .bind(status::RUNNING)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Returns a held trial to the queue without counting the attempt.
+    pub async fn release(&self, trial_id: i64, lease_id: &str) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE trials SET status = $1, lease_id = NULL, worker_id = NULL, lease_expires_ms = NULL, \
+             attempts = attempts - 1, updated_ms = $2 WHERE id = $3 AND lease_id = $4 AND status = $5",
+        )
+        .bind(status::QUEUED)
+        .bind(now_ms())
+        .bind(trial_id)
+        .bind(lease_id)
+        .bind(status::RUNNING)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Returns trials whose lease expired to the queue, or fails them once
+    /// they have used `max_attempts`. Returns the ids it touched.
+    pub async fn reap_expired(&self, max_attempts: u32) -> Result<Vec<i64>> {
+        let now = now_ms();
+        let rows = sqlx::query(
+            "UPDATE trials SET \
+               status = CASE WHEN attempts >= $1 THEN $2 ELSE $3 END, \
+               error = CASE WHEN attempts >= $1 THEN 'lease expired on each of ' || attempts || ' attempts; last worker did not report in time' ELSE error END, \
+               finished_ms = CASE WHEN attempts >= $1 THEN $4 ELSE NULL END, \
+               lease_id = NULL, worker_id = NULL, lease_expires_ms = NULL, updated_ms = $4 \
+             WHERE status = $5 AND lease_expires_ms < $4 RETURNING id",
+        )
+        .bind(i64::from(max_attempts))
+        .bind(status::FAILED)
+        .bind(status::QUEUED)
+        .bind(now)
+        .bind(status::RUNNING)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
+    }
+
+    /// Stores the holder's checkpoint of a trial, replacing an older one.
+    pub async fn put_checkpoint(
+        &self,
+        trial_id: i64,
+        lease_id: &str,
+        epoch: u32,
+        data: &[u8],
+    ) -> Result<LeaseState> {
+        let sql = "INSERT INTO checkpoints (trial_id, epoch, data, created_ms) \
+                   SELECT $1, $2, $3, $4 WHERE EXISTS \
+                     (SELECT 1 FROM trials WHERE id = $1 AND lease_id = $5 AND status = $6) \
+                   ON CONFLICT (trial_id) DO UPDATE SET epoch = excluded.epoch, data = excluded.data, \
+                     created_ms = excluded.created_ms";
+        let stored = sqlx::query(sql)
+            .bind(trial_id)
+            .bind(i64::from(epoch))
+            .bind(data)
+            .bind(now_ms())
+            .bind(lease_id)
+            .bind(status::RUNNING)
+            .execute(&self.pool)
+            .await?;
+        if stored.rows_affected() > 0 {
+            Ok(LeaseState::Held)
+        } else {
+            self.lease_state(trial_id).await
+        }
+    }
+
+    /// The latest checkpoint of a trial: (epoch, data).
+    pub async fn checkpoint(&self, trial_id: i64) -> Result<Option<(u32, Vec<u8>)>> {
+        let row = sqlx::query("SELECT epoch, data FROM checkpoints WHERE trial_id = $1")
+            .bind(trial_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| Ok((r.try_get::<i64, _>("epoch")? as u32, r.try_get("data")?)))
+            .transpose()
+    }
+
+    /// Metrics of a trial from epoch `after + 1` on, in epoch order.
+    pub async fn metrics_after(&self, trial_id: i64, after: u32) -> Result<Vec<MetricRow>> {
+        let rows = sqlx::query(
+            "SELECT trial_id, epoch, split, metric, value FROM metrics WHERE trial_id = $1 AND epoch > $2 \
+             ORDER BY epoch, split, metric",
+        )
+        .bind(trial_id)
+        .bind(i64::from(after))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(MetricRow {
+                    trial_id: r.try_get("trial_id")?,
+                    epoch: r.try_get::<i64, _>("epoch")? as u32,
+                    split: r.try_get("split")?,
+                    metric: r.try_get("metric")?,
+                    value: r.try_get::<Option<f64>, _>("value")?.unwrap_or(f64::NAN),
+                })
+            })
+            .collect()
+    }
+}

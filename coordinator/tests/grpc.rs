@@ -1,0 +1,409 @@
+//! The coordinator through its gRPC API, on a real server at an ephemeral
+//! 127.0.0.1 port and a real database (SQLite, and Postgres when given).
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use proto::v1::sweep_service_client::SweepServiceClient;
+use proto::v1::worker_service_client::WorkerServiceClient;
+use proto::v1::{self as pb, Directive};
+use tonic::Code;
+use tonic::transport::Channel;
+
+async fn worker(url: &str) -> (WorkerServiceClient<Channel>, i64) {
+    let mut client = WorkerServiceClient::connect(url.to_string()).await.unwrap();
+    let id = client
+        .register(pb::RegisterRequest {
+            protocol_version: proto::PROTOCOL_VERSION,
+            name: "test".into(),
+            device: "cpu".into(),
+            slots: 1,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .worker_id;
+    (client, id)
+}
+
+async fn submit(url: &str, yaml: &str) -> pb::Sweep {
+    let mut users = SweepServiceClient::connect(url.to_string()).await.unwrap();
+    let request = pb::SubmitRequest {
+        yaml: yaml.into(),
+        file_name: "test.yaml".into(),
+    };
+    users
+        .submit(request)
+        .await
+        .unwrap()
+        .into_inner()
+        .sweep
+        .unwrap()
+}
+
+async fn lease(client: &mut WorkerServiceClient<Channel>, worker_id: i64) -> Option<pb::Lease> {
+    let request = pb::LeaseRequest {
+        worker_id,
+        wait_ms: 0,
+    };
+    client.lease(request).await.unwrap().into_inner().lease
+}
+
+fn report(lease: &pb::Lease, epoch: u32) -> pb::ProgressReport {
+    pb::ProgressReport {
+        trial_id: lease.trial.as_ref().unwrap().id,
+        lease_id: lease.lease_id.clone(),
+        epoch,
+        metrics: vec![
+            pb::Metric {
+                split: "test".into(),
+                name: "board_accuracy".into(),
+                value: 0.25 * f64::from(epoch),
+            },
+            pb::Metric {
+                split: "test".into(),
+                name: "spawn_precision".into(),
+                value: f64::NAN,
+            },
+        ],
+    }
+}
+
+/// Sends reports on one progress stream and returns the directives.
+async fn send(
+    client: &mut WorkerServiceClient<Channel>,
+    reports: Vec<pb::ProgressReport>,
+) -> Vec<Directive> {
+    let n = reports.len();
+    let mut acks = client
+        .report_progress(tokio_stream::iter(reports))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let ack = acks.message().await.unwrap().unwrap();
+        out.push(Directive::try_from(ack.directive).unwrap());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_concurrent_leasing_clients_never_share_a_trial() {
+    for db in common::databases().await {
+        let server = common::start(&db.url, Duration::from_secs(60), 3).await;
+        submit(&server.url(), &common::sweep_yaml(4, 10, 1)).await;
+        let mut tasks = Vec::new();
+        for _ in 0..50 {
+            let url = server.url();
+            tasks.push(tokio::spawn(async move {
+                let (mut client, id) = worker(&url).await;
+                let mut mine = Vec::new();
+                while let Some(l) = lease(&mut client, id).await {
+                    mine.push(l.trial.unwrap().id);
+                }
+                mine
+            }));
+        }
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await.unwrap());
+        }
+        let distinct: HashSet<_> = all.iter().collect();
+        assert_eq!(all.len(), 40, "{}: every trial leased", db.name);
+        assert_eq!(distinct.len(), 40, "{}: no trial leased twice", db.name);
+        server.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_lease_is_re_leased_and_the_old_holder_refused() {
+    for db in common::databases().await {
+        let server = common::start(&db.url, Duration::from_millis(600), 2).await;
+        submit(&server.url(), &common::sweep_yaml(1, 1, 3)).await;
+        let (mut first, first_id) = worker(&server.url()).await;
+        let (mut second, second_id) = worker(&server.url()).await;
+        let old = lease(&mut first, first_id).await.unwrap();
+        assert_eq!(
+            send(&mut first, vec![report(&old, 1)]).await,
+            [Directive::Continue]
+        );
+
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        let new = lease(&mut second, second_id)
+            .await
+            .expect("the expired trial is queued again");
+        assert_eq!(
+            new.trial.as_ref().unwrap().id,
+            old.trial.as_ref().unwrap().id
+        );
+        assert_eq!(new.trial.as_ref().unwrap().attempts, 2);
+        assert_eq!(
+            new.resume_from_epoch, 1,
+            "{}: the stored epoch survives",
+            db.name
+        );
+
+        assert_eq!(
+            send(&mut first, vec![report(&old, 2)]).await,
+            [Directive::Stop]
+        );
+        let complete = pb::CompleteRequest {
+            trial_id: new.trial.as_ref().unwrap().id,
+            lease_id: old.lease_id.clone(),
+        };
+        let err = first.complete(complete).await.unwrap_err();
+        assert_eq!(err.code(), Code::FailedPrecondition, "{}: {err:?}", db.name);
+        let put = pb::PutCheckpointRequest {
+            trial_id: new.trial.as_ref().unwrap().id,
+            lease_id: old.lease_id,
+            epoch: 2,
+            data: vec![1],
+        };
+        assert_eq!(
+            first.put_checkpoint(put).await.unwrap_err().code(),
+            Code::FailedPrecondition
+        );
+
+        // The new holder lets the lease lapse too: after its last attempt
+        // the trial fails with the reason.
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        let trial = server
+            .store
+            .trial(new.trial.unwrap().id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(trial.status, "failed", "{}", db.name);
+        assert!(trial.error.contains("lease expired"), "{}", trial.error);
+        assert_eq!(trial.epochs_done, 1, "only the holder's report was stored");
+        server.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_report_writes_nothing_twice() {
+    for db in common::databases().await {
+        let server = common::start(&db.url, Duration::from_secs(60), 3).await;
+        submit(&server.url(), &common::sweep_yaml(1, 1, 2)).await;
+        let (mut client, id) = worker(&server.url()).await;
+        let l = lease(&mut client, id).await.unwrap();
+        let reports = vec![report(&l, 1), report(&l, 1), report(&l, 2), report(&l, 1)];
+        assert_eq!(send(&mut client, reports).await, [Directive::Continue; 4]);
+        let trial_id = l.trial.unwrap().id;
+        let stored = server.store.metrics_after(trial_id, 0).await.unwrap();
+        assert_eq!(stored.len(), 4, "{}: 2 epochs x 2 metrics", db.name);
+        assert!(
+            stored
+                .iter()
+                .any(|m| m.metric == "spawn_precision" && m.value.is_nan()),
+            "NaN kept"
+        );
+        assert_eq!(
+            server
+                .store
+                .trial(trial_id)
+                .await
+                .unwrap()
+                .unwrap()
+                .epochs_done,
+            2
+        );
+        server.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarting_the_coordinator_mid_sweep_loses_nothing() {
+    for db in common::databases().await {
+        let server = common::start(&db.url, Duration::from_secs(60), 3).await;
+        let sweep = submit(&server.url(), &common::sweep_yaml(2, 2, 2)).await;
+        let (mut client, id) = worker(&server.url()).await;
+        let l = lease(&mut client, id).await.unwrap();
+        send(&mut client, vec![report(&l, 1)]).await;
+        let ckpt = pb::PutCheckpointRequest {
+            trial_id: l.trial.as_ref().unwrap().id,
+            lease_id: l.lease_id.clone(),
+            epoch: 1,
+            data: vec![7; 1000],
+        };
+        client.put_checkpoint(ckpt).await.unwrap();
+        server.stop().await;
+
+        let server = common::start(&db.url, Duration::from_secs(60), 3).await;
+        let mut client = WorkerServiceClient::connect(server.url()).await.unwrap();
+        assert_eq!(
+            send(&mut client, vec![report(&l, 2)]).await,
+            [Directive::Continue],
+            "{}: the lease survives",
+            db.name
+        );
+        let get = pb::GetCheckpointRequest {
+            trial_id: l.trial.as_ref().unwrap().id,
+            lease_id: l.lease_id.clone(),
+        };
+        let ckpt = client
+            .get_checkpoint(get)
+            .await
+            .unwrap()
+            .into_inner()
+            .checkpoint
+            .unwrap();
+        assert_eq!((ckpt.epoch, ckpt.data.len()), (1, 1000));
+        let mut users = SweepServiceClient::connect(server.url()).await.unwrap();
+        let detail = users
+            .get_sweep(pb::GetSweepRequest { sweep_id: sweep.id })
+            .await
+            .unwrap()
+            .into_inner();
+        let s = detail.sweep.unwrap();
+        assert_eq!((s.trials, s.queued, s.running), (4, 3, 1), "{}", db.name);
+        assert_eq!(detail.trials.iter().map(|t| t.epochs_done).sum::<u32>(), 2);
+        server.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_sweep_is_refused_with_field_details_and_nothing_is_stored() {
+    use tonic_types::StatusExt;
+    for db in common::databases().await {
+        let server = common::start(&db.url, Duration::from_secs(60), 3).await;
+        let mut users = SweepServiceClient::connect(server.url()).await.unwrap();
+        let yaml = common::sweep_yaml(2, 1, 1).replace("epochs: {value: 1}", "epochs: {value: 0}");
+        let err = users
+            .submit(pb::SubmitRequest {
+                yaml,
+                file_name: "bad.yaml".into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument);
+        let violations = err.get_details_bad_request().unwrap().field_violations;
+        assert_eq!(violations[0].field, "parameters.epochs.value");
+        assert!(
+            violations[0].description.starts_with("line 6, column 19"),
+            "{}",
+            violations[0].description
+        );
+        let sweeps = users
+            .list_sweeps(pb::ListSweepsRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .sweeps;
+        assert!(sweeps.is_empty(), "{}: no partial sweep stored", db.name);
+        server.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_sweep_stops_its_running_trials() {
+    for db in common::databases().await {
+        let server = common::start(&db.url, Duration::from_secs(60), 3).await;
+        let sweep = submit(&server.url(), &common::sweep_yaml(1, 2, 3)).await;
+        let (mut client, id) = worker(&server.url()).await;
+        let l = lease(&mut client, id).await.unwrap();
+        let mut users = SweepServiceClient::connect(server.url()).await.unwrap();
+        let cancelled = users
+            .cancel_sweep(pb::CancelSweepRequest { sweep_id: sweep.id })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(cancelled.sweep.unwrap().cancelled, 2);
+        assert_eq!(
+            send(&mut client, vec![report(&l, 1)]).await,
+            [Directive::Cancelled],
+            "{}",
+            db.name
+        );
+        assert!(lease(&mut client, id).await.is_none());
+        server.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_of_another_protocol_are_refused_and_watch_streams_events() {
+    for db in common::databases().await {
+        let server = common::start(&db.url, Duration::from_secs(60), 3).await;
+        let mut client = WorkerServiceClient::connect(server.url()).await.unwrap();
+        let old = pb::RegisterRequest {
+            protocol_version: proto::PROTOCOL_VERSION + 1,
+            ..Default::default()
+        };
+        assert_eq!(
+            client.register(old).await.unwrap_err().code(),
+            Code::FailedPrecondition
+        );
+
+        let sweep = submit(&server.url(), &common::sweep_yaml(1, 1, 2)).await;
+        let mut users = SweepServiceClient::connect(server.url()).await.unwrap();
+        let mut events = users
+            .watch(pb::WatchRequest { sweep_id: sweep.id })
+            .await
+            .unwrap()
+            .into_inner();
+        let (mut client, id) = worker(&server.url()).await;
+        let l = lease(&mut client, id).await.unwrap();
+        send(&mut client, vec![report(&l, 1)]).await;
+        let mut saw_epoch = false;
+        while !saw_epoch {
+            let event = tokio::time::timeout(Duration::from_secs(5), events.message())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+            if let Some(pb::watch_event::Event::Epoch(e)) = event.event {
+                assert_eq!((e.epoch, e.metrics.len()), (1, 2), "{}", db.name);
+                saw_epoch = true;
+            }
+        }
+        server.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_reflection_answer_standard_clients() {
+    let db = common::databases().await.remove(0);
+    let server = common::start(&db.url, Duration::from_secs(60), 3).await;
+    let channel = Channel::from_shared(server.url())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+    let request = tonic_health::pb::HealthCheckRequest {
+        service: "exp025.v1.WorkerService".into(),
+    };
+    let status = health.check(request).await.unwrap().into_inner().status;
+    assert_eq!(
+        status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    let mut reflection = ServerReflectionClient::new(channel);
+    let request = tonic_reflection::pb::v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = reflection
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(MessageResponse::ListServicesResponse(list)) =
+        responses.message().await.unwrap().unwrap().message_response
+    else {
+        panic!("a service list");
+    };
+    let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
+    assert!(
+        names.contains(&"exp025.v1.SweepService") && names.contains(&"exp025.v1.WorkerService"),
+        "{names:?}"
+    );
+    server.stop().await;
+}

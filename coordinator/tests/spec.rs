@@ -1,0 +1,102 @@
+//! Sweep files: the examples expand as documented, and every file of the
+//! bad corpus is refused with the line, column and field its first line
+//! expects.
+
+use std::path::PathBuf;
+
+use coordinator::spec;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+#[test]
+fn the_example_sweeps_expand_into_their_trials() {
+    let quick =
+        spec::parse(&std::fs::read_to_string(repo().join("sweeps/quickstart.yaml")).unwrap())
+            .unwrap();
+    assert_eq!(quick.trials.len(), 4);
+    let keys: std::collections::BTreeSet<_> =
+        quick.trials.iter().map(|t| t.config_key.as_str()).collect();
+    assert_eq!(keys.len(), 2);
+    let seeds: Vec<_> = quick
+        .trials
+        .iter()
+        .map(|t| (t.repeat, t.config.seed))
+        .collect();
+    assert_eq!(seeds, [(0, 0), (1, 1), (0, 0), (1, 1)]);
+    assert!(quick.trials.iter().all(|t| t.config.epochs == 3));
+    let smart = quick
+        .trials
+        .iter()
+        .find(|t| t.config_key.contains("gen_init=smart"))
+        .unwrap();
+    assert!(smart.config.glob_relu, "smart init implies the glob ReLU");
+
+    let study =
+        spec::parse(&std::fs::read_to_string(repo().join("sweeps/exp025-init.yaml")).unwrap())
+            .unwrap();
+    assert_eq!(study.trials.len(), 12);
+    assert!(
+        study
+            .trials
+            .iter()
+            .all(|t| t.config.epochs == 300 && t.config.batch_size == 4 && t.config.lr == 1e-4)
+    );
+    assert_eq!(study.objective.metric, "board_accuracy");
+}
+
+#[test]
+fn random_search_draws_its_budget_reproducibly_within_bounds() {
+    let yaml = "name: r\nmethod: random\nbudget: 20\nsearch_seed: 7\nrepeats: 2\n\
+                dataset: {generated: {seed: 1, train: 8, test: 4}}\n\
+                parameters:\n  lr: {distribution: log_uniform, min: 0.00001, max: 0.001}\n\
+                \x20 batch_size: {distribution: int_uniform, min: 2, max: 8}\n\
+                \x20 beta1: {distribution: uniform, min: 0.5, max: 0.9}\n\
+                \x20 init: {values: [default, smart]}\n";
+    let a = spec::parse(yaml).unwrap();
+    assert_eq!(a.trials.len(), 40);
+    assert_eq!(a, spec::parse(yaml).unwrap());
+    for t in &a.trials {
+        let c = &t.config;
+        assert!(
+            (1e-5..=1e-3).contains(&c.lr)
+                && (2..=8).contains(&c.batch_size)
+                && (0.5..=0.9).contains(&c.beta1)
+        );
+    }
+    let other = spec::parse(&yaml.replace("search_seed: 7", "search_seed: 8")).unwrap();
+    assert_ne!(a, other);
+}
+
+#[test]
+fn every_bad_sweep_is_refused_with_its_location() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/bad_sweeps");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 20, "a corpus of at least 20 bad files");
+    let mut wrong = Vec::new();
+    for file in files {
+        let yaml = std::fs::read_to_string(&file).unwrap();
+        let expect = yaml
+            .lines()
+            .next()
+            .unwrap()
+            .strip_prefix("# expect: ")
+            .expect("an expectation line");
+        match spec::parse(&yaml) {
+            Ok(_) => wrong.push(format!("{}: accepted", file.display())),
+            Err(err) if !err.to_string().contains(expect) || err.line == 0 || err.column == 0 => {
+                wrong.push(format!(
+                    "{}:\n  got:  {err}\n  want: {expect}",
+                    file.display()
+                ));
+            }
+            Err(_) => {}
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
