@@ -222,3 +222,55 @@ fn a_yaml_trial_file_sets_the_trial_and_flags_override_it() {
         "{err}"
     );
 }
+
+#[test]
+fn datagen_writes_byte_identical_files_for_the_same_arguments() {
+    let dir = tempfile::tempdir().unwrap();
+    let generate = |name: &str, seed: &str| {
+        let out = dir.path().join(name);
+        worker(&[
+            "datagen",
+            "--out",
+            out.to_str().unwrap(),
+            "--seed",
+            seed,
+            "--train",
+            "30",
+            "--test",
+            "10",
+            "--pairs",
+            "overlapping",
+        ]);
+        out
+    };
+    let (a, b, c) = (generate("a", "9"), generate("b", "9"), generate("c", "10"));
+    let bytes = |root: &Path, split: &str, i: usize| {
+        std::fs::read(root.join(split).join(format!("{i}.npy"))).unwrap()
+    };
+    let mut differs = false;
+    for (split, n) in [("train", 30), ("test", 10)] {
+        for i in 0..n {
+            assert_eq!(bytes(&a, split, i), bytes(&b, split, i), "{split}/{i}.npy");
+            differs |= bytes(&a, split, i) != bytes(&c, split, i);
+        }
+        assert!(!a.join(split).join(format!("{n}.npy")).exists());
+    }
+    assert!(differs, "another seed gives other recordings");
+    let again = Command::new(WORKER)
+        .args([
+            "datagen",
+            "--out",
+            a.to_str().unwrap(),
+            "--seed",
+            "1",
+            "--train",
+            "2",
+            "--test",
+            "2",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        !again.status.success() && String::from_utf8_lossy(&again.stderr).contains("not empty")
+    );
+}
