@@ -7,3 +7,5 @@ pub mod server;
 pub mod service;
 pub mod spec;
 pub mod store;
+#[cfg(feature = "test-support")]
+pub mod testing;

@@ -62,3 +62,86 @@ mod pairing_name {
             .map_err(serde::de::Error::custom)
     }
 }
+
+impl TryFrom<&proto::v1::Dataset> for DatasetSpec {
+    type Error = String;
+
+    fn try_from(d: &proto::v1::Dataset) -> Result<Self, String> {
+        use proto::v1::dataset::Source;
+        match d.source.as_ref().ok_or("the trial names no dataset")? {
+            Source::RecordingsPath(path) => Ok(DatasetSpec::Recordings { path: path.into() }),
+            Source::Generated(g) => Ok(DatasetSpec::Generated {
+                seed: g.seed,
+                train: g.train as usize,
+                test: g.test as usize,
+                pairing: match proto::v1::Pairing::try_from(g.pairing) {
+                    Ok(proto::v1::Pairing::Overlapping) => Pairing::Overlapping,
+                    _ => Pairing::NonOverlapping,
+                },
+            }),
+        }
+    }
+}
+
+/// Datasets of this process, and generated datasets of this machine: a
+/// generated dataset is written once under `dir` (keyed by its parameters)
+/// and read back by every later worker process; each dataset is held in
+/// memory once and shared by all slots.
+#[derive(Debug)]
+pub struct DatasetCache {
+    dir: PathBuf,
+    loaded: tokio::sync::Mutex<std::collections::HashMap<DatasetSpec, std::sync::Arc<Dataset>>>,
+}
+
+impl DatasetCache {
+    pub fn new(dir: PathBuf) -> Self {
+        Self {
+            dir,
+            loaded: Default::default(),
+        }
+    }
+
+    /// The dataset of `spec`, loading or building it on first use.
+    pub async fn get(&self, spec: &DatasetSpec) -> anyhow::Result<std::sync::Arc<Dataset>> {
+        let mut loaded = self.loaded.lock().await;
+        if let Some(data) = loaded.get(spec) {
+            return Ok(data.clone());
+        }
+        let (dir, owned) = (self.dir.clone(), spec.clone());
+        let data = std::sync::Arc::new(
+            tokio::task::spawn_blocking(move || load_or_build(&dir, &owned)).await??,
+        );
+        loaded.insert(spec.clone(), data.clone());
+        Ok(data)
+    }
+}
+
+fn load_or_build(dir: &std::path::Path, spec: &DatasetSpec) -> anyhow::Result<Dataset> {
+    let DatasetSpec::Generated {
+        seed,
+        train,
+        test,
+        pairing,
+    } = spec
+    else {
+        return Ok(spec.load()?);
+    };
+    let path = dir.join(format!("generated-{seed}-{train}-{test}-{pairing}"));
+    if path.join("complete").exists() {
+        return Ok(DatasetSpec::Recordings { path }.load()?);
+    }
+    let data = spec.load()?;
+    let staging = dir.join(format!(
+        ".building-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    datagen::write_split(&data.train, &staging.join("train"))?;
+    datagen::write_split(&data.test, &staging.join("test"))?;
+    std::fs::write(staging.join("complete"), "")?;
+    // Another process may have finished first; its copy is identical.
+    if std::fs::rename(&staging, &path).is_err() {
+        std::fs::remove_dir_all(&staging)?;
+    }
+    Ok(data)
+}

@@ -15,6 +15,7 @@ pub mod model;
 pub mod optim;
 pub mod params;
 pub mod recordings;
+pub mod runner;
 pub mod split;
 pub mod tetris;
 pub mod train;

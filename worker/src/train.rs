@@ -289,3 +289,31 @@ pub fn batch_tensors(
         Tensor::from_vec(y, shape, device)?,
     ))
 }
+
+impl TryFrom<&proto::v1::TrialConfig> for TrainConfig {
+    type Error = String;
+
+    /// The training settings of a leased trial, checked as `worker train`
+    /// checks its own.
+    fn try_from(c: &proto::v1::TrialConfig) -> std::result::Result<Self, String> {
+        let scheme = |s: &Option<proto::v1::InitScheme>, net: &str| {
+            InitScheme::try_from(
+                s.as_ref()
+                    .ok_or_else(|| format!("the trial names no {net} init"))?,
+            )
+        };
+        let config = TrainConfig {
+            gen_init: scheme(&c.gen_init, "generator")?,
+            disc_init: scheme(&c.disc_init, "discriminator")?,
+            glob_relu: c.glob_relu,
+            lr: c.lr,
+            beta1: c.beta1,
+            beta2: c.beta2,
+            batch_size: c.batch_size as usize,
+            epochs: c.epochs,
+            seed: c.seed,
+        };
+        crate::local::validate(&config).map_err(|e| e.to_string())?;
+        Ok(config)
+    }
+}

@@ -1,0 +1,119 @@
+//! Real databases and a real coordinator for integration tests (the
+//! `test-support` feature): used by this crate's tests and the worker's.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::service::Policy;
+use crate::store::Store;
+use rand::RngExt;
+use sqlx::Connection;
+use tokio::sync::oneshot;
+
+/// A fresh database: a SQLite file, or a new Postgres database.
+#[derive(Debug)]
+pub struct TestDb {
+    pub url: String,
+    pub name: &'static str,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// A fresh SQLite database, and a fresh Postgres database when
+/// `EXP025_PG_URL` names a server (postgres://USER@HOST:PORT/DB). Without it
+/// the Postgres half is skipped with a notice, unless `EXP025_REQUIRE_DB` is
+/// set (as in CI), where its absence fails the test.
+pub async fn databases() -> Vec<TestDb> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut dbs = vec![TestDb {
+        url: format!("sqlite://{}", dir.path().join("test.db").display()),
+        name: "sqlite",
+        _dir: Some(dir),
+    }];
+    match std::env::var("EXP025_PG_URL") {
+        Ok(admin) => {
+            sqlx::any::install_default_drivers();
+            let db = format!("exp025_test_{:016x}", rand::rng().random::<u64>());
+            let mut conn = sqlx::AnyConnection::connect(&admin)
+                .await
+                .expect("connecting to EXP025_PG_URL");
+            sqlx::query(&format!("CREATE DATABASE {db}"))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            let base = admin.rsplit_once('/').expect("a database in the URL").0;
+            dbs.push(TestDb {
+                url: format!("{base}/{db}"),
+                name: "postgres",
+                _dir: None,
+            });
+        }
+        Err(_) => {
+            assert!(
+                std::env::var_os("EXP025_REQUIRE_DB").is_none(),
+                "EXP025_REQUIRE_DB is set but EXP025_PG_URL is not"
+            );
+            eprintln!("SKIPPED: the Postgres half of this test (set EXP025_PG_URL to run it)");
+        }
+    }
+    dbs
+}
+
+/// A coordinator serving on an ephemeral 127.0.0.1 port.
+#[derive(Debug)]
+pub struct Running {
+    pub addr: SocketAddr,
+    pub store: Store,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops the server and waits for it to finish.
+    pub async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+pub async fn start(url: &str, lease: Duration, max_attempts: u32) -> Running {
+    let store = Store::connect(url).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = oneshot::channel();
+    let task = tokio::spawn(crate::server::serve(
+        store.clone(),
+        Policy {
+            lease,
+            max_attempts,
+        },
+        listener,
+        async {
+            let _ = rx.await;
+        },
+    ));
+    Running {
+        addr,
+        store,
+        stop: Some(tx),
+        task,
+    }
+}
+
+/// A small sweep of `configs` x `repeats` trials of `epochs` epochs.
+pub fn sweep_yaml(configs: usize, repeats: u32, epochs: u32) -> String {
+    let inits = [
+        "default",
+        "smart",
+        "kaiming_fan_in_zero_bias",
+        "kaiming_fan_out_zero_bias",
+    ];
+    format!(
+        "name: test\nrepeats: {repeats}\ndataset: {{generated: {{seed: 1, train: 16, test: 8}}}}\n\
+         parameters:\n  init: {{values: [{}]}}\n  epochs: {{value: {epochs}}}\n",
+        inits[..configs].join(", ")
+    )
+}

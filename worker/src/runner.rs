@@ -1,0 +1,467 @@
+//! `worker run`: registers with the coordinator, leases trials into N
+//! slots, trains each on a blocking thread, streams every epoch's metrics as
+//! soon as it ends, checkpoints every K epochs, and survives a coordinator
+//! that goes away (it trains on, retries with backoff and re-sends what was
+//! not acknowledged; stored metrics are idempotent).
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use candle_core::Device;
+use proto::v1::worker_service_client::WorkerServiceClient;
+use proto::v1::{self as pb, Directive};
+use tokio::sync::{mpsc, watch};
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+
+use crate::checkpoint;
+use crate::dataset::{DatasetCache, DatasetSpec};
+use crate::train::{EpochReport, TrainConfig, Trainer};
+
+/// What `worker run` was told.
+#[derive(Debug, Clone)]
+pub struct RunnerOptions {
+    pub coordinator: String,
+    pub device: String,
+    pub slots: usize,
+    pub name: String,
+    /// Save a checkpoint to the coordinator every this many epochs.
+    pub checkpoint_every: u32,
+    /// Where generated datasets are kept for every worker of this machine.
+    pub cache_dir: PathBuf,
+}
+
+type Client = WorkerServiceClient<Channel>;
+
+const BACKOFF_START: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+const LEASE_WAIT_MS: u32 = 5_000;
+
+/// Whether a failed call may succeed when tried again (the coordinator or
+/// its database is away), as opposed to a refusal.
+fn transient(status: &Status) -> bool {
+    matches!(
+        status.code(),
+        Code::Unavailable
+            | Code::Unknown
+            | Code::Internal
+            | Code::DeadlineExceeded
+            | Code::Cancelled
+    )
+}
+
+/// Calls `f` until it succeeds or fails for good, waiting longer each time.
+async fn retry<T, F, Fut>(what: &str, mut f: F) -> Result<T, Status>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, Status>>,
+{
+    let mut wait = BACKOFF_START;
+    loop {
+        match f().await {
+            Err(status) if transient(&status) => {
+                tracing::warn!(what, error = %status.message(), retry_in = ?wait, "coordinator unreachable");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(BACKOFF_MAX);
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Shared by the slots.
+struct Ctx {
+    client: Client,
+    worker_id: i64,
+    lease_seconds: u32,
+    device: Device,
+    datasets: DatasetCache,
+    options: RunnerOptions,
+}
+
+/// Runs slots until `shutdown` turns true; each slot then stops its trial
+/// at the next epoch boundary, checkpoints it and releases its lease.
+pub async fn run(options: RunnerOptions, shutdown: watch::Receiver<bool>) -> Result<()> {
+    let device = crate::local::device(&options.device)?;
+    let channel = Channel::from_shared(options.coordinator.clone())
+        .with_context(|| format!("coordinator URL {}", options.coordinator))?
+        .connect_lazy();
+    let mut client = WorkerServiceClient::new(channel);
+    let registered = retry("register", || {
+        let mut client = client.clone();
+        let request = pb::RegisterRequest {
+            protocol_version: proto::PROTOCOL_VERSION,
+            name: options.name.clone(),
+            device: options.device.clone(),
+            slots: options.slots as u32,
+        };
+        async move { client.register(request).await }
+    })
+    .await
+    .context("registering with the coordinator")?
+    .into_inner();
+    client = client
+        .max_decoding_message_size(256 << 20)
+        .max_encoding_message_size(256 << 20);
+    tracing::info!(
+        worker = registered.worker_id,
+        slots = options.slots,
+        "registered"
+    );
+    let ctx = Arc::new(Ctx {
+        client,
+        worker_id: registered.worker_id,
+        lease_seconds: registered.lease_seconds.max(1),
+        device,
+        datasets: DatasetCache::new(options.cache_dir.clone()),
+        options,
+    });
+    let mut slots = tokio::task::JoinSet::new();
+    for slot in 0..ctx.options.slots {
+        slots.spawn(slot_loop(ctx.clone(), slot, shutdown.clone()));
+    }
+    while let Some(done) = slots.join_next().await {
+        done??;
+    }
+    Ok(())
+}
+
+async fn slot_loop(ctx: Arc<Ctx>, slot: usize, mut shutdown: watch::Receiver<bool>) -> Result<()> {
+    loop {
+        if *shutdown.borrow() {
+            return Ok(());
+        }
+        let request = pb::LeaseRequest {
+            worker_id: ctx.worker_id,
+            wait_ms: LEASE_WAIT_MS,
+        };
+        let leased = tokio::select! {
+            r = retry("lease", || { let mut c = ctx.client.clone(); let r = request; async move { c.lease(r).await } }) => r?,
+            _ = stopped(&mut shutdown) => return Ok(()),
+        };
+        if let Some(lease) = leased.into_inner().lease {
+            let trial_id = lease.trial.as_ref().map_or(0, |t| t.id);
+            tracing::info!(
+                slot,
+                trial = trial_id,
+                from_epoch = lease.resume_from_epoch,
+                "trial leased"
+            );
+            if let Err(e) = run_trial(&ctx, lease, shutdown.clone()).await {
+                tracing::error!(
+                    slot,
+                    trial = trial_id,
+                    error = format!("{e:#}"),
+                    "trial abandoned"
+                );
+            }
+        }
+    }
+}
+
+/// Resolves once shutdown was asked for.
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|s| *s).await;
+}
+
+/// What the training thread tells the slot.
+enum Event {
+    Epoch(Box<EpochReport>, Option<Vec<u8>>),
+    Finished,
+    /// Stopped for shutdown after `epoch` epochs, with the state to resume from.
+    Paused(u32, Vec<u8>),
+    /// Stopped because the coordinator said so.
+    Abandoned,
+    Failed(String),
+}
+
+const RUN: u8 = 0;
+const PAUSE: u8 = 1;
+const ABANDON: u8 = 2;
+
+/// Trains one leased trial to its end, a directive to stop, or shutdown.
+async fn run_trial(ctx: &Ctx, lease: pb::Lease, mut shutdown: watch::Receiver<bool>) -> Result<()> {
+    let trial = lease.trial.context("a lease without a trial")?;
+    let mut reporter = Reporter {
+        client: ctx.client.clone(),
+        trial_id: trial.id,
+        lease_id: lease.lease_id,
+        pending: VecDeque::new(),
+    };
+    let config = trial
+        .config
+        .as_ref()
+        .context("a trial without a configuration")?;
+    let parsed = TrainConfig::try_from(config).and_then(|c| {
+        Ok((
+            c,
+            DatasetSpec::try_from(config.dataset.as_ref().ok_or("no dataset")?)?,
+        ))
+    });
+    let (train_config, dataset) = match parsed {
+        Ok(p) => p,
+        Err(reason) => {
+            return reporter
+                .fail(&format!("invalid trial configuration: {reason}"))
+                .await;
+        }
+    };
+    let data = match ctx.datasets.get(&dataset).await {
+        Ok(d) => d,
+        Err(e) => return reporter.fail(&format!("dataset: {e:#}")).await,
+    };
+    let saved = reporter.checkpoint().await?;
+    let control = Arc::new(AtomicU8::new(RUN));
+    let (events, mut inbox) = mpsc::unbounded_channel();
+    let (device, every) = (ctx.device.clone(), ctx.options.checkpoint_every.max(1));
+    let thread_control = control.clone();
+    let trainer = tokio::task::spawn_blocking(move || {
+        train_thread(
+            &data,
+            train_config,
+            &device,
+            saved,
+            every,
+            &thread_control,
+            &events,
+        )
+    });
+    let heartbeat = Duration::from_secs(u64::from(ctx.lease_seconds)) / 3;
+    let outcome = loop {
+        tokio::select! {
+            event = inbox.recv() => match event {
+                Some(Event::Epoch(report, state)) => {
+                    reporter.queue(&report);
+                    if reporter.flush(&control).await? && let Some(bytes) = state {
+                        reporter.put_checkpoint(report.epoch, bytes).await?;
+                    }
+                }
+                Some(other) => break Some(other),
+                None => break None,
+            },
+            _ = tokio::time::sleep(heartbeat) => {
+                reporter.flush(&control).await?;
+            }
+            _ = stopped(&mut shutdown), if control.load(Ordering::Relaxed) == RUN => {
+                tracing::info!(trial = trial.id, "shutting down: pausing at the next epoch boundary");
+                control.store(PAUSE, Ordering::Relaxed);
+            }
+        }
+    };
+    trainer.await?;
+    let held = reporter.flush(&control).await?;
+    match outcome {
+        _ if !held => {
+            tracing::warn!(
+                trial = trial.id,
+                "the coordinator took the trial back; stopped"
+            );
+            Ok(())
+        }
+        Some(Event::Finished) => reporter.finish(None).await,
+        Some(Event::Failed(reason)) => reporter.fail(&reason).await,
+        Some(Event::Paused(epoch, state)) => {
+            if epoch > 0 {
+                reporter.put_checkpoint(epoch, state).await?;
+            }
+            reporter.release().await
+        }
+        Some(Event::Abandoned | Event::Epoch(..)) | None => Ok(()),
+    }
+}
+
+/// The training thread: resumes from `saved` if given, then trains epoch
+/// after epoch, checking `control` at every epoch boundary.
+fn train_thread(
+    data: &crate::datagen::Dataset,
+    config: TrainConfig,
+    device: &Device,
+    saved: Option<Vec<u8>>,
+    every: u32,
+    control: &AtomicU8,
+    events: &mpsc::UnboundedSender<Event>,
+) {
+    let result = (|| -> Result<Event> {
+        let mut trainer = Trainer::new(config, &data.train, &data.test, device)?;
+        if let Some(bytes) = saved {
+            checkpoint::load(&mut trainer, &bytes)?;
+        }
+        while trainer.epoch() < config.epochs {
+            match control.load(Ordering::Relaxed) {
+                PAUSE => return Ok(Event::Paused(trainer.epoch(), checkpoint::save(&trainer)?)),
+                ABANDON => return Ok(Event::Abandoned),
+                _ => {}
+            }
+            let report = trainer.run_epoch()?;
+            let due = report.epoch % every == 0 && report.epoch < config.epochs;
+            let state = due.then(|| checkpoint::save(&trainer)).transpose()?;
+            if events.send(Event::Epoch(Box::new(report), state)).is_err() {
+                return Ok(Event::Abandoned);
+            }
+        }
+        Ok(Event::Finished)
+    })();
+    let _ = events.send(result.unwrap_or_else(|e| Event::Failed(format!("{e:#}"))));
+}
+
+/// Sends a trial's reports in order until each is acknowledged, and makes
+/// the calls that end the trial.
+struct Reporter {
+    client: Client,
+    trial_id: i64,
+    lease_id: String,
+    pending: VecDeque<pb::ProgressReport>,
+}
+
+impl Reporter {
+    fn queue(&mut self, report: &EpochReport) {
+        let metrics = report
+            .metrics()
+            .into_iter()
+            .map(|(split, name, value)| pb::Metric {
+                split: split.into(),
+                name: name.into(),
+                value,
+            })
+            .collect();
+        self.pending.push_back(pb::ProgressReport {
+            trial_id: self.trial_id,
+            lease_id: self.lease_id.clone(),
+            epoch: report.epoch,
+            metrics,
+        });
+    }
+
+    /// Sends what is pending (or a heartbeat) until acknowledged. Returns
+    /// whether the lease is still held; if not, tells the trainer to stop.
+    async fn flush(&mut self, control: &AtomicU8) -> Result<bool> {
+        let reports: Vec<pb::ProgressReport> = if self.pending.is_empty() {
+            vec![pb::ProgressReport {
+                trial_id: self.trial_id,
+                lease_id: self.lease_id.clone(),
+                epoch: 0,
+                metrics: vec![],
+            }]
+        } else {
+            self.pending.iter().cloned().collect()
+        };
+        let directives = retry("report progress", || {
+            let mut client = self.client.clone();
+            let reports = reports.clone();
+            async move {
+                let n = reports.len();
+                let mut acks = client
+                    .report_progress(tokio_stream::iter(reports))
+                    .await?
+                    .into_inner();
+                let mut directives = Vec::with_capacity(n);
+                while directives.len() < n {
+                    let ack = acks
+                        .message()
+                        .await?
+                        .ok_or_else(|| Status::unavailable("progress stream ended"))?;
+                    directives.push(Directive::try_from(ack.directive).unwrap_or(Directive::Stop));
+                }
+                Ok(directives)
+            }
+        })
+        .await?;
+        self.pending.clear();
+        if directives.iter().all(|d| *d == Directive::Continue) {
+            return Ok(true);
+        }
+        tracing::warn!(
+            trial = self.trial_id,
+            ?directives,
+            "the coordinator says stop"
+        );
+        control.store(ABANDON, Ordering::Relaxed);
+        Ok(false)
+    }
+
+    async fn checkpoint(&self) -> Result<Option<Vec<u8>>> {
+        let request = pb::GetCheckpointRequest {
+            trial_id: self.trial_id,
+            lease_id: self.lease_id.clone(),
+        };
+        let response = retry("get checkpoint", || {
+            let mut c = self.client.clone();
+            let r = request.clone();
+            async move { c.get_checkpoint(r).await }
+        })
+        .await?;
+        Ok(response.into_inner().checkpoint.map(|c| c.data))
+    }
+
+    async fn put_checkpoint(&self, epoch: u32, data: Vec<u8>) -> Result<()> {
+        let request = pb::PutCheckpointRequest {
+            trial_id: self.trial_id,
+            lease_id: self.lease_id.clone(),
+            epoch,
+            data,
+        };
+        retry("put checkpoint", || {
+            let mut c = self.client.clone();
+            let r = request.clone();
+            async move { c.put_checkpoint(r).await }
+        })
+        .await?;
+        tracing::info!(trial = self.trial_id, epoch, "checkpoint saved");
+        Ok(())
+    }
+
+    async fn finish(&self, failure: Option<&str>) -> Result<()> {
+        let (trial_id, lease_id) = (self.trial_id, self.lease_id.clone());
+        match failure {
+            None => {
+                retry("complete", || {
+                    let mut c = self.client.clone();
+                    let r = pb::CompleteRequest {
+                        trial_id,
+                        lease_id: lease_id.clone(),
+                    };
+                    async move { c.complete(r).await }
+                })
+                .await?;
+                tracing::info!(trial = trial_id, "trial completed");
+            }
+            Some(reason) => {
+                retry("fail", || {
+                    let mut c = self.client.clone();
+                    let r = pb::FailRequest {
+                        trial_id,
+                        lease_id: lease_id.clone(),
+                        reason: reason.to_string(),
+                    };
+                    async move { c.fail(r).await }
+                })
+                .await?;
+                tracing::warn!(trial = trial_id, reason, "trial failed");
+            }
+        }
+        Ok(())
+    }
+
+    async fn fail(&self, reason: &str) -> Result<()> {
+        self.finish(Some(reason)).await
+    }
+
+    async fn release(&self) -> Result<()> {
+        let (trial_id, lease_id) = (self.trial_id, self.lease_id.clone());
+        retry("release", || {
+            let mut c = self.client.clone();
+            let r = pb::ReleaseRequest {
+                trial_id,
+                lease_id: lease_id.clone(),
+            };
+            async move { c.release(r).await }
+        })
+        .await?;
+        tracing::info!(trial = trial_id, "trial released for another worker");
+        Ok(())
+    }
+}

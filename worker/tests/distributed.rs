@@ -1,0 +1,189 @@
+//! Workers as real processes against a real coordinator (in this process,
+//! on an ephemeral 127.0.0.1 port, on SQLite and on Postgres when given):
+//! two workers drain a sweep; a worker killed mid-trial loses nothing, its
+//! trial finishing on the other from its checkpoint with the metrics of an
+//! uninterrupted run; SIGTERM checkpoints and releases.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use coordinator::store::Store;
+use coordinator::testing;
+
+const WORKER: &str = env!("CARGO_BIN_EXE_worker");
+
+struct Worker(Child);
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_worker(url: &str, cache: &std::path::Path, name: &str) -> Worker {
+    Worker(
+        Command::new(WORKER)
+            .args([
+                "run",
+                "--coordinator",
+                url,
+                "--checkpoint-every",
+                "1",
+                "--name",
+                name,
+            ])
+            .arg("--cache-dir")
+            .arg(cache)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+async fn wait_until<F, Fut>(what: &str, limit: Duration, mut done: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !done().await {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn all_completed(store: &Store, sweep: i64) -> bool {
+    store
+        .trials(sweep)
+        .await
+        .unwrap()
+        .iter()
+        .all(|t| t.status == "completed")
+}
+
+/// Every epoch of every trial stored exactly once: (trial, epoch) -> test
+/// board accuracy, for the epochs 1..=epochs.
+async fn stored_epochs(store: &Store, sweep: i64, epochs: u32) -> Vec<Vec<f64>> {
+    let mut out = Vec::new();
+    for trial in store.trials(sweep).await.unwrap() {
+        let metrics = store.metrics_after(trial.id, 0).await.unwrap();
+        let per_epoch = metrics
+            .iter()
+            .filter(|m| m.split == "test" && m.metric == "cell_accuracy");
+        let epochs_seen: Vec<u32> = per_epoch.clone().map(|m| m.epoch).collect();
+        assert_eq!(
+            epochs_seen,
+            (1..=epochs).collect::<Vec<_>>(),
+            "trial {}",
+            trial.id
+        );
+        out.push(per_epoch.map(|m| m.value).collect());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_drain_a_sweep_and_a_killed_worker_loses_nothing() {
+    for db in testing::databases().await {
+        let cache = tempfile::tempdir().unwrap();
+        let server = testing::start(&db.url, Duration::from_secs(2), 5).await;
+        let yaml = testing::sweep_yaml(2, 2, 3);
+        let plan = coordinator::spec::parse(&yaml).unwrap();
+        let sweep = server.store.create_sweep(&yaml, &plan).await.unwrap();
+        let workers = [
+            spawn_worker(&server.url(), cache.path(), "a"),
+            spawn_worker(&server.url(), cache.path(), "b"),
+        ];
+        wait_until("the sweep to complete", Duration::from_secs(120), || {
+            all_completed(&server.store, sweep)
+        })
+        .await;
+        let straight = stored_epochs(&server.store, sweep, 3).await;
+        drop(workers);
+
+        // The same sweep again; kill one worker once its trial has a checkpoint.
+        let again = server.store.create_sweep(&yaml, &plan).await.unwrap();
+        let mut victim = spawn_worker(&server.url(), cache.path(), "victim");
+        let store = server.store.clone();
+        wait_until(
+            "a checkpointed trial on the victim",
+            Duration::from_secs(60),
+            || async {
+                let trials = store.trials(again).await.unwrap();
+                for t in trials
+                    .iter()
+                    .filter(|t| t.status == "running" && t.worker == "victim")
+                {
+                    if store.checkpoint(t.id).await.unwrap().is_some() {
+                        return true;
+                    }
+                }
+                false
+            },
+        )
+        .await;
+        victim.0.kill().unwrap();
+        victim.0.wait().unwrap();
+        let _survivor = spawn_worker(&server.url(), cache.path(), "survivor");
+        wait_until(
+            "the sweep to complete after the kill",
+            Duration::from_secs(120),
+            || all_completed(&server.store, again),
+        )
+        .await;
+        let trials = server.store.trials(again).await.unwrap();
+        assert!(
+            trials.iter().any(|t| t.attempts == 2),
+            "{}: one trial was re-leased",
+            db.name
+        );
+        let resumed = stored_epochs(&server.store, again, 3).await;
+        assert_eq!(
+            resumed, straight,
+            "{}: the same metrics as without the kill",
+            db.name
+        );
+        server.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_checkpoints_releases_and_exits_cleanly() {
+    let db = testing::databases().await.remove(0);
+    let cache = tempfile::tempdir().unwrap();
+    let server = testing::start(&db.url, Duration::from_secs(30), 3).await;
+    let yaml = testing::sweep_yaml(1, 1, 50);
+    let plan = coordinator::spec::parse(&yaml).unwrap();
+    let sweep = server.store.create_sweep(&yaml, &plan).await.unwrap();
+    let mut worker = spawn_worker(&server.url(), cache.path(), "w");
+    let store = server.store.clone();
+    wait_until("two epochs", Duration::from_secs(60), || async {
+        store.trials(sweep).await.unwrap()[0].epochs_done >= 2
+    })
+    .await;
+    let status = Command::new("kill")
+        .args(["-TERM", &worker.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = tokio::task::spawn_blocking(move || worker.0.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(exit.success(), "exit status {exit:?}");
+    let trial = &server.store.trials(sweep).await.unwrap()[0];
+    assert_eq!(trial.status, "queued", "the lease was released");
+    let (epoch, _) = server
+        .store
+        .checkpoint(trial.id)
+        .await
+        .unwrap()
+        .expect("a checkpoint at shutdown");
+    assert_eq!(
+        epoch, trial.epochs_done,
+        "checkpoint of the last reported epoch"
+    );
+    server.stop().await;
+}
