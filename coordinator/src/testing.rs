@@ -79,9 +79,15 @@ impl Running {
     }
 }
 
+/// A coordinator on an ephemeral 127.0.0.1 port.
 pub async fn start(url: &str, lease: Duration, max_attempts: u32) -> Running {
+    start_at(url, "127.0.0.1:0".parse().unwrap(), lease, max_attempts).await
+}
+
+/// A coordinator on `addr`, e.g. the address of one stopped before.
+pub async fn start_at(url: &str, addr: SocketAddr, lease: Duration, max_attempts: u32) -> Running {
     let store = Store::connect(url).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = oneshot::channel();
     let task = tokio::spawn(crate::server::serve(

@@ -187,3 +187,36 @@ async fn sigterm_checkpoints_releases_and_exits_cleanly() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_trains_on_while_the_coordinator_is_away() {
+    let db = testing::databases().await.remove(0);
+    let cache = tempfile::tempdir().unwrap();
+    let server = testing::start(&db.url, Duration::from_secs(30), 3).await;
+    let (addr, url) = (server.addr, server.url());
+    let yaml = testing::sweep_yaml(1, 1, 8);
+    let plan = coordinator::spec::parse(&yaml).unwrap();
+    let sweep = server.store.create_sweep(&yaml, &plan).await.unwrap();
+    let _worker = spawn_worker(&url, cache.path(), "w");
+    let store = server.store.clone();
+    wait_until("the first epoch", Duration::from_secs(60), || async {
+        store.trials(sweep).await.unwrap()[0].epochs_done >= 1
+    })
+    .await;
+    server.stop().await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let server = testing::start_at(&db.url, addr, Duration::from_secs(30), 3).await;
+    wait_until(
+        "completion after the outage",
+        Duration::from_secs(60),
+        || all_completed(&server.store, sweep),
+    )
+    .await;
+    stored_epochs(&server.store, sweep, 8).await;
+    assert_eq!(
+        server.store.trials(sweep).await.unwrap()[0].attempts,
+        1,
+        "never re-leased"
+    );
+    server.stop().await;
+}
