@@ -145,3 +145,38 @@ fn load_or_build(dir: &std::path::Path, spec: &DatasetSpec) -> anyhow::Result<Da
     }
     Ok(data)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_generated_dataset_is_built_once_per_machine_and_shared() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = DatasetSpec::Generated {
+            seed: 4,
+            train: 12,
+            test: 5,
+            pairing: Pairing::Overlapping,
+        };
+        let cache = DatasetCache::new(dir.path().to_path_buf());
+        let first = cache.get(&spec).await.unwrap();
+        assert!(
+            std::sync::Arc::ptr_eq(&first, &cache.get(&spec).await.unwrap()),
+            "one copy per process"
+        );
+        let on_disk = dir.path().join("generated-4-12-5-overlapping");
+        assert!(on_disk.join("complete").exists() && on_disk.join("train/11.npy").exists());
+
+        // Another process finds the files: it reads them instead of playing games.
+        std::fs::write(on_disk.join("test/0.npy"), b"not npy").unwrap();
+        let err = DatasetCache::new(dir.path().to_path_buf())
+            .get(&spec)
+            .await
+            .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("0.npy"),
+            "read from the cache: {err:#}"
+        );
+    }
+}
