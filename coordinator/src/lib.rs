@@ -6,6 +6,7 @@ pub mod error;
 pub mod server;
 pub mod service;
 pub mod spec;
+pub mod stats;
 pub mod store;
 #[cfg(feature = "test-support")]
 pub mod testing;
