@@ -195,26 +195,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn scheme_names_round_trip() {
-        for name in [
-            "default",
-            "smart",
-            "kaiming_fan_in",
-            "kaiming_fan_out_zero_bias",
-            "kaiming_fan_in_normal",
-            "kaiming_fan_out_normal_zero_bias",
-        ] {
-            let scheme: InitScheme = name.parse().unwrap();
-            assert_eq!(scheme.to_string(), name);
+    fn every_scheme_survives_its_name_and_the_proto_message() {
+        let mut schemes = vec![InitScheme::Default, InitScheme::Smart];
+        for fan in [FanMode::FanIn, FanMode::FanOut] {
+            for dist in [Distribution::Uniform, Distribution::Normal] {
+                for zero_bias in [false, true] {
+                    schemes.push(InitScheme::Kaiming {
+                        fan,
+                        dist,
+                        zero_bias,
+                    });
+                }
+            }
         }
-        for bad in [
-            "kaiming",
-            "kaiming_fan_up",
-            "kaiming_fan_in_zero",
-            "xavier",
-            "",
-        ] {
-            assert!(bad.parse::<InitScheme>().is_err(), "{bad}");
+        for scheme in schemes {
+            assert_eq!(scheme.to_string().parse::<InitScheme>(), Ok(scheme));
+            assert_eq!(
+                InitScheme::try_from(&pb::InitScheme::from(scheme)),
+                Ok(scheme)
+            );
         }
+        assert!("xavier".parse::<InitScheme>().is_err());
     }
 }
