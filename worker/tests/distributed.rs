@@ -220,3 +220,40 @@ async fn a_worker_trains_on_while_the_coordinator_is_away() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_trial_stops_promptly_and_frees_its_slot() {
+    let db = testing::databases().await.remove(0);
+    let cache = tempfile::tempdir().unwrap();
+    let server = testing::start(&db.url, Duration::from_secs(30), 3).await;
+    let long = testing::sweep_yaml(1, 1, 1000);
+    let sweep = server
+        .store
+        .create_sweep(&long, &coordinator::spec::parse(&long).unwrap())
+        .await
+        .unwrap();
+    let _worker = spawn_worker(&server.url(), cache.path(), "w");
+    let store = server.store.clone();
+    wait_until("two epochs", Duration::from_secs(60), || async {
+        store.trials(sweep).await.unwrap()[0].epochs_done >= 2
+    })
+    .await;
+    assert!(server.store.cancel_sweep(sweep).await.unwrap());
+    let short = testing::sweep_yaml(1, 1, 2);
+    let next = server
+        .store
+        .create_sweep(&short, &coordinator::spec::parse(&short).unwrap())
+        .await
+        .unwrap();
+    // One slot: the next trial can only start once the cancelled one ended.
+    wait_until(
+        "the next sweep on the freed slot",
+        Duration::from_secs(30),
+        || all_completed(&server.store, next),
+    )
+    .await;
+    let cancelled = &server.store.trials(sweep).await.unwrap()[0];
+    assert_eq!(cancelled.status, "cancelled");
+    assert!(cancelled.epochs_done < 1000);
+    server.stop().await;
+}
