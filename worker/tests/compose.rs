@@ -1,0 +1,75 @@
+//! docker-compose.yml read as YAML (no Docker engine runs here): the
+//! topology the README promises, and worker commands this binary accepts.
+//! The same topology runs as processes in tests/distributed.rs.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde_yaml_ng::Value;
+
+fn compose() -> Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docker-compose.yml");
+    serde_yaml_ng::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_sequence()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn the_compose_file_describes_the_cluster() {
+    let c = compose();
+    let s = &c["services"];
+    let pg = &s["postgres"];
+    assert!(pg["healthcheck"]["test"].is_sequence());
+    assert!(strings(&pg["volumes"])[0].ends_with(":/var/lib/postgresql/data"));
+    let coordinator = &s["coordinator"];
+    assert_eq!(
+        coordinator["depends_on"]["postgres"]["condition"].as_str(),
+        Some("service_healthy")
+    );
+    assert!(
+        strings(&coordinator["command"])
+            .iter()
+            .any(|a| a.starts_with("postgres://"))
+    );
+    assert!(s["worker-cpu"]["deploy"]["replicas"].as_u64().unwrap() >= 2);
+    let devices = &s["worker-gpu"]["deploy"]["resources"]["reservations"]["devices"][0];
+    assert_eq!(devices["driver"].as_str(), Some("nvidia"));
+    assert_eq!(strings(&devices["capabilities"]), ["gpu"]);
+    for dockerfile in
+        ["coordinator", "worker-gpu"].map(|n| s[n]["build"]["dockerfile"].as_str().unwrap())
+    {
+        assert!(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("..")
+                .join(dockerfile)
+                .exists(),
+            "{dockerfile}"
+        );
+    }
+}
+
+#[test]
+fn the_worker_commands_are_ones_this_worker_accepts() {
+    let help = Command::new(env!("CARGO_BIN_EXE_worker"))
+        .args(["run", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8(help.stdout).unwrap();
+    let c = compose();
+    for name in ["worker-cpu", "worker-gpu"] {
+        let command = strings(&c["services"][name]["command"]);
+        assert_eq!(command[..2], ["worker", "run"], "{name}");
+        for flag in command.iter().filter(|a| a.starts_with("--")) {
+            assert!(
+                help.contains(flag.as_str()),
+                "{name}: worker run has no {flag}"
+            );
+        }
+    }
+}
