@@ -413,7 +413,7 @@ impl Store {
     pub async fn renew(&self, trial_id: i64, lease_id: &str, lease_ms: i64) -> Result<LeaseState> {
         let now = now_ms();
         let renewed = sqlx::query(
-            "UPDATE trials SET lease_expires_ms = $1, updated_ms = updated_ms \
+            "UPDATE trials SET lease_expires_ms = $1 \
              WHERE id = $2 AND lease_id = $3 AND status = $4",
         )
         .bind(now + lease_ms)
