@@ -5,7 +5,7 @@ use candle_core::{Device, Result, Tensor};
 use rand::Rng;
 
 use crate::init::InitScheme;
-use crate::layers::Pass;
+use crate::layers::{Pass, bce_with_logits};
 use crate::model::{Discriminator, Generator};
 use crate::optim::{Adam, AdamConfig};
 use crate::params::Params;
@@ -67,9 +67,17 @@ impl Gan {
     /// learns from the real batch and the detached fake batch, then the
     /// generator learns through the updated discriminator.
     pub fn step(&mut self, x: &Tensor, y: &Tensor, z: &Tensor) -> Result<StepOutput> {
-        let (loss_d_real, _) = self.discriminator.loss(x, y, REAL, TRAIN)?;
         let y_fake = self.generator.forward(x, z, TRAIN)?;
-        let (loss_d_fake, _) = self.discriminator.loss(x, &y_fake.detach(), FAKE, TRAIN)?;
+        // The discriminator has no batch statistics, so the real and the
+        // detached fake batch go through it as one batch of 2B.
+        let b = x.dim(0)?;
+        let logits = self.discriminator.forward(
+            &Tensor::cat(&[x, x], 0)?,
+            &Tensor::cat(&[y, &y_fake.detach()], 0)?,
+            TRAIN,
+        )?;
+        let loss_d_real = bce_with_logits(&logits.narrow(0, 0, b)?, REAL)?;
+        let loss_d_fake = bce_with_logits(&logits.narrow(0, b, b)?, FAKE)?;
         let disc_grads = (&loss_d_real + &loss_d_fake)?.backward()?;
         self.opt_disc.step(&disc_grads)?;
 
