@@ -690,18 +690,9 @@ fn configuration(
     domains: &Domains,
     dataset: &Dataset,
 ) -> Result<(TrialConfig, String), SpecError> {
-    let default_init = parse_init_scheme("default").expect("a known name");
     let mut config = TrialConfig {
-        gen_init: Some(default_init),
-        disc_init: Some(default_init),
-        glob_relu: false,
-        lr: 1e-4,
-        beta1: 0.9,
-        beta2: 0.999,
-        batch_size: 4,
-        epochs: 300,
-        seed: 0,
         dataset: Some(dataset.clone()),
+        ..proto::notebook_defaults()
     };
     let mut glob_relu_given = None;
     for ((param, (_, at)), value) in domains.iter().zip(values) {

@@ -35,19 +35,10 @@ pub struct TrainConfig {
 }
 
 impl Default for TrainConfig {
-    /// The notebook's settings: default init, lr 1e-4, batch 4, 300 epochs.
+    /// The notebook's settings (`proto::notebook_defaults`).
     fn default() -> Self {
-        Self {
-            gen_init: InitScheme::Default,
-            disc_init: InitScheme::Default,
-            glob_relu: false,
-            lr: 1e-4,
-            beta1: 0.9,
-            beta2: 0.999,
-            batch_size: 4,
-            epochs: 300,
-            seed: 0,
-        }
+        TrainConfig::try_from(&proto::notebook_defaults())
+            .expect("the notebook's settings are valid")
     }
 }
 
