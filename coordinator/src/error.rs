@@ -20,8 +20,6 @@ pub enum Error {
     Protocol { got: u32, want: u32 },
     #[error("unknown worker {0}; register first")]
     UnknownWorker(i64),
-    #[error("{0}")]
-    InvalidArgument(String),
 }
 
 impl From<Error> for Status {
@@ -47,7 +45,6 @@ impl From<Error> for Status {
                 Status::failed_precondition(e.to_string())
             }
             Error::UnknownWorker(_) => Status::not_found(e.to_string()),
-            Error::InvalidArgument(_) => Status::invalid_argument(e.to_string()),
         }
     }
 }

@@ -16,7 +16,6 @@
 //! ```
 
 use std::collections::HashMap;
-use std::fmt;
 
 use marked_yaml::{LoaderOptions, Spanned};
 use proto::names::{init_scheme_name, parse_init_scheme};
@@ -178,17 +177,6 @@ enum Value {
     Bool(bool),
     Float(f64),
     Int(u32),
-}
-
-impl fmt::Display for Value {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Value::Init(s) => f.write_str(&init_scheme_name(s).unwrap_or_default()),
-            Value::Bool(b) => write!(f, "{b}"),
-            Value::Float(x) => write!(f, "{x}"),
-            Value::Int(n) => write!(f, "{n}"),
-        }
-    }
 }
 
 impl Param {

@@ -85,7 +85,7 @@ impl Gan {
             train: true,
             track_params: false,
         };
-        let (loss_g, _) = self.discriminator.loss(x, &y_fake, REAL, through_disc)?;
+        let loss_g = bce_with_logits(&self.discriminator.forward(x, &y_fake, through_disc)?, REAL)?;
         let gen_grads = loss_g.backward()?;
         self.opt_gen.step(&gen_grads)?;
         Ok(StepOutput {

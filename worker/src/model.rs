@@ -6,8 +6,7 @@ use rand::Rng;
 
 use crate::init::InitScheme;
 use crate::layers::{
-    Act, BatchNorm, Builder, Conv, Linear, Pass, bce_with_logits, flatten_chw, max_pool2, relu,
-    softmax_channels,
+    Act, BatchNorm, Builder, Conv, Linear, Pass, flatten_chw, max_pool2, relu, softmax_channels,
 };
 use crate::params::Params;
 use crate::tetris::{COLS, ROWS};
@@ -173,17 +172,5 @@ impl Discriminator {
         let h = relu(&self.conv5.forward(&h, pass)?)?;
         let h = self.fc8.forward(&flatten_chw(&h)?, pass)?.relu()?;
         self.fc10.forward(&h, pass)?.flatten_all()
-    }
-
-    /// Mean BCE-with-logits of the scores of (x, y) against `target`.
-    pub fn loss(
-        &self,
-        x: &Tensor,
-        y: &Tensor,
-        target: f64,
-        pass: Pass,
-    ) -> Result<(Tensor, Tensor)> {
-        let logits = self.forward(x, y, pass)?;
-        Ok((bce_with_logits(&logits, target)?, logits))
     }
 }
