@@ -220,13 +220,13 @@ impl<'d> Trainer<'d> {
                 + sum(&bce_with_logits_items(&fake, 0.0)?)?;
             gen_loss += sum(&bce_with_logits_items(&fake, 1.0)?)?;
             disc_right += count(&real.gt(0.0)?)? + count(&fake.le(0.0)?)?;
-            let pred: Vec<u32> = y_fake.argmax(D::Minus1)?.flatten_all()?.to_vec1()?;
-            for (k, &item) in batch.iter().enumerate() {
-                let p: Vec<u8> = pred[k * CELLS..(k + 1) * CELLS]
-                    .iter()
-                    .map(|&c| c as u8)
-                    .collect();
-                counts.add(split.x(item), split.y(item), &p);
+            let pred: Vec<u8> = y_fake
+                .argmax(D::Minus1)?
+                .to_dtype(DType::U8)?
+                .flatten_all()?
+                .to_vec1()?;
+            for (p, &item) in pred.chunks_exact(CELLS).zip(batch) {
+                counts.add(split.x(item), split.y(item), p);
             }
         }
         let n = split.len() as f64;
