@@ -211,6 +211,24 @@ async fn a_repeated_report_writes_nothing_twice() {
                 .epochs_done,
             2
         );
+        let fail = pb::FailRequest {
+            trial_id,
+            lease_id: l.lease_id.clone(),
+            reason: "out of memory".into(),
+        };
+        client.fail(fail.clone()).await.unwrap();
+        let failed = server.store.trial(trial_id).await.unwrap().unwrap();
+        assert_eq!(
+            (failed.status.as_str(), failed.error.as_str()),
+            ("failed", "out of memory"),
+            "{}",
+            db.name
+        );
+        assert_eq!(
+            client.fail(fail).await.unwrap_err().code(),
+            Code::FailedPrecondition,
+            "a finished trial stays finished"
+        );
         server.stop().await;
     }
 }
