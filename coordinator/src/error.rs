@@ -12,6 +12,8 @@ pub enum Error {
     Spec { file: String, source: SpecError },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("{0}")]
+    InvalidArgument(String),
     #[error("{0} not found")]
     NotFound(String),
     #[error("trial {0} is no longer leased to this worker")]
@@ -40,6 +42,7 @@ impl From<Error> for Status {
                 tracing::error!(error = ?inner, "store failure");
                 Status::internal(e.to_string())
             }
+            Error::InvalidArgument(_) => Status::invalid_argument(e.to_string()),
             Error::NotFound(_) => Status::not_found(e.to_string()),
             Error::LeaseLost(_) | Error::Protocol { .. } => {
                 Status::failed_precondition(e.to_string())

@@ -3,6 +3,8 @@
 
 pub mod convert;
 pub mod error;
+pub mod report;
+pub mod results;
 pub mod server;
 pub mod service;
 pub mod spec;

@@ -4,8 +4,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use coordinator::report::{self, Format};
 use coordinator::server;
 use coordinator::service::Policy;
+use coordinator::stats::Alternative;
 use coordinator::store::Store;
 use proto::v1::sweep_service_client::SweepServiceClient;
 use proto::v1::{self as pb, SweepStatus, TrialStatus};
@@ -72,6 +74,123 @@ enum Command {
         #[command(flatten)]
         client: Client,
     },
+    /// Metrics per configuration: n, mean and sample std over repeats.
+    ///
+    /// A configuration is a trial's parameters without its seed; rows are
+    /// labelled by the parameters that vary. NaN values (e.g. precision
+    /// with no predicted spawns) are left out of mean and std and counted.
+    Results {
+        sweep: i64,
+        #[command(flatten)]
+        epoch: EpochArgs,
+        /// Metric columns of the table and CSV [default: the notebook's
+        /// board_accuracy, spawn_recall, spawn_precision, spawn_validity,
+        /// cell_accuracy in a table; every metric in CSV].
+        #[arg(long, value_delimiter = ',')]
+        metrics: Vec<String>,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Welch's t-test of one metric between two groups of configurations
+    /// (scipy.stats.ttest_ind with equal_var=False).
+    Compare {
+        sweep: i64,
+        /// The metric to compare, e.g. board_accuracy.
+        #[arg(long)]
+        metric: String,
+        /// Group a: KEY=VALUE filters, e.g. `--a init=default`; `init=X`
+        /// means gen_init=X and disc_init=X.
+        #[arg(long, num_args = 1.., required_unless_present = "all_pairs")]
+        a: Vec<String>,
+        /// Group b, as group a.
+        #[arg(long, num_args = 1.., required_unless_present = "all_pairs")]
+        b: Vec<String>,
+        /// The alternative hypothesis about mean(a) - mean(b).
+        #[arg(long, default_value = "two-sided")]
+        alternative: Alternative,
+        /// Test every configuration against every other one instead.
+        #[arg(long, conflicts_with_all = ["a", "b"])]
+        all_pairs: bool,
+        #[command(flatten)]
+        epoch: EpochArgs,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Learning curves: per configuration and epoch, the mean and sample std
+    /// of one metric over repeats.
+    Curves {
+        sweep: i64,
+        /// The metric, e.g. board_accuracy.
+        #[arg(long)]
+        metric: String,
+        /// train or test.
+        #[arg(long, default_value = "test")]
+        split: String,
+        #[command(flatten)]
+        output: Output,
+    },
+}
+
+/// Which epoch of each trial results read.
+#[derive(Debug, clap::Args)]
+struct EpochArgs {
+    /// train or test.
+    #[arg(long, default_value = "test")]
+    split: String,
+    /// Read every trial at this epoch [default: each configuration's last].
+    #[arg(long, conflicts_with = "stop_epochs")]
+    epoch: Option<u32>,
+    /// Candidate stopping epochs, e.g. 100,200,300. Per configuration, the
+    /// candidate whose mean over repeats of the sweep's metric (or --by) is
+    /// best is read: the highest, or the lowest for a loss; NaN values are
+    /// left out of that mean, candidates no trial reached are skipped and
+    /// ties go to the earlier epoch.
+    #[arg(long, value_delimiter = ',')]
+    stop_epochs: Vec<u32>,
+    /// The metric (of --split) that picks the stopping epoch.
+    #[arg(long, requires = "stop_epochs")]
+    by: Option<String>,
+}
+
+impl EpochArgs {
+    fn selection(&self) -> Option<pb::EpochSelection> {
+        use pb::epoch_selection::Choice;
+        let choice = if let Some(epoch) = self.epoch {
+            Choice::Epoch(epoch)
+        } else if !self.stop_epochs.is_empty() {
+            Choice::StopEpochs(pb::StopEpochs {
+                candidates: self.stop_epochs.clone(),
+                by: self.by.clone().unwrap_or_default(),
+            })
+        } else {
+            return None;
+        };
+        Some(pb::EpochSelection {
+            choice: Some(choice),
+        })
+    }
+}
+
+/// How results print: a table unless --csv or --json.
+#[derive(Debug, clap::Args)]
+struct Output {
+    #[command(flatten)]
+    client: Client,
+    /// Print CSV instead of a table.
+    #[arg(long, conflicts_with = "json")]
+    csv: bool,
+}
+
+impl Output {
+    fn format(&self) -> Format {
+        if self.client.json {
+            Format::Json
+        } else if self.csv {
+            Format::Csv
+        } else {
+            Format::Table
+        }
+    }
 }
 
 #[tokio::main]
@@ -179,6 +298,85 @@ async fn main() -> Result<()> {
                     sweep.id, sweep.name, sweep.cancelled
                 );
             }
+            Ok(())
+        }
+        Command::Results {
+            sweep,
+            epoch,
+            metrics,
+            output,
+        } => {
+            let mut api = connect(&output.client.coordinator).await?;
+            let selection = epoch.selection();
+            let request = pb::ResultsRequest {
+                sweep_id: sweep,
+                split: epoch.split.clone(),
+                epoch: selection.clone(),
+            };
+            let response = api.results(request).await.map_err(status_error)?;
+            let text = report::results(
+                response.get_ref(),
+                selection.as_ref(),
+                &metrics,
+                output.format(),
+            );
+            println!("{}", text.trim_end());
+            Ok(())
+        }
+        Command::Compare {
+            sweep,
+            metric,
+            a,
+            b,
+            alternative,
+            all_pairs,
+            epoch,
+            output,
+        } => {
+            let mut api = connect(&output.client.coordinator).await?;
+            let selection = epoch.selection();
+            let alternative = match alternative {
+                Alternative::Less => pb::Alternative::Less,
+                Alternative::Greater => pb::Alternative::Greater,
+                Alternative::TwoSided => pb::Alternative::TwoSided,
+            };
+            let request = pb::CompareRequest {
+                sweep_id: sweep,
+                metric,
+                split: epoch.split.clone(),
+                epoch: selection.clone(),
+                a,
+                b,
+                alternative: alternative.into(),
+                all_pairs,
+            };
+            let response = api.compare(request).await.map_err(status_error)?;
+            let text = report::compare(
+                response.get_ref(),
+                selection.as_ref(),
+                all_pairs,
+                output.format(),
+            );
+            println!("{}", text.trim_end());
+            Ok(())
+        }
+        Command::Curves {
+            sweep,
+            metric,
+            split,
+            output,
+        } => {
+            let mut api = connect(&output.client.coordinator).await?;
+            let request = pb::LearningCurvesRequest {
+                sweep_id: sweep,
+                metric,
+                split,
+            };
+            let response = api.learning_curves(request).await.map_err(status_error)?;
+            println!(
+                "{}",
+                report::curves(response.get_ref(), output.format()).trim_end()
+            );
             Ok(())
         }
     }

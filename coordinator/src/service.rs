@@ -1,5 +1,6 @@
 //! The gRPC services: the worker side (register, lease, progress, finish,
-//! checkpoints) and the user side (submit, get, list, cancel, watch).
+//! checkpoints) and the user side (submit, get, list, cancel, watch,
+//! results, compare, learning curves).
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -15,6 +16,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::convert;
 use crate::error::Error;
+use crate::results;
 use crate::spec;
 use crate::store::{LeaseState, Store};
 
@@ -384,6 +386,33 @@ impl SweepService for Sweeps {
         Ok(Response::new(pb::CancelSweepResponse {
             sweep: Some(convert::sweep(&sweep)),
         }))
+    }
+
+    async fn results(
+        &self,
+        request: Request<pb::ResultsRequest>,
+    ) -> Result<Response<pb::ResultsResponse>, Status> {
+        Ok(Response::new(
+            results::results(&self.store, request.get_ref()).await?,
+        ))
+    }
+
+    async fn compare(
+        &self,
+        request: Request<pb::CompareRequest>,
+    ) -> Result<Response<pb::CompareResponse>, Status> {
+        Ok(Response::new(
+            results::compare(&self.store, request.get_ref()).await?,
+        ))
+    }
+
+    async fn learning_curves(
+        &self,
+        request: Request<pb::LearningCurvesRequest>,
+    ) -> Result<Response<pb::LearningCurvesResponse>, Status> {
+        Ok(Response::new(
+            results::learning_curves(&self.store, request.get_ref()).await?,
+        ))
     }
 
     type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchEvent, Status>> + Send>>;

@@ -36,6 +36,12 @@ pub const SPLIT_METRICS: [&str; 8] = [
     "spawn_validity",
 ];
 
+/// Whether higher is better for a metric unless a sweep says otherwise:
+/// losses are minimised, everything else maximised.
+pub fn maximized_by_default(metric: &str) -> bool {
+    !metric.ends_with("loss")
+}
+
 /// A problem in a sweep file, located.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("line {line}, column {column}: {field}: {message}")]
@@ -405,7 +411,7 @@ fn objective(metric: Option<&MetricFile>) -> Result<Objective, SpecError> {
         Some(s) => return Err(SpecError::at(s, "metric.split", "expected train or test")),
     };
     let maximize = match &m.goal {
-        None => !m.name.ends_with("loss"),
+        None => maximized_by_default(&m.name),
         Some(g) if g.as_str() == "maximize" => true,
         Some(g) if g.as_str() == "minimize" => false,
         Some(g) => {

@@ -27,6 +27,12 @@ pub fn summarize(values: &[f64]) -> Summary {
     }
 }
 
+/// The summary of the values that are not NaN, and how many were NaN.
+pub fn summarize_present(values: &[f64]) -> (Summary, usize) {
+    let present: Vec<f64> = values.iter().copied().filter(|v| !v.is_nan()).collect();
+    (summarize(&present), values.len() - present.len())
+}
+
 /// Sample variance with ddof 1 (NaN for fewer than 2 values).
 fn variance(values: &[f64], mean: f64) -> f64 {
     let n = values.len();

@@ -153,6 +153,16 @@ fn trial_row(row: &AnyRow) -> Result<TrialRow> {
     })
 }
 
+fn metric_row(r: &AnyRow) -> Result<MetricRow> {
+    Ok(MetricRow {
+        trial_id: r.try_get("trial_id")?,
+        epoch: r.try_get::<i64, _>("epoch")? as u32,
+        split: r.try_get("split")?,
+        metric: r.try_get("metric")?,
+        value: r.try_get::<Option<f64>, _>("value")?.unwrap_or(f64::NAN),
+    })
+}
+
 impl Store {
     /// Connects to `postgres://...` or `sqlite://FILE` (created if
     /// missing) and applies the backend's migrations.
@@ -605,16 +615,56 @@ impl Store {
         .bind(i64::from(after))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(MetricRow {
-                    trial_id: r.try_get("trial_id")?,
-                    epoch: r.try_get::<i64, _>("epoch")? as u32,
-                    split: r.try_get("split")?,
-                    metric: r.try_get("metric")?,
-                    value: r.try_get::<Option<f64>, _>("value")?.unwrap_or(f64::NAN),
-                })
-            })
+        rows.iter().map(metric_row).collect()
+    }
+
+    /// Values of one split for the trials of a sweep, at the given epochs
+    /// (every epoch when None) and of one metric (every metric when None),
+    /// in no particular order.
+    pub async fn metric_values(
+        &self,
+        sweep_id: i64,
+        split: &str,
+        epochs: Option<&[u32]>,
+        metric: Option<&str>,
+    ) -> Result<Vec<MetricRow>> {
+        let mut sql = "SELECT m.trial_id, m.epoch, m.split, m.metric, m.value FROM trials t \
+                       JOIN metrics m ON m.trial_id = t.id WHERE t.sweep_id = $1 AND m.split = $2"
+            .to_string();
+        if let Some(epochs) = epochs {
+            if epochs.is_empty() {
+                return Ok(Vec::new());
+            }
+            let list: Vec<String> = epochs.iter().map(u32::to_string).collect();
+            sql.push_str(&format!(" AND m.epoch IN ({})", list.join(", ")));
+        }
+        if metric.is_some() {
+            sql.push_str(" AND m.metric = $3");
+        }
+        let mut query = sqlx::query(&sql).bind(sweep_id).bind(split);
+        if let Some(metric) = metric {
+            query = query.bind(metric);
+        }
+        query
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(metric_row)
             .collect()
+    }
+
+    /// The metric names of `split` stored at epoch 1 of the sweep's first
+    /// trial that has one (empty before any trial has reported).
+    pub async fn metric_names(&self, sweep_id: i64, split: &str) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT metric FROM metrics WHERE epoch = 1 AND split = $2 AND trial_id = \
+             (SELECT id FROM trials WHERE sweep_id = $1 AND epochs_done > 0 ORDER BY id LIMIT 1) \
+             ORDER BY metric",
+        )
+        .bind(sweep_id)
+        .bind(split)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok(r.try_get("metric")?)).collect()
     }
 }

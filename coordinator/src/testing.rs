@@ -4,6 +4,11 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use proto::v1::sweep_service_client::SweepServiceClient;
+use proto::v1::worker_service_client::WorkerServiceClient;
+use proto::v1::{self as pb, Directive};
+use tonic::transport::Channel;
+
 use crate::service::Policy;
 use crate::store::Store;
 use rand::RngExt;
@@ -122,4 +127,65 @@ pub fn sweep_yaml(configs: usize, repeats: u32, epochs: u32) -> String {
          parameters:\n  init: {{values: [{}]}}\n  epochs: {{value: {epochs}}}\n",
         inits[..configs].join(", ")
     )
+}
+
+/// A registered worker client.
+pub async fn worker(url: &str) -> (WorkerServiceClient<Channel>, i64) {
+    let mut client = WorkerServiceClient::connect(url.to_string()).await.unwrap();
+    let id = client
+        .register(pb::RegisterRequest {
+            protocol_version: proto::PROTOCOL_VERSION,
+            name: "test".into(),
+            device: "cpu".into(),
+            slots: 1,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .worker_id;
+    (client, id)
+}
+
+/// Submits a sweep through the API.
+pub async fn submit(url: &str, yaml: &str) -> pb::Sweep {
+    let mut users = SweepServiceClient::connect(url.to_string()).await.unwrap();
+    let request = pb::SubmitRequest {
+        yaml: yaml.into(),
+        file_name: "test.yaml".into(),
+    };
+    users
+        .submit(request)
+        .await
+        .unwrap()
+        .into_inner()
+        .sweep
+        .unwrap()
+}
+
+/// Leases one trial without waiting.
+pub async fn lease(client: &mut WorkerServiceClient<Channel>, worker_id: i64) -> Option<pb::Lease> {
+    let request = pb::LeaseRequest {
+        worker_id,
+        wait_ms: 0,
+    };
+    client.lease(request).await.unwrap().into_inner().lease
+}
+
+/// Sends reports on one progress stream and returns the directives.
+pub async fn send(
+    client: &mut WorkerServiceClient<Channel>,
+    reports: Vec<pb::ProgressReport>,
+) -> Vec<Directive> {
+    let n = reports.len();
+    let mut acks = client
+        .report_progress(tokio_stream::iter(reports))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let ack = acks.message().await.unwrap().unwrap();
+        out.push(Directive::try_from(ack.directive).unwrap());
+    }
+    out
 }

@@ -12,45 +12,6 @@ use proto::v1::{self as pb, Directive};
 use tonic::Code;
 use tonic::transport::Channel;
 
-async fn worker(url: &str) -> (WorkerServiceClient<Channel>, i64) {
-    let mut client = WorkerServiceClient::connect(url.to_string()).await.unwrap();
-    let id = client
-        .register(pb::RegisterRequest {
-            protocol_version: proto::PROTOCOL_VERSION,
-            name: "test".into(),
-            device: "cpu".into(),
-            slots: 1,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .worker_id;
-    (client, id)
-}
-
-async fn submit(url: &str, yaml: &str) -> pb::Sweep {
-    let mut users = SweepServiceClient::connect(url.to_string()).await.unwrap();
-    let request = pb::SubmitRequest {
-        yaml: yaml.into(),
-        file_name: "test.yaml".into(),
-    };
-    users
-        .submit(request)
-        .await
-        .unwrap()
-        .into_inner()
-        .sweep
-        .unwrap()
-}
-
-async fn lease(client: &mut WorkerServiceClient<Channel>, worker_id: i64) -> Option<pb::Lease> {
-    let request = pb::LeaseRequest {
-        worker_id,
-        wait_ms: 0,
-    };
-    client.lease(request).await.unwrap().into_inner().lease
-}
-
 fn report(lease: &pb::Lease, epoch: u32) -> pb::ProgressReport {
     pb::ProgressReport {
         trial_id: lease.trial.as_ref().unwrap().id,
@@ -71,37 +32,18 @@ fn report(lease: &pb::Lease, epoch: u32) -> pb::ProgressReport {
     }
 }
 
-/// Sends reports on one progress stream and returns the directives.
-async fn send(
-    client: &mut WorkerServiceClient<Channel>,
-    reports: Vec<pb::ProgressReport>,
-) -> Vec<Directive> {
-    let n = reports.len();
-    let mut acks = client
-        .report_progress(tokio_stream::iter(reports))
-        .await
-        .unwrap()
-        .into_inner();
-    let mut out = Vec::new();
-    for _ in 0..n {
-        let ack = acks.message().await.unwrap().unwrap();
-        out.push(Directive::try_from(ack.directive).unwrap());
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_concurrent_leasing_clients_never_share_a_trial() {
     for db in common::databases().await {
         let server = common::start(&db.url, Duration::from_secs(60), 3).await;
-        submit(&server.url(), &common::sweep_yaml(4, 10, 1)).await;
+        common::submit(&server.url(), &common::sweep_yaml(4, 10, 1)).await;
         let mut tasks = Vec::new();
         for _ in 0..50 {
             let url = server.url();
             tasks.push(tokio::spawn(async move {
-                let (mut client, id) = worker(&url).await;
+                let (mut client, id) = common::worker(&url).await;
                 let mut mine = Vec::new();
-                while let Some(l) = lease(&mut client, id).await {
+                while let Some(l) = common::lease(&mut client, id).await {
                     mine.push(l.trial.unwrap().id);
                 }
                 mine
@@ -122,17 +64,17 @@ async fn fifty_concurrent_leasing_clients_never_share_a_trial() {
 async fn an_expired_lease_is_re_leased_and_the_old_holder_refused() {
     for db in common::databases().await {
         let server = common::start(&db.url, Duration::from_millis(600), 2).await;
-        submit(&server.url(), &common::sweep_yaml(1, 1, 3)).await;
-        let (mut first, first_id) = worker(&server.url()).await;
-        let (mut second, second_id) = worker(&server.url()).await;
-        let old = lease(&mut first, first_id).await.unwrap();
+        common::submit(&server.url(), &common::sweep_yaml(1, 1, 3)).await;
+        let (mut first, first_id) = common::worker(&server.url()).await;
+        let (mut second, second_id) = common::worker(&server.url()).await;
+        let old = common::lease(&mut first, first_id).await.unwrap();
         assert_eq!(
-            send(&mut first, vec![report(&old, 1)]).await,
+            common::send(&mut first, vec![report(&old, 1)]).await,
             [Directive::Continue]
         );
 
         tokio::time::sleep(Duration::from_millis(1200)).await;
-        let new = lease(&mut second, second_id)
+        let new = common::lease(&mut second, second_id)
             .await
             .expect("the expired trial is queued again");
         assert_eq!(
@@ -147,7 +89,7 @@ async fn an_expired_lease_is_re_leased_and_the_old_holder_refused() {
         );
 
         assert_eq!(
-            send(&mut first, vec![report(&old, 2)]).await,
+            common::send(&mut first, vec![report(&old, 2)]).await,
             [Directive::Stop]
         );
         let complete = pb::CompleteRequest {
@@ -187,11 +129,14 @@ async fn an_expired_lease_is_re_leased_and_the_old_holder_refused() {
 async fn a_repeated_report_writes_nothing_twice() {
     for db in common::databases().await {
         let server = common::start(&db.url, Duration::from_secs(60), 3).await;
-        submit(&server.url(), &common::sweep_yaml(1, 1, 2)).await;
-        let (mut client, id) = worker(&server.url()).await;
-        let l = lease(&mut client, id).await.unwrap();
+        common::submit(&server.url(), &common::sweep_yaml(1, 1, 2)).await;
+        let (mut client, id) = common::worker(&server.url()).await;
+        let l = common::lease(&mut client, id).await.unwrap();
         let reports = vec![report(&l, 1), report(&l, 1), report(&l, 2), report(&l, 1)];
-        assert_eq!(send(&mut client, reports).await, [Directive::Continue; 4]);
+        assert_eq!(
+            common::send(&mut client, reports).await,
+            [Directive::Continue; 4]
+        );
         let trial_id = l.trial.unwrap().id;
         let stored = server.store.metrics_after(trial_id, 0).await.unwrap();
         assert_eq!(stored.len(), 4, "{}: 2 epochs x 2 metrics", db.name);
@@ -237,10 +182,10 @@ async fn a_repeated_report_writes_nothing_twice() {
 async fn restarting_the_coordinator_mid_sweep_loses_nothing() {
     for db in common::databases().await {
         let server = common::start(&db.url, Duration::from_secs(60), 3).await;
-        let sweep = submit(&server.url(), &common::sweep_yaml(2, 2, 2)).await;
-        let (mut client, id) = worker(&server.url()).await;
-        let l = lease(&mut client, id).await.unwrap();
-        send(&mut client, vec![report(&l, 1)]).await;
+        let sweep = common::submit(&server.url(), &common::sweep_yaml(2, 2, 2)).await;
+        let (mut client, id) = common::worker(&server.url()).await;
+        let l = common::lease(&mut client, id).await.unwrap();
+        common::send(&mut client, vec![report(&l, 1)]).await;
         let ckpt = pb::PutCheckpointRequest {
             trial_id: l.trial.as_ref().unwrap().id,
             lease_id: l.lease_id.clone(),
@@ -253,7 +198,7 @@ async fn restarting_the_coordinator_mid_sweep_loses_nothing() {
         let server = common::start(&db.url, Duration::from_secs(60), 3).await;
         let mut client = WorkerServiceClient::connect(server.url()).await.unwrap();
         assert_eq!(
-            send(&mut client, vec![report(&l, 2)]).await,
+            common::send(&mut client, vec![report(&l, 2)]).await,
             [Directive::Continue],
             "{}: the lease survives",
             db.name
@@ -320,9 +265,9 @@ async fn a_bad_sweep_is_refused_with_field_details_and_nothing_is_stored() {
 async fn cancelling_a_sweep_stops_its_running_trials() {
     for db in common::databases().await {
         let server = common::start(&db.url, Duration::from_secs(60), 3).await;
-        let sweep = submit(&server.url(), &common::sweep_yaml(1, 2, 3)).await;
-        let (mut client, id) = worker(&server.url()).await;
-        let l = lease(&mut client, id).await.unwrap();
+        let sweep = common::submit(&server.url(), &common::sweep_yaml(1, 2, 3)).await;
+        let (mut client, id) = common::worker(&server.url()).await;
+        let l = common::lease(&mut client, id).await.unwrap();
         let mut users = SweepServiceClient::connect(server.url()).await.unwrap();
         let cancelled = users
             .cancel_sweep(pb::CancelSweepRequest { sweep_id: sweep.id })
@@ -331,12 +276,12 @@ async fn cancelling_a_sweep_stops_its_running_trials() {
             .into_inner();
         assert_eq!(cancelled.sweep.unwrap().cancelled, 2);
         assert_eq!(
-            send(&mut client, vec![report(&l, 1)]).await,
+            common::send(&mut client, vec![report(&l, 1)]).await,
             [Directive::Cancelled],
             "{}",
             db.name
         );
-        assert!(lease(&mut client, id).await.is_none());
+        assert!(common::lease(&mut client, id).await.is_none());
         server.stop().await;
     }
 }
@@ -355,16 +300,16 @@ async fn workers_of_another_protocol_are_refused_and_watch_streams_events() {
             Code::FailedPrecondition
         );
 
-        let sweep = submit(&server.url(), &common::sweep_yaml(1, 1, 2)).await;
+        let sweep = common::submit(&server.url(), &common::sweep_yaml(1, 1, 2)).await;
         let mut users = SweepServiceClient::connect(server.url()).await.unwrap();
         let mut events = users
             .watch(pb::WatchRequest { sweep_id: sweep.id })
             .await
             .unwrap()
             .into_inner();
-        let (mut client, id) = worker(&server.url()).await;
-        let l = lease(&mut client, id).await.unwrap();
-        send(&mut client, vec![report(&l, 1)]).await;
+        let (mut client, id) = common::worker(&server.url()).await;
+        let l = common::lease(&mut client, id).await.unwrap();
+        common::send(&mut client, vec![report(&l, 1)]).await;
         let mut saw_epoch = false;
         while !saw_epoch {
             let event = tokio::time::timeout(Duration::from_secs(5), events.message())

@@ -1,0 +1,224 @@
+//! How fast results come back from a big sweep in Postgres (not a test).
+//!
+//! Builds, in a fresh database on the server of `EXP025_PG_URL`, a sweep of
+//! 10,000 trials (4 inits x 50 learning rates x 50 repeats) with 300 epochs
+//! of all 23 metrics a worker reports, then times the `results` and
+//! `compare` commands of the real binary against a real server, beside the
+//! raw SQL read of the same values as the baseline.
+//!
+//! `EXP025_PG_URL=postgres://postgres@127.0.0.1:5432/postgres cargo bench -p coordinator --bench results`
+//! (`EXP025_BENCH_REPEATS` changes the repeats per configuration).
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use coordinator::testing;
+use sqlx::Connection;
+
+const EPOCHS: u32 = 300;
+const METRICS: [&str; 8] = [
+    "disc_loss",
+    "gen_loss",
+    "disc_accuracy",
+    "cell_accuracy",
+    "board_accuracy",
+    "spawn_recall",
+    "spawn_precision",
+    "spawn_validity",
+];
+const TRAIN_ONLY: [&str; 7] = [
+    "step_disc_loss",
+    "step_gen_loss",
+    "gen_zero_grads",
+    "disc_zero_grads",
+    "epoch_seconds",
+    "train_seconds",
+    "items_per_second",
+];
+
+fn sweep_yaml(repeats: u32) -> String {
+    let lrs: Vec<String> = (0..50)
+        .map(|i| format!("{:e}", 1e-4 * (1.0 + f64::from(i) / 10.0)))
+        .collect();
+    format!(
+        "name: bench\nrepeats: {repeats}\ndataset: {{generated: {{seed: 1, train: 16, test: 8}}}}\n\
+         parameters:\n  init: {{values: [default, smart, kaiming_fan_in_zero_bias, kaiming_fan_out_zero_bias]}}\n\
+         \x20 lr: {{values: [{}]}}\n  epochs: {{value: {EPOCHS}}}\n",
+        lrs.join(", ")
+    )
+}
+
+/// Median wall time of `runs` runs of `f`.
+fn median(runs: usize, mut f: impl FnMut()) -> Duration {
+    let mut times: Vec<Duration> = (0..runs)
+        .map(|_| {
+            let start = Instant::now();
+            f();
+            start.elapsed()
+        })
+        .collect();
+    times.sort();
+    times[runs / 2]
+}
+
+fn command(url: &str, args: &[&str]) {
+    let out = Command::new(env!("CARGO_BIN_EXE_coordinator"))
+        .args(args)
+        .args(["--coordinator", url])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    let Ok(admin) = std::env::var("EXP025_PG_URL") else {
+        eprintln!("SKIPPED: set EXP025_PG_URL to a Postgres server to run this benchmark");
+        return;
+    };
+    let repeats: u32 = std::env::var("EXP025_BENCH_REPEATS").map_or(50, |r| r.parse().unwrap());
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(&admin).await.unwrap();
+    let db = "exp025_bench_results";
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {db}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    sqlx::query(&format!("CREATE DATABASE {db}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let url = format!("{}/{db}", admin.rsplit_once('/').unwrap().0);
+
+    let server = testing::start(&url, Duration::from_secs(60), 3).await;
+    let sweep = testing::submit(&server.url(), &sweep_yaml(repeats)).await;
+    let mut pg = sqlx::AnyConnection::connect(&url).await.unwrap();
+    let names: Vec<String> = METRICS
+        .iter()
+        .flat_map(|m| [format!("('test', '{m}')"), format!("('train', '{m}')")])
+        .chain(TRAIN_ONLY.iter().map(|m| format!("('train', '{m}')")))
+        .collect();
+    let start = Instant::now();
+    let chunk = 500;
+    for first in (0..i64::from(sweep.trials)).step_by(chunk) {
+        sqlx::query(&format!(
+            "INSERT INTO metrics (trial_id, epoch, split, metric, value) \
+             SELECT t.id, e, m.split, m.metric, \
+               CASE WHEN m.metric = 'spawn_precision' AND random() < 0.05 THEN NULL ELSE random() END \
+             FROM (SELECT id FROM trials WHERE sweep_id = $1 ORDER BY id OFFSET $2 LIMIT $3) t \
+             CROSS JOIN generate_series(1, {EPOCHS}) e CROSS JOIN (VALUES {}) m(split, metric)",
+            names.join(", ")
+        ))
+        .bind(sweep.id)
+        .bind(first)
+        .bind(chunk as i64)
+        .execute(&mut pg)
+        .await
+        .unwrap();
+        eprint!(
+            "\rmetrics of {} / {} trials stored",
+            (first + chunk as i64).min(i64::from(sweep.trials)),
+            sweep.trials
+        );
+    }
+    sqlx::query("UPDATE trials SET status = 'completed', epochs_done = $1")
+        .bind(i64::from(EPOCHS))
+        .execute(&mut pg)
+        .await
+        .unwrap();
+    sqlx::query("VACUUM ANALYZE")
+        .execute(&mut pg)
+        .await
+        .unwrap();
+    let rows: i64 = sqlx::Row::get(
+        &sqlx::query("SELECT COUNT(*) AS n FROM metrics")
+            .fetch_one(&mut pg)
+            .await
+            .unwrap(),
+        "n",
+    );
+    eprintln!(
+        "\n{} trials x {EPOCHS} epochs: {rows} metric rows stored in {:.0} s",
+        sweep.trials,
+        start.elapsed().as_secs_f64()
+    );
+
+    let raw = |epochs: &'static str| {
+        let url = url.clone();
+        move || {
+            tokio::task::block_in_place(|| {
+                tokio::runtime::Handle::current().block_on(async {
+                    let mut c = sqlx::AnyConnection::connect(&url).await.unwrap();
+                    sqlx::query(&format!(
+                        "SELECT m.trial_id, m.epoch, m.metric, m.value FROM trials t JOIN metrics m \
+                         ON m.trial_id = t.id WHERE t.sweep_id = 1 AND m.split = 'test' AND m.epoch IN ({epochs})"
+                    ))
+                    .fetch_all(&mut c)
+                    .await
+                    .unwrap();
+                })
+            })
+        }
+    };
+    let id = sweep.id.to_string();
+    let server_url = server.url();
+    let run = |args: Vec<&'static str>| {
+        let (url, id) = (server_url.clone(), id.clone());
+        move || {
+            let mut all = vec![args[0], id.as_str()];
+            all.extend(&args[1..]);
+            tokio::task::block_in_place(|| command(&url, &all));
+        }
+    };
+    let cases: Vec<(&str, Duration, Duration)> = vec![
+        (
+            "results (last epoch)",
+            median(5, run(vec!["results"])),
+            median(5, raw("300")),
+        ),
+        (
+            "results --stop-epochs 100,200,300",
+            median(5, run(vec!["results", "--stop-epochs", "100,200,300"])),
+            median(5, raw("100, 200, 300")),
+        ),
+        (
+            "compare --a init=default --b init=smart",
+            median(
+                5,
+                run(vec![
+                    "compare",
+                    "--metric",
+                    "board_accuracy",
+                    "--a",
+                    "init=default",
+                    "--b",
+                    "init=smart",
+                ]),
+            ),
+            median(5, raw("300")),
+        ),
+    ];
+    println!(
+        "\n{:<42} {:>10} {:>14} {:>8} {:>12}",
+        "command (median of 5)", "seconds", "raw SQL (s)", "ratio", "of 1 s"
+    );
+    for (name, took, sql) in cases {
+        println!(
+            "{name:<42} {:>10.3} {:>14.3} {:>8.2} {:>11.0}%",
+            took.as_secs_f64(),
+            sql.as_secs_f64(),
+            took.as_secs_f64() / sql.as_secs_f64(),
+            took.as_secs_f64() * 100.0
+        );
+    }
+    server.stop().await;
+    drop(pg);
+    sqlx::query(&format!("DROP DATABASE {db} WITH (FORCE)"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+}

@@ -1,0 +1,548 @@
+//! Results by configuration through the gRPC API, on a real server and a
+//! real database (SQLite, and Postgres when given): metrics reported the
+//! way workers report them, then read back as summaries, stopping epochs,
+//! Welch t-tests and learning curves.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use proto::v1::sweep_service_client::SweepServiceClient;
+use proto::v1::{self as pb, Directive};
+use serde_json::Value;
+use tonic::Code;
+use tonic::transport::Channel;
+
+fn metric(name: &str, value: f64) -> pb::Metric {
+    pb::Metric {
+        split: "test".into(),
+        name: name.into(),
+        value,
+    }
+}
+
+/// Leases every trial of the sweep and reports, for each epoch, the metrics
+/// `values(config_key, repeat, epoch)` gives.
+async fn report_all(url: &str, epochs: u32, values: impl Fn(&str, u32, u32) -> Vec<pb::Metric>) {
+    let (mut client, id) = common::worker(url).await;
+    while let Some(lease) = common::lease(&mut client, id).await {
+        let trial = lease.trial.clone().unwrap();
+        let reports = (1..=epochs)
+            .map(|epoch| pb::ProgressReport {
+                trial_id: trial.id,
+                lease_id: lease.lease_id.clone(),
+                epoch,
+                metrics: values(&trial.config_key, trial.repeat, epoch),
+            })
+            .collect();
+        let acks = common::send(&mut client, reports).await;
+        assert!(acks.iter().all(|d| *d == Directive::Continue));
+    }
+}
+
+async fn users(url: &str) -> SweepServiceClient<Channel> {
+    SweepServiceClient::connect(url.to_string()).await.unwrap()
+}
+
+fn at(epoch: u32) -> Option<pb::EpochSelection> {
+    Some(pb::EpochSelection {
+        choice: Some(pb::epoch_selection::Choice::Epoch(epoch)),
+    })
+}
+
+fn number(v: &Value) -> f64 {
+    match v {
+        Value::String(s) => s.parse().unwrap(),
+        other => other.as_f64().unwrap(),
+    }
+}
+
+fn close(got: f64, want: f64, rtol: f64) -> bool {
+    (got.is_nan() && want.is_nan()) || got == want || (got - want).abs() <= rtol * want.abs()
+}
+
+fn same_values(got: &[f64], want: &[f64]) -> bool {
+    got.len() == want.len()
+        && got
+            .iter()
+            .zip(want)
+            .all(|(g, w)| g == w || (g.is_nan() && w.is_nan()))
+}
+
+/// The scipy cases of the fixtures with at most ten values a side.
+fn small_scipy_cases() -> Vec<Value> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/welch_ttest.json");
+    let json: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    json["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| {
+            c["a"].as_array().unwrap().len() <= 10 && c["b"].as_array().unwrap().len() <= 10
+        })
+        .cloned()
+        .collect()
+}
+
+/// Each small scipy case is one epoch of a two-configuration sweep: group a
+/// (init=default) reports the case's `a` values, one per repeat, and group
+/// b (init=smart) its `b` values; repeats beyond a group's size do not
+/// report the metric. Compare and Results must give scipy's numbers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compare_through_the_api_equals_scipy_and_results_count_nan() {
+    let cases = small_scipy_cases();
+    assert_eq!(cases.len(), 20);
+    let epochs = cases.len() as u32;
+    let values = |case: &Value, side: &str| -> Vec<f64> {
+        case[side].as_array().unwrap().iter().map(number).collect()
+    };
+    for db in common::databases().await {
+        let server = common::start(&db.url, Duration::from_secs(60), 3).await;
+        let sweep = common::submit(&server.url(), &common::sweep_yaml(2, 10, epochs)).await;
+        report_all(&server.url(), epochs, |key, repeat, epoch| {
+            let case = &cases[epoch as usize - 1];
+            let side = if key.contains("gen_init=default") {
+                "a"
+            } else {
+                "b"
+            };
+            let mut out = vec![metric("cell_accuracy", 1.0)];
+            if let Some(v) = values(case, side).get(repeat as usize) {
+                out.push(metric("board_accuracy", *v));
+            }
+            out
+        })
+        .await;
+        let mut api = users(&server.url()).await;
+        for (i, case) in cases.iter().enumerate() {
+            let name = case["name"].as_str().unwrap();
+            let alternative = match case["alternative"].as_str().unwrap() {
+                "less" => pb::Alternative::Less,
+                "greater" => pb::Alternative::Greater,
+                _ => pb::Alternative::TwoSided,
+            };
+            let r = api
+                .compare(pb::CompareRequest {
+                    sweep_id: sweep.id,
+                    metric: "board_accuracy".into(),
+                    split: "test".into(),
+                    epoch: at(i as u32 + 1),
+                    a: vec!["init=default".into()],
+                    b: vec!["init=smart".into()],
+                    alternative: alternative.into(),
+                    all_pairs: false,
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            let c = &r.comparisons[0];
+            let (a, b) = (c.a.as_ref().unwrap(), c.b.as_ref().unwrap());
+            assert!(same_values(&a.values, &values(case, "a")), "{name}: a");
+            assert!(same_values(&b.values, &values(case, "b")), "{name}: b");
+            for (what, got, rtol) in [
+                ("statistic", c.statistic, 1e-9),
+                ("df", c.df, 1e-9),
+                ("pvalue", c.pvalue, 1e-7),
+            ] {
+                let want = number(&case[what]);
+                assert!(
+                    close(got, want, rtol),
+                    "{}/{name}.{what}: {got} vs scipy {want}",
+                    db.name
+                );
+            }
+
+            let results = api
+                .results(pb::ResultsRequest {
+                    sweep_id: sweep.id,
+                    split: String::new(),
+                    epoch: at(i as u32 + 1),
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            assert_eq!(results.configurations.len(), 2);
+            for (config, side) in results.configurations.iter().zip(["a", "b"]) {
+                let all = values(case, side);
+                let present: Vec<f64> = all.iter().copied().filter(|v| !v.is_nan()).collect();
+                let m = config
+                    .metrics
+                    .iter()
+                    .find(|m| m.name == "board_accuracy")
+                    .unwrap();
+                let s = m.summary.unwrap();
+                assert_eq!(config.trials, 10);
+                assert_eq!(config.trial_ids.len(), 10, "every trial reached the epoch");
+                assert_eq!(s.n as usize, present.len(), "{name}");
+                assert_eq!(s.nan as usize, all.len() - present.len(), "{name}");
+                if !present.is_empty() {
+                    let mean = present.iter().sum::<f64>() / present.len() as f64;
+                    assert!(close(s.mean, mean, 1e-12), "{name}: {} vs {mean}", s.mean);
+                }
+            }
+        }
+        server.stop().await;
+    }
+}
+
+/// board_accuracy of trial (config, repeat) at an epoch: default peaks at
+/// epoch 2, smart at epoch 3; disc_loss is lowest at epoch 1 for both.
+fn shaped(key: &str, repeat: u32, epoch: u32) -> Vec<pb::Metric> {
+    let means = if key.contains("gen_init=default") {
+        [0.5, 0.7, 0.6]
+    } else {
+        [0.4, 0.6, 0.8]
+    };
+    let spread = 0.01 * f64::from(repeat);
+    vec![
+        metric("board_accuracy", means[epoch as usize - 1] + spread),
+        metric("disc_loss", f64::from(epoch) + spread),
+        metric("spawn_precision", if repeat == 0 { f64::NAN } else { 0.5 }),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_epochs_curves_pairs_and_refusals() {
+    for db in common::databases().await {
+        let server = common::start(&db.url, Duration::from_secs(60), 3).await;
+        let sweep = common::submit(&server.url(), &common::sweep_yaml(2, 3, 3)).await;
+        report_all(&server.url(), 3, shaped).await;
+        let mut api = users(&server.url()).await;
+        let stop = |by: &str| {
+            Some(pb::EpochSelection {
+                choice: Some(pb::epoch_selection::Choice::StopEpochs(pb::StopEpochs {
+                    candidates: vec![3, 1, 2],
+                    by: by.into(),
+                })),
+            })
+        };
+        let results = |epoch| pb::ResultsRequest {
+            sweep_id: sweep.id,
+            split: "test".into(),
+            epoch,
+        };
+
+        let r = api.results(results(stop(""))).await.unwrap().into_inner();
+        assert_eq!(r.stop_by, "test board_accuracy");
+        assert!(r.stop_maximize);
+        let labels: Vec<&str> = r.configurations.iter().map(|c| c.label.as_str()).collect();
+        assert_eq!(
+            labels,
+            ["init=default glob_relu=false", "init=smart glob_relu=true"],
+            "smart init brings its glob ReLU"
+        );
+        let chosen: Vec<u32> = r.configurations.iter().map(|c| c.epoch).collect();
+        assert_eq!(chosen, [2, 3], "{}", db.name);
+        let default = &r.configurations[0];
+        let scores: Vec<(u32, f64)> = default
+            .candidates
+            .iter()
+            .map(|c| (c.epoch, c.by.unwrap().mean))
+            .collect();
+        assert_eq!(scores.len(), 3);
+        for ((epoch, mean), want) in scores.iter().zip([0.51, 0.71, 0.61]) {
+            assert!(close(*mean, want, 1e-12), "epoch {epoch}: {mean}");
+        }
+        let accuracy = &default
+            .metrics
+            .iter()
+            .find(|m| m.name == "board_accuracy")
+            .unwrap();
+        assert_eq!(accuracy.values, [0.7, 0.71, 0.72]);
+        let s = accuracy.summary.unwrap();
+        assert_eq!((s.n, s.nan), (3, 0));
+        assert!(
+            close(s.mean, 0.71, 1e-12) && close(s.std, 0.01, 1e-9),
+            "{s:?}"
+        );
+        let precision = default
+            .metrics
+            .iter()
+            .find(|m| m.name == "spawn_precision")
+            .unwrap()
+            .summary
+            .unwrap();
+        assert_eq!((precision.n, precision.nan, precision.mean), (2, 1, 0.5));
+
+        let by_loss = api
+            .results(results(stop("disc_loss")))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(!by_loss.stop_maximize);
+        assert!(by_loss.configurations.iter().all(|c| c.epoch == 1));
+
+        let last = api.results(results(None)).await.unwrap().into_inner();
+        assert!(last.configurations.iter().all(|c| c.epoch == 3));
+
+        let curves = api
+            .learning_curves(pb::LearningCurvesRequest {
+                sweep_id: sweep.id,
+                metric: "board_accuracy".into(),
+                split: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let smart = &curves.curves[1];
+        assert_eq!(smart.label, "init=smart glob_relu=true");
+        let means: Vec<f64> = smart
+            .points
+            .iter()
+            .map(|p| p.summary.unwrap().mean)
+            .collect();
+        for (got, want) in means.iter().zip([0.41, 0.61, 0.81]) {
+            assert!(close(*got, want, 1e-12), "{means:?}");
+        }
+        assert!(smart.points.iter().all(|p| p.summary.unwrap().n == 3));
+
+        let compare = |a: &[&str], b: &[&str], all_pairs| pb::CompareRequest {
+            sweep_id: sweep.id,
+            metric: "board_accuracy".into(),
+            split: "test".into(),
+            epoch: None,
+            a: a.iter().map(|s| s.to_string()).collect(),
+            b: b.iter().map(|s| s.to_string()).collect(),
+            alternative: pb::Alternative::TwoSided.into(),
+            all_pairs,
+        };
+        let pairs = api
+            .compare(compare(&[], &[], true))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(pairs.comparisons.len(), 2);
+        let (ab, ba) = (&pairs.comparisons[0], &pairs.comparisons[1]);
+        assert_eq!(ab.statistic, -ba.statistic);
+        assert_eq!(ab.pvalue, ba.pvalue);
+        assert_eq!(ab.a.as_ref().unwrap().label, "init=default glob_relu=false");
+
+        for (request, code, text) in [
+            (
+                compare(&["init=nope"], &["init=smart"], false),
+                Code::InvalidArgument,
+                "no configuration matches group a",
+            ),
+            (
+                compare(&["seed=1"], &["init=smart"], false),
+                Code::InvalidArgument,
+                "unknown parameter \"seed\"",
+            ),
+            (
+                compare(&["lr=0.0001"], &["init=smart"], false),
+                Code::InvalidArgument,
+                "both hold configuration init=smart glob_relu=true",
+            ),
+            (
+                compare(&["init"], &["init=smart"], false),
+                Code::InvalidArgument,
+                "is not KEY=VALUE",
+            ),
+            (
+                pb::CompareRequest {
+                    metric: "accuracy".into(),
+                    ..compare(&["init=default"], &["init=smart"], false)
+                },
+                Code::InvalidArgument,
+                "unknown test metric \"accuracy\"",
+            ),
+            (
+                pb::CompareRequest {
+                    sweep_id: 99,
+                    ..compare(&["init=default"], &["init=smart"], false)
+                },
+                Code::NotFound,
+                "sweep 99 not found",
+            ),
+        ] {
+            let status = api.compare(request).await.unwrap_err();
+            assert_eq!(status.code(), code, "{}", status.message());
+            assert!(status.message().contains(text), "{}", status.message());
+        }
+        let status = api
+            .results(pb::ResultsRequest {
+                split: "valid".into(),
+                ..results(None)
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(status.message().contains("expected train or test"));
+        server.stop().await;
+    }
+}
+
+/// A trial that has not reached the epoch is counted as a trial but not as
+/// a value; a candidate stopping epoch no trial reached is skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unfinished_trials_are_shown_not_averaged() {
+    for db in common::databases().await {
+        let server = common::start(&db.url, Duration::from_secs(60), 3).await;
+        let sweep = common::submit(&server.url(), &common::sweep_yaml(1, 2, 4)).await;
+        let (mut client, id) = common::worker(&server.url()).await;
+        for (trial, reached) in [(1, 4), (2, 2)] {
+            let lease = common::lease(&mut client, id).await.unwrap();
+            let reports = (1..=reached)
+                .map(|epoch| pb::ProgressReport {
+                    trial_id: lease.trial.as_ref().unwrap().id,
+                    lease_id: lease.lease_id.clone(),
+                    epoch,
+                    metrics: vec![metric("board_accuracy", f64::from(trial * 10 + epoch))],
+                })
+                .collect();
+            common::send(&mut client, reports).await;
+        }
+        let mut api = users(&server.url()).await;
+        let r = api
+            .results(pb::ResultsRequest {
+                sweep_id: sweep.id,
+                split: "test".into(),
+                epoch: None,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let c = &r.configurations[0];
+        assert_eq!((c.trials, c.trial_ids.len(), c.epoch), (2, 1, 4));
+        assert_eq!(c.metrics[0].values, [14.0]);
+
+        let stop = pb::EpochSelection {
+            choice: Some(pb::epoch_selection::Choice::StopEpochs(pb::StopEpochs {
+                candidates: vec![2, 6],
+                by: String::new(),
+            })),
+        };
+        let r = api
+            .results(pb::ResultsRequest {
+                sweep_id: sweep.id,
+                split: "test".into(),
+                epoch: Some(stop),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let c = &r.configurations[0];
+        assert_eq!(c.candidates.len(), 1, "epoch 6 was never reached");
+        assert_eq!(c.epoch, 2);
+        assert_eq!(c.metrics[0].values, [12.0, 22.0]);
+        server.stop().await;
+    }
+}
+
+fn cli(url: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_coordinator"))
+        .args(args)
+        .args(["--coordinator", url])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "coordinator {args:?}: {stderr}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The results, compare and curves commands of the binary print the API's
+/// numbers as a table, CSV and JSON.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_compare_and_curves_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("cli.db").display());
+    let server = common::start(&db, Duration::from_secs(60), 3).await;
+    let url = server.url();
+    let sweep = common::submit(&url, &common::sweep_yaml(2, 3, 3)).await;
+    report_all(&url, 3, shaped).await;
+    let id = sweep.id.to_string();
+
+    let table = tokio::task::spawn_blocking({
+        let (url, id) = (url.clone(), id.clone());
+        move || {
+            let run = |args: &[&str]| cli(&url, args);
+            (
+                run(&[
+                    "results",
+                    &id,
+                    "--metrics",
+                    "board_accuracy,spawn_precision",
+                ]),
+                run(&["results", &id, "--stop-epochs", "1,2,3", "--csv"]),
+                run(&["results", &id, "--json"]),
+                run(&[
+                    "compare",
+                    &id,
+                    "--metric",
+                    "board_accuracy",
+                    "--a",
+                    "init=default",
+                    "--b",
+                    "init=smart",
+                    "--alternative",
+                    "less",
+                ]),
+                run(&[
+                    "compare",
+                    &id,
+                    "--metric",
+                    "board_accuracy",
+                    "--all-pairs",
+                    "--csv",
+                ]),
+                run(&["curves", &id, "--metric", "board_accuracy", "--csv"]),
+                run(&["results", &id, "--stop-epochs", "1,2,3"]),
+            )
+        }
+    })
+    .await
+    .unwrap();
+    let (results, stop_csv, json, compare, pairs_csv, curves_csv, stop_table) = table;
+
+    let row = results
+        .lines()
+        .find(|l| l.starts_with("init=default"))
+        .unwrap_or_else(|| panic!("{results}"));
+    assert!(row.contains("3/3"), "{row}");
+    assert!(row.contains("0.6100 ± 0.0100"), "{row}");
+    assert!(row.contains("0.5000 ± 0.0000 (1 NaN)"), "{row}");
+
+    let mut csv = csv::Reader::from_reader(stop_csv.as_bytes());
+    let header = csv.headers().unwrap().clone();
+    let rows: Vec<csv::StringRecord> = csv.records().map(Result::unwrap).collect();
+    let column = |name: &str| header.iter().position(|h| h == name).unwrap();
+    assert_eq!(&rows[0][column("epoch")], "2");
+    assert_eq!(&rows[1][column("epoch")], "3");
+    assert_eq!(
+        rows[0][column("board_accuracy_mean")]
+            .parse::<f64>()
+            .unwrap(),
+        0.71
+    );
+    assert_eq!(&rows[0][column("spawn_precision_nan")], "1");
+
+    let json: Value = serde_json::from_str(&json).unwrap();
+    let smart = &json["configurations"][1];
+    assert_eq!(
+        smart["metrics"]["spawn_precision"]["values"][0],
+        Value::Null,
+        "NaN is null"
+    );
+    assert_eq!(smart["metrics"]["board_accuracy"]["n"], 3);
+
+    assert!(compare.contains("alternative: less"), "{compare}");
+    assert!(compare.contains("0.6000 0.6100 0.6200"), "{compare}");
+    assert!(compare.lines().any(|l| l.starts_with("t = ")), "{compare}");
+
+    let mut pairs = csv::Reader::from_reader(pairs_csv.as_bytes());
+    assert_eq!(pairs.records().count(), 2);
+
+    let mut curves = csv::Reader::from_reader(curves_csv.as_bytes());
+    let points: Vec<csv::StringRecord> = curves.records().map(Result::unwrap).collect();
+    assert_eq!(points.len(), 6, "2 configurations x 3 epochs");
+    assert_eq!(&points[0][2], "1");
+    assert_eq!(points[0][5].parse::<f64>().unwrap(), 0.51);
+
+    assert!(
+        stop_table
+            .contains("stopping epoch: the candidate with the highest mean test board_accuracy"),
+        "{stop_table}"
+    );
+    server.stop().await;
+}
