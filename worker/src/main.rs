@@ -7,7 +7,7 @@ use worker::datagen::{self, GeneratedSpec, Pairing};
 use worker::dataset::DatasetSpec;
 use worker::init::InitScheme;
 use worker::local::{self, RunOptions, TrialFile};
-use worker::runner::{self, RunnerOptions};
+use worker::runner::RunArgs;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -43,30 +43,7 @@ enum Command {
     /// Train one trial locally and print one JSON line of metrics per epoch.
     Train(Box<TrainArgs>),
     /// Serve a coordinator: lease trials, train them, stream their metrics.
-    Run {
-        /// The coordinator's URL.
-        #[arg(
-            long,
-            env = "EXP025_COORDINATOR",
-            default_value = "http://127.0.0.1:50051"
-        )]
-        coordinator: String,
-        /// cpu or cuda:N.
-        #[arg(long, default_value = "cpu")]
-        device: String,
-        /// Trials trained at once on the device.
-        #[arg(long, default_value_t = 1)]
-        slots: usize,
-        /// How this worker shows in the coordinator's status.
-        #[arg(long)]
-        name: Option<String>,
-        /// Send a checkpoint to the coordinator every this many epochs.
-        #[arg(long, default_value_t = 10)]
-        checkpoint_every: u32,
-        /// Where generated datasets are cached for every worker of this machine.
-        #[arg(long, env = "EXP025_CACHE_DIR")]
-        cache_dir: Option<PathBuf>,
-    },
+    Run(RunArgs),
     /// Time whole epochs (batch 4) on recordings, optionally beside the
     /// PyTorch reference, and print the figures and their ratio as JSON.
     Bench {
@@ -135,25 +112,6 @@ struct TrainArgs {
     /// Continue from a state saved with --save.
     #[arg(long)]
     resume: Option<PathBuf>,
-}
-
-/// `$XDG_CACHE_HOME/exp025/datasets`, or `~/.cache/exp025/datasets`.
-fn default_cache_dir() -> PathBuf {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(std::env::temp_dir);
-    base.join("exp025").join("datasets")
-}
-
-/// Ctrl-C or SIGTERM.
-async fn wait_for_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("installing a SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }
 
 fn parse_generated(s: &str) -> Result<DatasetSpec, String> {
@@ -227,34 +185,7 @@ fn main() -> Result<()> {
             println!("{}", datagen::summary("test", &data.test));
         }
         Command::Train(args) => train(*args)?,
-        Command::Run {
-            coordinator,
-            device,
-            slots,
-            name,
-            checkpoint_every,
-            cache_dir,
-        } => {
-            let name = name.unwrap_or_else(|| format!("{}-{}", device, std::process::id()));
-            let cache_dir = cache_dir.unwrap_or_else(default_cache_dir);
-            let options = RunnerOptions {
-                coordinator,
-                device,
-                slots: slots.max(1),
-                name,
-                checkpoint_every,
-                cache_dir,
-            };
-            tokio::runtime::Runtime::new()?.block_on(async {
-                let (stop, stopping) = tokio::sync::watch::channel(false);
-                tokio::spawn(async move {
-                    wait_for_signal().await;
-                    tracing::info!("stopping at the next epoch boundary");
-                    let _ = stop.send(true);
-                });
-                runner::run(options, stopping).await
-            })?;
-        }
+        Command::Run(args) => args.serve()?,
         Command::Bench {
             data,
             epochs,

@@ -22,6 +22,78 @@ use crate::checkpoint;
 use crate::dataset::{DatasetCache, DatasetSpec};
 use crate::train::{EpochReport, TrainConfig, Trainer};
 
+/// The flags of `worker run`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// The coordinator's URL.
+    #[arg(
+        long,
+        env = "EXP025_COORDINATOR",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub coordinator: String,
+    /// cpu or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Trials trained at once on the device.
+    #[arg(long, default_value_t = 1)]
+    pub slots: usize,
+    /// How this worker shows in the coordinator's status.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Send a checkpoint to the coordinator every this many epochs.
+    #[arg(long, default_value_t = 10)]
+    pub checkpoint_every: u32,
+    /// Where generated datasets are cached for every worker of this machine.
+    #[arg(long, env = "EXP025_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl RunArgs {
+    /// Serves the coordinator until Ctrl-C or SIGTERM, then stops each
+    /// trial at its next epoch boundary, checkpoints and releases it.
+    pub fn serve(self) -> Result<()> {
+        let options = RunnerOptions {
+            name: self
+                .name
+                .unwrap_or_else(|| format!("{}-{}", self.device, std::process::id())),
+            cache_dir: self.cache_dir.unwrap_or_else(default_cache_dir),
+            coordinator: self.coordinator,
+            device: self.device,
+            slots: self.slots.max(1),
+            checkpoint_every: self.checkpoint_every,
+        };
+        tokio::runtime::Runtime::new()?.block_on(async {
+            let (stop, stopping) = watch::channel(false);
+            tokio::spawn(async move {
+                wait_for_signal().await;
+                tracing::info!("stopping at the next epoch boundary");
+                let _ = stop.send(true);
+            });
+            run(options, stopping).await
+        })
+    }
+}
+
+/// `$XDG_CACHE_HOME/exp025/datasets`, or `~/.cache/exp025/datasets`.
+fn default_cache_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("exp025").join("datasets")
+}
+
+/// Ctrl-C or SIGTERM.
+async fn wait_for_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
 /// What `worker run` was told.
 #[derive(Debug, Clone)]
 pub struct RunnerOptions {
