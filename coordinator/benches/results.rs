@@ -7,7 +7,9 @@
 //! raw SQL read of the same values as the baseline.
 //!
 //! `EXP025_PG_URL=postgres://postgres@127.0.0.1:5432/postgres cargo bench -p coordinator --bench results`
-//! (`EXP025_BENCH_REPEATS` changes the repeats per configuration).
+//! (`EXP025_BENCH_REPEATS` changes the repeats per configuration;
+//! `EXP025_BENCH_KEEP=1` keeps the database, about 10 GB, and a later run
+//! with it reuses the data instead of storing it again.)
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -84,69 +86,26 @@ async fn main() {
     sqlx::any::install_default_drivers();
     let mut conn = sqlx::AnyConnection::connect(&admin).await.unwrap();
     let db = "exp025_bench_results";
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {db}"))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    sqlx::query(&format!("CREATE DATABASE {db}"))
-        .execute(&mut conn)
-        .await
-        .unwrap();
     let url = format!("{}/{db}", admin.rsplit_once('/').unwrap().0);
-
-    let server = testing::start(&url, Duration::from_secs(60), 3).await;
-    let sweep = testing::submit(&server.url(), &sweep_yaml(repeats)).await;
-    let mut pg = sqlx::AnyConnection::connect(&url).await.unwrap();
-    let names: Vec<String> = METRICS
-        .iter()
-        .flat_map(|m| [format!("('test', '{m}')"), format!("('train', '{m}')")])
-        .chain(TRAIN_ONLY.iter().map(|m| format!("('train', '{m}')")))
-        .collect();
-    let start = Instant::now();
-    let chunk = 500;
-    for first in (0..i64::from(sweep.trials)).step_by(chunk) {
-        sqlx::query(&format!(
-            "INSERT INTO metrics (trial_id, epoch, split, metric, value) \
-             SELECT t.id, e, m.split, m.metric, \
-               CASE WHEN m.metric = 'spawn_precision' AND random() < 0.05 THEN NULL ELSE random() END \
-             FROM (SELECT id FROM trials WHERE sweep_id = $1 ORDER BY id OFFSET $2 LIMIT $3) t \
-             CROSS JOIN generate_series(1, {EPOCHS}) e CROSS JOIN (VALUES {}) m(split, metric)",
-            names.join(", ")
-        ))
-        .bind(sweep.id)
-        .bind(first)
-        .bind(chunk as i64)
-        .execute(&mut pg)
-        .await
-        .unwrap();
-        eprint!(
-            "\rmetrics of {} / {} trials stored",
-            (first + chunk as i64).min(i64::from(sweep.trials)),
-            sweep.trials
-        );
-    }
-    sqlx::query("UPDATE trials SET status = 'completed', epochs_done = $1")
-        .bind(i64::from(EPOCHS))
-        .execute(&mut pg)
-        .await
-        .unwrap();
-    sqlx::query("VACUUM ANALYZE")
-        .execute(&mut pg)
-        .await
-        .unwrap();
-    let rows: i64 = sqlx::Row::get(
-        &sqlx::query("SELECT COUNT(*) AS n FROM metrics")
-            .fetch_one(&mut pg)
+    let keep = std::env::var_os("EXP025_BENCH_KEEP").is_some();
+    let trials = i64::from(4 * 50 * repeats);
+    let reusable = keep && complete(&url, trials).await;
+    if !reusable {
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {db}"))
+            .execute(&mut conn)
             .await
-            .unwrap(),
-        "n",
-    );
-    eprintln!(
-        "\n{} trials x {EPOCHS} epochs: {rows} metric rows stored in {:.0} s",
-        sweep.trials,
-        start.elapsed().as_secs_f64()
-    );
-
+            .unwrap();
+        sqlx::query(&format!("CREATE DATABASE {db}"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    let server = testing::start(&url, Duration::from_secs(60), 3).await;
+    if reusable {
+        eprintln!("reusing the {trials} trials x {EPOCHS} epochs kept in {db}");
+    } else {
+        populate(&server.url(), &url, repeats).await;
+    }
     let raw = |epochs: &'static str| {
         let url = url.clone();
         move || {
@@ -164,7 +123,7 @@ async fn main() {
             })
         }
     };
-    let id = sweep.id.to_string();
+    let id = "1".to_string();
     let server_url = server.url();
     let run = |args: Vec<&'static str>| {
         let (url, id) = (server_url.clone(), id.clone());
@@ -216,9 +175,80 @@ async fn main() {
         );
     }
     server.stop().await;
-    drop(pg);
-    sqlx::query(&format!("DROP DATABASE {db} WITH (FORCE)"))
-        .execute(&mut conn)
+    if !keep {
+        sqlx::query(&format!("DROP DATABASE {db} WITH (FORCE)"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+}
+
+/// Whether the database holds a finished benchmark sweep of `trials`.
+async fn complete(url: &str, trials: i64) -> bool {
+    let Ok(mut pg) = sqlx::AnyConnection::connect(url).await else {
+        return false;
+    };
+    let done =
+        sqlx::query("SELECT COUNT(*) AS n FROM trials WHERE sweep_id = 1 AND epochs_done = $1")
+            .bind(i64::from(EPOCHS))
+            .fetch_one(&mut pg)
+            .await;
+    done.is_ok_and(|row| sqlx::Row::get::<i64, _>(&row, "n") == trials)
+}
+
+/// Submits the sweep through the API and stores every epoch's metrics of
+/// every trial, as if workers had reported them.
+async fn populate(server: &str, url: &str, repeats: u32) {
+    let sweep = testing::submit(server, &sweep_yaml(repeats)).await;
+    assert_eq!(sweep.id, 1);
+    let mut pg = sqlx::AnyConnection::connect(url).await.unwrap();
+    let names: Vec<String> = METRICS
+        .iter()
+        .flat_map(|m| [format!("('test', '{m}')"), format!("('train', '{m}')")])
+        .chain(TRAIN_ONLY.iter().map(|m| format!("('train', '{m}')")))
+        .collect();
+    let start = Instant::now();
+    let chunk = 500;
+    for first in (0..i64::from(sweep.trials)).step_by(chunk) {
+        sqlx::query(&format!(
+            "INSERT INTO metrics (trial_id, epoch, split, metric, value) \
+             SELECT t.id, e, m.split, m.metric, \
+               CASE WHEN m.metric = 'spawn_precision' AND random() < 0.05 THEN NULL ELSE random() END \
+             FROM (SELECT id FROM trials WHERE sweep_id = $1 ORDER BY id OFFSET $2 LIMIT $3) t \
+             CROSS JOIN generate_series(1, {EPOCHS}) e CROSS JOIN (VALUES {}) m(split, metric)",
+            names.join(", ")
+        ))
+        .bind(sweep.id)
+        .bind(first)
+        .bind(chunk as i64)
+        .execute(&mut pg)
         .await
         .unwrap();
+        eprint!(
+            "\rmetrics of {} / {} trials stored",
+            (first + chunk as i64).min(i64::from(sweep.trials)),
+            sweep.trials
+        );
+    }
+    sqlx::query("UPDATE trials SET status = 'completed', epochs_done = $1")
+        .bind(i64::from(EPOCHS))
+        .execute(&mut pg)
+        .await
+        .unwrap();
+    sqlx::query("VACUUM ANALYZE")
+        .execute(&mut pg)
+        .await
+        .unwrap();
+    let rows: i64 = sqlx::Row::get(
+        &sqlx::query("SELECT COUNT(*) AS n FROM metrics")
+            .fetch_one(&mut pg)
+            .await
+            .unwrap(),
+        "n",
+    );
+    eprintln!(
+        "\n{} trials x {EPOCHS} epochs: {rows} metric rows stored in {:.0} s",
+        sweep.trials,
+        start.elapsed().as_secs_f64()
+    );
 }

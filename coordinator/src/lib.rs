@@ -3,6 +3,7 @@
 
 pub mod convert;
 pub mod error;
+pub mod local;
 pub mod report;
 pub mod results;
 pub mod server;

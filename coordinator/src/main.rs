@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use coordinator::local::{self, LocalRun, Outcome};
 use coordinator::report::{self, Format};
 use coordinator::server;
 use coordinator::service::Policy;
@@ -12,6 +13,9 @@ use coordinator::store::Store;
 use proto::v1::sweep_service_client::SweepServiceClient;
 use proto::v1::{self as pb, SweepStatus, TrialStatus};
 use tonic::transport::Channel;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The Experiment 025 sweep coordinator.
 #[derive(Debug, Parser)]
@@ -37,6 +41,30 @@ struct Client {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run a whole sweep on this machine: the coordinator on 127.0.0.1 over
+    /// a SQLite file, local worker processes, progress bars, and the results
+    /// and t-tests at the end. Ctrl-C stops cleanly; the same command again
+    /// resumes the sweep.
+    Run {
+        /// The sweep file, e.g. sweeps/quickstart.yaml.
+        file: PathBuf,
+        /// Worker processes [default: one per CPU core].
+        #[arg(long)]
+        workers: Option<usize>,
+        /// cpu or cuda:N (CUDA needs a build with --features cuda).
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// Where sweeps, trials and metrics are kept.
+        #[arg(
+            long,
+            env = "EXP025_DATABASE_URL",
+            default_value = "sqlite://exp025.db"
+        )]
+        database_url: String,
+        /// The worker processes' log.
+        #[arg(long, default_value = "exp025-workers.log")]
+        log: PathBuf,
+    },
     /// Run the coordinator service.
     Serve {
         /// postgres://USER@HOST/DB for clusters, or sqlite://FILE on one machine.
@@ -116,6 +144,9 @@ enum Command {
         #[command(flatten)]
         output: Output,
     },
+    /// One worker process of `run` (what `worker run` does).
+    #[command(hide = true)]
+    Worker(worker::runner::RunArgs),
     /// Learning curves: per configuration and epoch, the mean and sample std
     /// of one metric over repeats.
     Curves {
@@ -193,16 +224,51 @@ impl Output {
     }
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
+fn main() -> Result<()> {
+    let command = Cli::parse().command;
+    // A local run draws progress bars on stderr: only warnings may log there.
+    let level = if matches!(command, Command::Run { .. }) {
+        "warn"
+    } else {
+        "info"
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| level.into()),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    match Cli::parse().command {
+    match command {
+        Command::Worker(args) => args.serve(),
+        command => tokio::runtime::Runtime::new()?.block_on(run(command)),
+    }
+}
+
+async fn run(command: Command) -> Result<()> {
+    match command {
+        Command::Worker(_) => unreachable!("served before the runtime starts"),
+        Command::Run {
+            file,
+            workers,
+            device,
+            database_url,
+            log,
+        } => {
+            let options = LocalRun {
+                file,
+                database_url,
+                workers: workers
+                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+                device,
+                log,
+                worker_program: std::env::current_exe()?,
+            };
+            if local::run(&options).await? == Outcome::Interrupted {
+                std::process::exit(130);
+            }
+            Ok(())
+        }
         Command::Serve {
             database_url,
             listen,

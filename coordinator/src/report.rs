@@ -403,7 +403,7 @@ pub fn compare(
                 ));
                 if c.pvalue.is_nan() {
                     out.push_str(
-                        "(NaN: a group has a NaN value or too few values, as scipy gives)\n",
+                        "(NaN, as scipy gives: a NaN value, a group of one, or equal means without variance)\n",
                     );
                 }
             }

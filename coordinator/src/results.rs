@@ -99,7 +99,7 @@ fn configurations(trials: Vec<TrialRow>) -> Vec<Configuration> {
 /// Each key's varying parameters as `name=value`; `init=X` where a
 /// configuration's generator and discriminator inits vary together. A sweep
 /// with one configuration is labelled by its whole key.
-fn labels(keys: &[&str]) -> Vec<String> {
+pub fn labels(keys: &[&str]) -> Vec<String> {
     let parsed: Vec<Vec<(&str, &str)>> = keys.iter().map(|k| pairs(k)).collect();
     let Some(first) = parsed.first() else {
         return Vec::new();
@@ -336,7 +336,13 @@ async fn choose(store: &Store, sweep_id: i64, selection: &Selection) -> Result<C
         Selection::At(e) => (vec![*e; n], vec![Vec::new(); n]),
         Selection::Stop { candidates, by } => {
             let rows = store
-                .metric_values(sweep_id, &by.split, Some(candidates), Some(&by.metric))
+                .metric_values(
+                    sweep_id,
+                    &by.split,
+                    Some(candidates),
+                    Some(&by.metric),
+                    None,
+                )
                 .await?;
             let index = index(rows);
             let mut epochs = Vec::with_capacity(n);
@@ -375,11 +381,7 @@ pub async fn results(store: &Store, r: &pb::ResultsRequest) -> Result<pb::Result
     let split = split_or_default(&r.split)?;
     let selection = selection(store, &sweep, &split, r.epoch.as_ref()).await?;
     let chosen = choose(store, sweep.id, &selection).await?;
-    let index = index(
-        store
-            .metric_values(sweep.id, &split, Some(&distinct(&chosen.epochs)), None)
-            .await?,
-    );
+    let index = chosen_values(store, sweep.id, &split, &chosen, None).await?;
     let configurations = chosen
         .configurations
         .iter()
@@ -451,16 +453,7 @@ pub async fn compare(store: &Store, r: &pb::CompareRequest) -> Result<pb::Compar
     };
     let selection = selection(store, &sweep, &split, r.epoch.as_ref()).await?;
     let chosen = choose(store, sweep.id, &selection).await?;
-    let index = index(
-        store
-            .metric_values(
-                sweep.id,
-                &split,
-                Some(&distinct(&chosen.epochs)),
-                Some(&r.metric),
-            )
-            .await?,
-    );
+    let index = chosen_values(store, sweep.id, &split, &chosen, Some(&r.metric)).await?;
     let group = |members: &[usize], label: String| {
         let mut g = pb::Group {
             label,
@@ -532,7 +525,7 @@ pub async fn learning_curves(
     let configurations = configurations(store.trials(sweep.id).await?);
     let mut by_trial: HashMap<i64, BTreeMap<u32, f64>> = HashMap::new();
     for row in store
-        .metric_values(sweep.id, &split, None, Some(&r.metric))
+        .metric_values(sweep.id, &split, None, Some(&r.metric), None)
         .await?
     {
         by_trial
@@ -591,11 +584,33 @@ fn best(candidates: &[pb::CandidateScore], maximize: bool) -> u32 {
         .map_or(0, |c| c.epoch)
 }
 
-fn distinct(epochs: &[u32]) -> Vec<u32> {
-    let mut out: Vec<u32> = epochs.iter().copied().filter(|&e| e > 0).collect();
-    out.sort_unstable();
-    out.dedup();
-    out
+/// The values of `split` (one metric, or all) of every configuration at
+/// its chosen epoch: one query per distinct epoch, naming the
+/// configurations only when some chose another epoch.
+async fn chosen_values(
+    store: &Store,
+    sweep_id: i64,
+    split: &str,
+    chosen: &Chosen,
+    metric: Option<&str>,
+) -> Result<Index, Error> {
+    let mut by_epoch: BTreeMap<u32, Vec<&str>> = BTreeMap::new();
+    for (c, &epoch) in chosen.configurations.iter().zip(&chosen.epochs) {
+        if epoch > 0 {
+            by_epoch.entry(epoch).or_default().push(&c.key);
+        }
+    }
+    let everyone = by_epoch.len() == 1 && chosen.epochs.iter().all(|&e| e > 0);
+    let mut rows = Vec::new();
+    for (epoch, keys) in &by_epoch {
+        let keys = (!everyone).then_some(keys.as_slice());
+        rows.extend(
+            store
+                .metric_values(sweep_id, split, Some(&[*epoch]), metric, keys)
+                .await?,
+        );
+    }
+    Ok(index(rows))
 }
 
 /// Metric names: the notebook's split metrics in their order, then any

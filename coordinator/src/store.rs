@@ -544,6 +544,23 @@ impl Store {
         Ok(done.rows_affected() > 0)
     }
 
+    /// Returns a sweep's running trials to the queue without counting the
+    /// attempt: for a one-machine run restarted after its workers died with
+    /// it, whose leases nobody holds. Returns how many were requeued.
+    pub async fn requeue_running(&self, sweep_id: i64) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE trials SET status = $1, lease_id = NULL, worker_id = NULL, lease_expires_ms = NULL, \
+             attempts = attempts - 1, updated_ms = $2 WHERE sweep_id = $3 AND status = $4",
+        )
+        .bind(status::QUEUED)
+        .bind(now_ms())
+        .bind(sweep_id)
+        .bind(status::RUNNING)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     /// Returns trials whose lease expired to the queue, or fails them once
     /// they have used `max_attempts`. Returns the ids it touched.
     pub async fn reap_expired(&self, max_attempts: u32) -> Result<Vec<i64>> {
@@ -619,18 +636,21 @@ impl Store {
     }
 
     /// Values of one split for the trials of a sweep, at the given epochs
-    /// (every epoch when None) and of one metric (every metric when None),
-    /// in no particular order.
+    /// (every epoch when None), of one metric (every metric when None) and
+    /// of the given configurations (every one when None), in no particular
+    /// order.
     pub async fn metric_values(
         &self,
         sweep_id: i64,
         split: &str,
         epochs: Option<&[u32]>,
         metric: Option<&str>,
+        config_keys: Option<&[&str]>,
     ) -> Result<Vec<MetricRow>> {
         let mut sql = "SELECT m.trial_id, m.epoch, m.split, m.metric, m.value FROM trials t \
                        JOIN metrics m ON m.trial_id = t.id WHERE t.sweep_id = $1 AND m.split = $2"
             .to_string();
+        let mut binds: Vec<&str> = Vec::new();
         if let Some(epochs) = epochs {
             if epochs.is_empty() {
                 return Ok(Vec::new());
@@ -638,12 +658,24 @@ impl Store {
             let list: Vec<String> = epochs.iter().map(u32::to_string).collect();
             sql.push_str(&format!(" AND m.epoch IN ({})", list.join(", ")));
         }
-        if metric.is_some() {
-            sql.push_str(" AND m.metric = $3");
+        if let Some(metric) = metric {
+            binds.push(metric);
+            sql.push_str(&format!(" AND m.metric = ${}", binds.len() + 2));
+        }
+        if let Some(keys) = config_keys {
+            if keys.is_empty() {
+                return Ok(Vec::new());
+            }
+            let first = binds.len() + 3;
+            binds.extend(keys);
+            let params: Vec<String> = (first..first + keys.len())
+                .map(|i| format!("${i}"))
+                .collect();
+            sql.push_str(&format!(" AND t.config_key IN ({})", params.join(", ")));
         }
         let mut query = sqlx::query(&sql).bind(sweep_id).bind(split);
-        if let Some(metric) = metric {
-            query = query.bind(metric);
+        for value in binds {
+            query = query.bind(value);
         }
         query
             .fetch_all(&self.pool)

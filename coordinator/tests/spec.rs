@@ -25,7 +25,7 @@ fn the_example_sweeps_expand_into_their_trials() {
         .map(|t| (t.repeat, t.config.seed))
         .collect();
     assert_eq!(seeds, [(0, 0), (1, 1), (0, 0), (1, 1)]);
-    assert!(quick.trials.iter().all(|t| t.config.epochs == 3));
+    assert!(quick.trials.iter().all(|t| t.config.epochs == 20));
     let smart = quick
         .trials
         .iter()

@@ -1,0 +1,396 @@
+//! A whole sweep on one machine from one command: the coordinator on
+//! 127.0.0.1 over a SQLite file (or any database URL), local worker
+//! processes, progress bars, and the results table and t-tests at the end.
+//! Interrupted, it stops its workers cleanly (each checkpoints and gives
+//! its trial back); run again, it resumes the same sweep.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use proto::v1 as pb;
+use tokio::process::{Child, Command};
+use tokio::sync::watch;
+
+use crate::report::{self, Format};
+use crate::service::Policy;
+use crate::store::{Store, TrialRow, status};
+use crate::{results, server, spec};
+
+/// What `coordinator run` was told.
+#[derive(Debug, Clone)]
+pub struct LocalRun {
+    pub file: PathBuf,
+    pub database_url: String,
+    pub workers: usize,
+    pub device: String,
+    /// Where the workers' logs go.
+    pub log: PathBuf,
+    /// The program that is started with `worker ...` for each worker.
+    pub worker_program: PathBuf,
+}
+
+/// How a local run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every trial finished; the results were printed.
+    Finished,
+    /// Stopped by Ctrl-C or SIGTERM; running it again resumes.
+    Interrupted,
+}
+
+const POLL: Duration = Duration::from_millis(250);
+/// How long workers get to finish their epoch and give their trial back.
+const STOP_GRACE: Duration = Duration::from_secs(120);
+
+/// Ctrl-C or SIGTERM.
+async fn interrupted() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// The sweep of this file already in the store (resumed), or a new one.
+async fn sweep_for(store: &Store, file: &str, yaml: &str) -> Result<i64> {
+    let plan = spec::parse(yaml).map_err(|e| anyhow::anyhow!("invalid sweep file {file}: {e}"))?;
+    let previous = store
+        .sweeps()
+        .await?
+        .into_iter()
+        .find(|s| s.yaml == yaml && !s.cancelled);
+    if let Some(s) = previous {
+        let requeued = store.requeue_running(s.id).await?;
+        eprintln!(
+            "resuming sweep {} ({}): {} of {} trials finished{}",
+            s.id,
+            s.name,
+            s.counts.completed + s.counts.failed,
+            s.counts.total(),
+            if requeued > 0 {
+                format!(", {requeued} interrupted trials back in the queue")
+            } else {
+                String::new()
+            }
+        );
+        return Ok(s.id);
+    }
+    let id = store.create_sweep(yaml, &plan).await?;
+    let mut configurations: Vec<&str> = plan.trials.iter().map(|t| t.config_key.as_str()).collect();
+    configurations.sort_unstable();
+    configurations.dedup();
+    eprintln!(
+        "sweep {id} ({}): {} trials of {} configurations",
+        plan.name,
+        plan.trials.len(),
+        configurations.len()
+    );
+    Ok(id)
+}
+
+/// Starts the worker processes against `url`.
+fn spawn_workers(options: &LocalRun, url: &str) -> Result<Vec<Child>> {
+    let log = File::options()
+        .create(true)
+        .append(true)
+        .open(&options.log)
+        .with_context(|| format!("opening the worker log {}", options.log.display()))?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = (cores / options.workers).max(1).to_string();
+    (0..options.workers)
+        .map(|i| {
+            let mut command = Command::new(&options.worker_program);
+            command
+                .args(["worker", "--coordinator", url, "--device", &options.device])
+                .args(["--name", &format!("local-{i}")])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log.try_clone()?)
+                .kill_on_drop(true);
+            if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+                command.env("RAYON_NUM_THREADS", &threads);
+            }
+            command.spawn().context("starting a worker process")
+        })
+        .collect()
+}
+
+/// Asks every worker to stop (each finishes its epoch, checkpoints and
+/// releases its trial) and waits; a second Ctrl-C, or the grace period
+/// running out, kills them.
+async fn stop_workers(workers: &mut [Child]) {
+    for w in workers.iter() {
+        if let Some(pid) = w.id() {
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+        }
+    }
+    let all = async {
+        for w in workers.iter_mut() {
+            let _ = w.wait().await;
+        }
+    };
+    let give_up = tokio::time::sleep(STOP_GRACE);
+    tokio::select! {
+        _ = all => return,
+        _ = tokio::signal::ctrl_c() => eprintln!("killing the workers"),
+        _ = give_up => eprintln!("workers did not stop in time; killing them"),
+    }
+    for w in workers.iter_mut() {
+        let _ = w.kill().await;
+    }
+}
+
+/// Progress bars: the sweep's epochs overall, and one per running trial.
+struct Progress {
+    bars: MultiProgress,
+    overall: ProgressBar,
+    trials: HashMap<i64, ProgressBar>,
+    finished: HashMap<i64, String>,
+    labels: HashMap<String, String>,
+}
+
+impl Progress {
+    fn new(trials: &[TrialRow]) -> Self {
+        let bars = MultiProgress::new();
+        let total: u64 = trials.iter().map(|t| u64::from(t.config.epochs)).sum();
+        let overall = bars.add(ProgressBar::new(total));
+        overall.set_style(
+            ProgressStyle::with_template(
+                "sweep  [{bar:30}] {pos}/{len} epochs  {msg}  elapsed {elapsed}, ETA {eta}",
+            )
+            .expect("a valid template")
+            .progress_chars("=> "),
+        );
+        let mut distinct: Vec<&str> = trials.iter().map(|t| t.config_key.as_str()).collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let labels = distinct
+            .iter()
+            .map(|k| k.to_string())
+            .zip(results::labels(&distinct))
+            .collect();
+        let mut progress = Self {
+            bars,
+            overall,
+            trials: HashMap::new(),
+            finished: trials
+                .iter()
+                .filter(|t| is_finished(t))
+                .map(|t| (t.id, t.status.clone()))
+                .collect(),
+            labels,
+        };
+        progress.update(trials);
+        progress.overall.reset_eta();
+        progress
+    }
+
+    fn update(&mut self, trials: &[TrialRow]) {
+        let done: u64 = trials.iter().map(|t| u64::from(t.epochs_done)).sum();
+        let finished = trials.iter().filter(|t| is_finished(t)).count();
+        self.overall.set_position(done);
+        self.overall
+            .set_message(format!("{finished}/{} trials", trials.len()));
+        for t in trials {
+            let label = self.labels.get(&t.config_key).cloned().unwrap_or_default();
+            if is_finished(t) {
+                if let Some(bar) = self.trials.remove(&t.id) {
+                    bar.finish_and_clear();
+                }
+                if self.finished.insert(t.id, t.status.clone()).is_none() {
+                    let error = if t.error.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", t.error)
+                    };
+                    self.bars.suspend(|| {
+                        eprintln!(
+                            "trial {} ({label}, repeat {}) {}{error}",
+                            t.id, t.repeat, t.status
+                        )
+                    });
+                }
+            } else if t.status == status::RUNNING {
+                let bar = self.trials.entry(t.id).or_insert_with(|| {
+                    let bar = self.bars.add(ProgressBar::new(u64::from(t.config.epochs)));
+                    bar.set_style(
+                        ProgressStyle::with_template(
+                            "  trial {prefix} [{bar:20}] epoch {pos}/{len}  ETA {eta}  {msg}",
+                        )
+                        .expect("a valid template")
+                        .progress_chars("=> "),
+                    );
+                    bar.set_prefix(t.id.to_string());
+                    bar.set_message(format!("{label} repeat {}", t.repeat));
+                    bar.set_position(u64::from(t.epochs_done));
+                    bar.reset_eta();
+                    bar
+                });
+                bar.set_position(u64::from(t.epochs_done));
+            } else if let Some(bar) = self.trials.remove(&t.id) {
+                bar.finish_and_clear();
+            }
+        }
+    }
+
+    fn clear(self) {
+        for bar in self.trials.values() {
+            bar.finish_and_clear();
+        }
+        self.overall.finish_and_clear();
+    }
+}
+
+fn is_finished(t: &TrialRow) -> bool {
+    [status::COMPLETED, status::FAILED, status::CANCELLED].contains(&t.status.as_str())
+}
+
+/// Runs the sweep of `options.file` to the end, or until interrupted.
+pub async fn run(options: &LocalRun) -> Result<Outcome> {
+    let file = options.file.display().to_string();
+    let yaml = std::fs::read_to_string(&options.file).with_context(|| format!("reading {file}"))?;
+    let store = Store::connect(&options.database_url)
+        .await
+        .with_context(|| format!("opening {}", options.database_url))?;
+    let sweep_id = sweep_for(&store, &file, &yaml).await?;
+    let trials = store.trials(sweep_id).await?;
+    if trials.iter().all(is_finished) {
+        print_results(&store, sweep_id).await?;
+        return Ok(Outcome::Finished);
+    }
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let (stop_server, server_stopping) = watch::channel(false);
+    let mut server_stopping = server_stopping;
+    let server = tokio::spawn(server::serve(
+        store.clone(),
+        Policy {
+            lease: Duration::from_secs(30),
+            max_attempts: 3,
+        },
+        listener,
+        async move {
+            let _ = server_stopping.wait_for(|s| *s).await;
+        },
+    ));
+    let workers = options.workers.clamp(1, trials.len());
+    let mut children = spawn_workers(
+        &LocalRun {
+            workers,
+            ..options.clone()
+        },
+        &url,
+    )?;
+    eprintln!(
+        "coordinator on {url}, {workers} worker processes (logs: {}); Ctrl-C stops, running again resumes",
+        options.log.display()
+    );
+
+    let mut progress = Progress::new(&trials);
+    let stop = interrupted();
+    tokio::pin!(stop);
+    let outcome = loop {
+        tokio::select! {
+            _ = &mut stop => break Ok(Outcome::Interrupted),
+            _ = tokio::time::sleep(POLL) => {}
+        }
+        let trials = store.trials(sweep_id).await?;
+        progress.update(&trials);
+        if trials.iter().all(is_finished) {
+            break Ok(Outcome::Finished);
+        }
+        let mut alive = 0;
+        for child in &mut children {
+            if child.try_wait()?.is_none() {
+                alive += 1;
+            }
+        }
+        if alive == 0 {
+            break Err(anyhow::anyhow!(
+                "every worker process exited with trials left; see {}",
+                options.log.display()
+            ));
+        }
+    };
+    progress.clear();
+    if outcome.as_ref().is_ok_and(|o| *o == Outcome::Interrupted) {
+        eprintln!("stopping: each worker finishes its epoch, checkpoints and gives its trial back");
+    }
+    stop_workers(&mut children).await;
+    let _ = stop_server.send(true);
+    server.await??;
+    match outcome? {
+        Outcome::Finished => {
+            print_results(&store, sweep_id).await?;
+            Ok(Outcome::Finished)
+        }
+        Outcome::Interrupted => {
+            let trials = store.trials(sweep_id).await?;
+            let finished = trials.iter().filter(|t| is_finished(t)).count();
+            eprintln!(
+                "stopped with {finished} of {} trials finished; run the same command again to resume",
+                trials.len()
+            );
+            Ok(Outcome::Interrupted)
+        }
+    }
+}
+
+/// The results table of the sweep's split at the last epoch, and Welch's
+/// t-tests of the sweep's metric between its configurations.
+async fn print_results(store: &Store, sweep_id: i64) -> Result<()> {
+    let sweep = store.sweep(sweep_id).await?.context("the sweep")?;
+    let request = pb::ResultsRequest {
+        sweep_id,
+        split: sweep.metric_split.clone(),
+        epoch: None,
+    };
+    let table = results::results(store, &request).await?;
+    println!(
+        "{}",
+        report::results(&table, None, &[], Format::Table).trim_end()
+    );
+    let failed: Vec<String> = store
+        .trials(sweep_id)
+        .await?
+        .into_iter()
+        .filter(|t| t.status == status::FAILED)
+        .map(|t| format!("trial {}: {}", t.id, t.error))
+        .collect();
+    if !failed.is_empty() {
+        println!(
+            "\n{} trials failed:\n  {}",
+            failed.len(),
+            failed.join("\n  ")
+        );
+    }
+    if table.configurations.len() < 2 {
+        return Ok(());
+    }
+    let all_pairs = table.configurations.len() > 2;
+    let compare = pb::CompareRequest {
+        sweep_id,
+        metric: sweep.metric.clone(),
+        split: sweep.metric_split.clone(),
+        all_pairs: true,
+        ..Default::default()
+    };
+    let mut tests = results::compare(store, &compare).await?;
+    if !all_pairs {
+        tests.comparisons.truncate(1);
+    }
+    println!(
+        "\n{}",
+        report::compare(&tests, None, all_pairs, Format::Table).trim_end()
+    );
+    Ok(())
+}

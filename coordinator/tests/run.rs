@@ -1,0 +1,157 @@
+//! `coordinator run`, the one-command local sweep, as a user runs it: real
+//! worker processes against the coordinator it starts on 127.0.0.1, a real
+//! SQLite file; interrupted with SIGINT and run again, it resumes and every
+//! epoch of every trial is stored exactly once.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use coordinator::store::Store;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+const COORDINATOR: &str = env!("CARGO_BIN_EXE_coordinator");
+
+fn sweep(dir: &Path, epochs: u32, train: u32) -> String {
+    let path = dir.join("sweep.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "name: local\nrepeats: 2\nmetric: {{name: board_accuracy}}\n\
+             dataset: {{generated: {{seed: 3, train: {train}, test: 8}}}}\n\
+             parameters:\n  init: {{values: [default, smart]}}\n  epochs: {{value: {epochs}}}\n"
+        ),
+    )
+    .unwrap();
+    path.display().to_string()
+}
+
+fn run(dir: &Path, file: &str) -> Command {
+    let mut command = Command::new(COORDINATOR);
+    command
+        .current_dir(dir)
+        .args(["run", file, "--workers", "2"])
+        .env("EXP025_CACHE_DIR", dir.join("cache"));
+    command
+}
+
+fn text(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+async fn store(dir: &Path) -> Store {
+    Store::connect(&format!("sqlite://{}", dir.join("exp025.db").display()))
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sweep_runs_to_its_results_and_a_second_run_only_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = sweep(dir.path(), 2, 16);
+    let out = run(dir.path(), &file).output().unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("sweep 1 (local): 4 trials of 2 configurations"),
+        "{stderr}"
+    );
+    for label in [
+        "init=default glob_relu=false  2/2",
+        "init=smart glob_relu=true     2/2",
+    ] {
+        assert!(stdout.contains(label), "{stdout}");
+    }
+    assert!(stdout.contains("Welch's t-test"), "{stdout}");
+    assert!(stdout.lines().any(|l| l.starts_with("t = ")), "{stdout}");
+
+    let trials = store(dir.path()).await.trials(1).await.unwrap();
+    assert!(
+        trials
+            .iter()
+            .all(|t| t.status == "completed" && t.epochs_done == 2)
+    );
+    assert!(dir.path().join("exp025-workers.log").exists());
+
+    let again = run(dir.path(), &file).output().unwrap();
+    let (stdout_again, stderr_again) = text(&again);
+    assert!(again.status.success());
+    assert!(
+        stderr_again.contains("resuming sweep 1 (local): 4 of 4 trials finished"),
+        "{stderr_again}"
+    );
+    assert_eq!(
+        stdout_again, stdout,
+        "the same results, nothing trained again"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_stops_cleanly_and_the_same_command_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let epochs = 30;
+    let file = sweep(dir.path(), epochs, 48);
+    let child = run(dir.path(), &file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    // Interrupt once some epochs are stored.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        assert!(Instant::now() < deadline, "no epoch was stored");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if !dir.path().join("exp025.db").exists() {
+            continue;
+        }
+        let trials = store(dir.path()).await.trials(1).await.unwrap();
+        if trials.iter().any(|t| t.epochs_done >= 2) {
+            break;
+        }
+    }
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
+    let started = Instant::now();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(60));
+    assert!(
+        stderr.contains("run the same command again to resume"),
+        "{stderr}"
+    );
+    let trials = store(dir.path()).await.trials(1).await.unwrap();
+    assert!(
+        trials.iter().all(|t| t.status != "running"),
+        "every trial was given back: {trials:?}"
+    );
+    assert!(
+        trials.iter().any(|t| t.status == "queued"),
+        "stopped mid-sweep"
+    );
+
+    let out = run(dir.path(), &file).output().unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("resuming sweep 1 (local)"), "{stderr}");
+    assert!(stdout.contains("2/2"), "{stdout}");
+    let store = store(dir.path()).await;
+    for t in store.trials(1).await.unwrap() {
+        assert_eq!((t.status.as_str(), t.attempts), ("completed", 1), "{t:?}");
+        let accuracy: Vec<u32> = store
+            .metrics_after(t.id, 0)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|m| m.split == "test" && m.metric == "board_accuracy")
+            .map(|m| m.epoch)
+            .collect();
+        assert_eq!(accuracy, (1..=epochs).collect::<Vec<_>>(), "trial {}", t.id);
+    }
+}
