@@ -85,7 +85,7 @@ async fn main() {
     let repeats: u32 = std::env::var("EXP025_BENCH_REPEATS").map_or(50, |r| r.parse().unwrap());
     sqlx::any::install_default_drivers();
     let mut conn = sqlx::AnyConnection::connect(&admin).await.unwrap();
-    let db = "exp025_bench_results";
+    let db = format!("exp025_bench_results_{repeats}");
     let url = format!("{}/{db}", admin.rsplit_once('/').unwrap().0);
     let keep = std::env::var_os("EXP025_BENCH_KEEP").is_some();
     let trials = i64::from(4 * 50 * repeats);

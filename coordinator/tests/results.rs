@@ -488,12 +488,23 @@ async fn results_compare_and_curves_through_the_cli() {
                 ]),
                 run(&["curves", &id, "--metric", "board_accuracy", "--csv"]),
                 run(&["results", &id, "--stop-epochs", "1,2,3"]),
+                run(&[
+                    "results",
+                    &id,
+                    "--stop-epochs",
+                    "1,2,3",
+                    "--by",
+                    "disc_loss",
+                    "--json",
+                ]),
+                run(&["results", &id, "--epoch", "2", "--split", "test", "--csv"]),
             )
         }
     })
     .await
     .unwrap();
-    let (results, stop_csv, json, compare, pairs_csv, curves_csv, stop_table) = table;
+    let (results, stop_csv, json, compare, pairs_csv, curves_csv, stop_table, by_loss, at_two) =
+        table;
 
     let row = results
         .lines()
