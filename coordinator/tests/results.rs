@@ -555,5 +555,12 @@ async fn results_compare_and_curves_through_the_cli() {
             .contains("stopping epoch: the candidate with the highest mean test board_accuracy"),
         "{stop_table}"
     );
+    let by_loss: Value = serde_json::from_str(&by_loss).unwrap();
+    assert_eq!(by_loss["stop_by"], "test disc_loss");
+    assert_eq!(by_loss["configurations"][0]["epoch"], 1, "the lowest loss");
+    let mut at_two = csv::Reader::from_reader(at_two.as_bytes());
+    let rows: Vec<csv::StringRecord> = at_two.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 2);
+    assert!(rows.iter().all(|r| &r[4] == "2"), "{rows:?}");
     server.stop().await;
 }
