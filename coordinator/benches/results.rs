@@ -14,20 +14,11 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use coordinator::spec::SPLIT_METRICS;
 use coordinator::testing;
 use sqlx::Connection;
 
 const EPOCHS: u32 = 300;
-const METRICS: [&str; 8] = [
-    "disc_loss",
-    "gen_loss",
-    "disc_accuracy",
-    "cell_accuracy",
-    "board_accuracy",
-    "spawn_recall",
-    "spawn_precision",
-    "spawn_validity",
-];
 const TRAIN_ONLY: [&str; 7] = [
     "step_disc_loss",
     "step_gen_loss",
@@ -202,7 +193,7 @@ async fn populate(server: &str, url: &str, repeats: u32) {
     let sweep = testing::submit(server, &sweep_yaml(repeats)).await;
     assert_eq!(sweep.id, 1);
     let mut pg = sqlx::AnyConnection::connect(url).await.unwrap();
-    let names: Vec<String> = METRICS
+    let names: Vec<String> = SPLIT_METRICS
         .iter()
         .flat_map(|m| [format!("('test', '{m}')"), format!("('train', '{m}')")])
         .chain(TRAIN_ONLY.iter().map(|m| format!("('train', '{m}')")))

@@ -49,16 +49,6 @@ const POLL: Duration = Duration::from_millis(250);
 /// How long workers get to finish their epoch and give their trial back.
 const STOP_GRACE: Duration = Duration::from_secs(120);
 
-/// Ctrl-C or SIGTERM.
-async fn interrupted() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("installing a SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-}
-
 /// The sweep of this file already in the store (resumed), or a new one.
 async fn sweep_for(store: &Store, file: &str, yaml: &str) -> Result<i64> {
     let plan = spec::parse(yaml).map_err(|e| anyhow::anyhow!("invalid sweep file {file}: {e}"))?;
@@ -296,7 +286,7 @@ pub async fn run(options: &LocalRun) -> Result<Outcome> {
     );
 
     let mut progress = Progress::new(&trials);
-    let stop = interrupted();
+    let stop = worker::runner::wait_for_signal();
     tokio::pin!(stop);
     let outcome = loop {
         tokio::select! {

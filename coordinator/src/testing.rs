@@ -189,3 +189,17 @@ pub async fn send(
     }
     out
 }
+
+/// A number of the fixtures, where non-finite floats are the strings
+/// `NaN`, `inf` and `-inf`.
+pub fn fixture_number(v: &serde_json::Value) -> f64 {
+    match v {
+        serde_json::Value::String(s) => s.parse().unwrap(),
+        other => other.as_f64().unwrap(),
+    }
+}
+
+/// Equal within a relative tolerance, NaN equal to NaN.
+pub fn close(got: f64, want: f64, rtol: f64) -> bool {
+    (got.is_nan() && want.is_nan()) || got == want || (got - want).abs() <= rtol * want.abs()
+}

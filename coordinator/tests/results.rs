@@ -8,6 +8,7 @@ mod common;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use common::{close, fixture_number as number};
 use proto::v1::sweep_service_client::SweepServiceClient;
 use proto::v1::{self as pb, Directive};
 use serde_json::Value;
@@ -49,17 +50,6 @@ fn at(epoch: u32) -> Option<pb::EpochSelection> {
     Some(pb::EpochSelection {
         choice: Some(pb::epoch_selection::Choice::Epoch(epoch)),
     })
-}
-
-fn number(v: &Value) -> f64 {
-    match v {
-        Value::String(s) => s.parse().unwrap(),
-        other => other.as_f64().unwrap(),
-    }
-}
-
-fn close(got: f64, want: f64, rtol: f64) -> bool {
-    (got.is_nan() && want.is_nan()) || got == want || (got - want).abs() <= rtol * want.abs()
 }
 
 fn same_values(got: &[f64], want: &[f64]) -> bool {

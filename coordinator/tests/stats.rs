@@ -1,21 +1,13 @@
 //! Welch's t-test against every scipy case of the fixtures (rtol 1e-9 on t
 //! and df, 1e-7 on p; NaN where scipy gives NaN).
 
+mod common;
+
 use std::path::PathBuf;
 
+use common::{close, fixture_number as number};
 use coordinator::stats::{Alternative, summarize, welch};
 use serde_json::Value;
-
-fn number(v: &Value) -> f64 {
-    match v {
-        Value::String(s) => s.parse().unwrap(),
-        other => other.as_f64().unwrap(),
-    }
-}
-
-fn close(got: f64, want: f64, rtol: f64) -> bool {
-    (got.is_nan() && want.is_nan()) || got == want || (got - want).abs() <= rtol * want.abs()
-}
 
 #[test]
 fn every_scipy_case_matches() {
