@@ -15,12 +15,41 @@ use rand::RngExt;
 use sqlx::Connection;
 use tokio::sync::oneshot;
 
-/// A fresh database: a SQLite file, or a new Postgres database.
+/// A fresh database: a SQLite file, or a new Postgres database; either is
+/// removed when the value is dropped.
 #[derive(Debug)]
 pub struct TestDb {
     pub url: String,
     pub name: &'static str,
     _dir: Option<tempfile::TempDir>,
+    /// The server's admin URL and the database to drop there.
+    postgres: Option<(String, String)>,
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Some((admin, db)) = self.postgres.take() else {
+            return;
+        };
+        // Drop runs inside the test's runtime: drop the database from a
+        // thread with a runtime of its own.
+        let dropped = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(async {
+                    let mut conn = sqlx::AnyConnection::connect(&admin).await?;
+                    sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+                        .execute(&mut conn)
+                        .await?;
+                    anyhow::Ok(())
+                })
+        })
+        .join();
+        if let Ok(Err(e)) = dropped {
+            eprintln!("could not drop a test database: {e:#}");
+        }
+    }
 }
 
 /// A fresh SQLite database, and a fresh Postgres database when
@@ -33,6 +62,7 @@ pub async fn databases() -> Vec<TestDb> {
         url: format!("sqlite://{}", dir.path().join("test.db").display()),
         name: "sqlite",
         _dir: Some(dir),
+        postgres: None,
     }];
     match std::env::var("EXP025_PG_URL") {
         Ok(admin) => {
@@ -50,6 +80,7 @@ pub async fn databases() -> Vec<TestDb> {
                 url: format!("{base}/{db}"),
                 name: "postgres",
                 _dir: None,
+                postgres: Some((admin.clone(), db)),
             });
         }
         Err(_) => {
