@@ -1,7 +1,8 @@
-//! Stored rows to proto messages.
+//! Stored rows to proto messages, and the t-test alternative both ways.
 
 use proto::v1::{Metric, Sweep, SweepStatus, Trial, TrialStatus};
 
+use crate::stats;
 use crate::store::{MetricRow, SweepRow, TrialRow, status};
 
 pub fn trial_status(s: &str) -> TrialStatus {
@@ -62,5 +63,25 @@ pub fn metric(m: &MetricRow) -> Metric {
         split: m.split.clone(),
         name: m.metric.clone(),
         value: m.value,
+    }
+}
+
+impl From<stats::Alternative> for proto::v1::Alternative {
+    fn from(a: stats::Alternative) -> Self {
+        match a {
+            stats::Alternative::Less => Self::Less,
+            stats::Alternative::Greater => Self::Greater,
+            stats::Alternative::TwoSided => Self::TwoSided,
+        }
+    }
+}
+
+/// The alternative of a request; unset means two-sided.
+pub fn alternative(value: i32) -> Option<stats::Alternative> {
+    use proto::v1::Alternative as Pb;
+    match Pb::try_from(value).ok()? {
+        Pb::Less => Some(stats::Alternative::Less),
+        Pb::Greater => Some(stats::Alternative::Greater),
+        Pb::TwoSided | Pb::Unspecified => Some(stats::Alternative::TwoSided),
     }
 }

@@ -401,11 +401,6 @@ async fn run(command: Command) -> Result<()> {
         } => {
             let mut api = connect(&output.client.coordinator).await?;
             let selection = epoch.selection();
-            let alternative = match alternative {
-                Alternative::Less => pb::Alternative::Less,
-                Alternative::Greater => pb::Alternative::Greater,
-                Alternative::TwoSided => pb::Alternative::TwoSided,
-            };
             let request = pb::CompareRequest {
                 sweep_id: sweep,
                 metric,
@@ -413,7 +408,7 @@ async fn run(command: Command) -> Result<()> {
                 epoch: selection.clone(),
                 a,
                 b,
-                alternative: alternative.into(),
+                alternative: pb::Alternative::from(alternative).into(),
                 all_pairs,
             };
             let response = api.compare(request).await.map_err(status_error)?;

@@ -12,7 +12,7 @@ use proto::v1 as pb;
 use crate::convert;
 use crate::error::Error;
 use crate::spec::{self, Objective, SPLIT_METRICS};
-use crate::stats::{self, Alternative};
+use crate::stats;
 use crate::store::{MetricRow, Store, SweepRow, TrialRow};
 
 /// The repeats of one configuration, in repeat order.
@@ -26,21 +26,21 @@ struct Configuration {
 }
 
 /// Which epoch of each configuration's trials is read.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 enum Selection {
     Last,
     At(u32),
     Stop { candidates: Vec<u32>, by: Objective },
 }
 
-/// A sweep's configurations with the epoch chosen for each.
+/// A configuration with the epoch its values are read at.
 #[derive(Debug)]
 struct Chosen {
-    configurations: Vec<Configuration>,
-    /// Per configuration; 0 where nothing is there to read.
-    epochs: Vec<u32>,
-    /// Per configuration, with StopEpochs: the `by` metric at each candidate.
-    candidates: Vec<Vec<pb::CandidateScore>>,
+    configuration: Configuration,
+    /// 0 where nothing is there to read.
+    epoch: u32,
+    /// With StopEpochs: the `by` metric at each candidate some trial reached.
+    candidates: Vec<pb::CandidateScore>,
 }
 
 fn invalid(message: impl Into<String>) -> Error {
@@ -180,7 +180,7 @@ impl Filter {
 
 /// The configurations matching every filter of one group.
 fn select(
-    configurations: &[Configuration],
+    configurations: &[&Configuration],
     filters: &[String],
     group: &str,
 ) -> Result<Vec<usize>, Error> {
@@ -325,17 +325,11 @@ async fn selection(
     })
 }
 
-async fn choose(store: &Store, sweep_id: i64, selection: &Selection) -> Result<Chosen, Error> {
+async fn choose(store: &Store, sweep_id: i64, selection: &Selection) -> Result<Vec<Chosen>, Error> {
     let configurations = configurations(store.trials(sweep_id).await?);
-    let n = configurations.len();
-    let (epochs, candidates) = match selection {
-        Selection::Last => (
-            configurations.iter().map(|c| c.epochs).collect(),
-            vec![Vec::new(); n],
-        ),
-        Selection::At(e) => (vec![*e; n], vec![Vec::new(); n]),
-        Selection::Stop { candidates, by } => {
-            let rows = store
+    let scored = match selection {
+        Selection::Stop { candidates, by } => index(
+            store
                 .metric_values(
                     sweep_id,
                     &by.split,
@@ -343,36 +337,40 @@ async fn choose(store: &Store, sweep_id: i64, selection: &Selection) -> Result<C
                     Some(&by.metric),
                     None,
                 )
-                .await?;
-            let index = index(rows);
-            let mut epochs = Vec::with_capacity(n);
-            let mut scores = Vec::with_capacity(n);
-            for c in &configurations {
-                let mine: Vec<pb::CandidateScore> = candidates
-                    .iter()
-                    .map(|&epoch| {
-                        let values: Vec<f64> = values_at(c, &index, epoch, &by.metric)
-                            .map(|(_, v)| v)
-                            .collect();
-                        (values.len(), epoch, summary(&values))
-                    })
-                    .filter(|(reached, _, _)| *reached > 0)
-                    .map(|(_, epoch, by)| pb::CandidateScore {
-                        epoch,
-                        by: Some(by),
-                    })
-                    .collect();
-                epochs.push(best(&mine, by.maximize));
-                scores.push(mine);
-            }
-            (epochs, scores)
-        }
+                .await?,
+        ),
+        _ => Index::new(),
     };
-    Ok(Chosen {
-        configurations,
-        epochs,
-        candidates,
-    })
+    Ok(configurations
+        .into_iter()
+        .map(|configuration| {
+            let (epoch, candidates) = match selection {
+                Selection::Last => (configuration.epochs, Vec::new()),
+                Selection::At(e) => (*e, Vec::new()),
+                Selection::Stop { candidates, by } => {
+                    let scores: Vec<pb::CandidateScore> = candidates
+                        .iter()
+                        .filter_map(|&epoch| {
+                            let values: Vec<f64> =
+                                values_at(&configuration, &scored, epoch, &by.metric)
+                                    .map(|(_, v)| v)
+                                    .collect();
+                            (!values.is_empty()).then(|| pb::CandidateScore {
+                                epoch,
+                                by: Some(summary(&values)),
+                            })
+                        })
+                        .collect();
+                    (best(&scores, by.maximize), scores)
+                }
+            };
+            Chosen {
+                configuration,
+                epoch,
+                candidates,
+            }
+        })
+        .collect())
 }
 
 /// Every metric of `split` per configuration at the selected epoch.
@@ -383,45 +381,48 @@ pub async fn results(store: &Store, r: &pb::ResultsRequest) -> Result<pb::Result
     let chosen = choose(store, sweep.id, &selection).await?;
     let index = chosen_values(store, sweep.id, &split, &chosen, None).await?;
     let configurations = chosen
-        .configurations
-        .iter()
-        .zip(&chosen.epochs)
-        .zip(chosen.candidates)
-        .map(|((c, &epoch), candidates)| {
-            let present: Vec<(i64, &Vec<(String, f64)>)> = c
-                .trials
-                .iter()
-                .filter_map(|t| Some((t.id, index.get(&(t.id, epoch))?)))
-                .collect();
-            let names = present.iter().flat_map(|(_, v)| v.iter().map(|(m, _)| m));
-            let metrics = metric_order(names)
-                .into_iter()
-                .map(|name| {
-                    let (trial_ids, values): (Vec<i64>, Vec<f64>) = present
-                        .iter()
-                        .filter_map(|(id, v)| {
-                            let value = v.iter().find(|(m, _)| *m == name)?.1;
-                            Some((*id, value))
-                        })
-                        .unzip();
-                    pb::MetricSummary {
-                        summary: Some(summary(&values)),
-                        name,
-                        values,
-                        trial_ids,
-                    }
-                })
-                .collect();
-            pb::ConfigurationResult {
-                config_key: c.key.clone(),
-                label: c.label.clone(),
-                trials: c.trials.len() as u32,
-                epoch,
-                trial_ids: present.iter().map(|(id, _)| *id).collect(),
-                metrics,
-                candidates,
-            }
-        })
+        .into_iter()
+        .map(
+            |Chosen {
+                 configuration: c,
+                 epoch,
+                 candidates,
+             }| {
+                let present: Vec<(i64, &Vec<(String, f64)>)> = c
+                    .trials
+                    .iter()
+                    .filter_map(|t| Some((t.id, index.get(&(t.id, epoch))?)))
+                    .collect();
+                let names = present.iter().flat_map(|(_, v)| v.iter().map(|(m, _)| m));
+                let metrics = metric_order(names)
+                    .into_iter()
+                    .map(|name| {
+                        let (trial_ids, values): (Vec<i64>, Vec<f64>) = present
+                            .iter()
+                            .filter_map(|(id, v)| {
+                                let value = v.iter().find(|(m, _)| *m == name)?.1;
+                                Some((*id, value))
+                            })
+                            .unzip();
+                        pb::MetricSummary {
+                            summary: Some(summary(&values)),
+                            name,
+                            values,
+                            trial_ids,
+                        }
+                    })
+                    .collect();
+                pb::ConfigurationResult {
+                    config_key: c.key.clone(),
+                    label: c.label.clone(),
+                    trials: c.trials.len() as u32,
+                    epoch,
+                    trial_ids: present.iter().map(|(id, _)| *id).collect(),
+                    metrics,
+                    candidates,
+                }
+            },
+        )
         .collect();
     let (stop_by, stop_maximize) = match &selection {
         Selection::Stop { by, .. } => (format!("{} {}", by.split, by.metric), by.maximize),
@@ -445,12 +446,8 @@ pub async fn compare(store: &Store, r: &pb::CompareRequest) -> Result<pb::Compar
         return Err(invalid("a metric to compare is required"));
     }
     check_metric(store, sweep.id, &split, &r.metric).await?;
-    let alternative = match pb::Alternative::try_from(r.alternative) {
-        Ok(pb::Alternative::Less) => Alternative::Less,
-        Ok(pb::Alternative::Greater) => Alternative::Greater,
-        Ok(pb::Alternative::TwoSided | pb::Alternative::Unspecified) => Alternative::TwoSided,
-        Err(_) => return Err(invalid(format!("unknown alternative {}", r.alternative))),
-    };
+    let alternative = convert::alternative(r.alternative)
+        .ok_or_else(|| invalid(format!("unknown alternative {}", r.alternative)))?;
     let selection = selection(store, &sweep, &split, r.epoch.as_ref()).await?;
     let chosen = choose(store, sweep.id, &selection).await?;
     let index = chosen_values(store, sweep.id, &split, &chosen, Some(&r.metric)).await?;
@@ -460,8 +457,12 @@ pub async fn compare(store: &Store, r: &pb::CompareRequest) -> Result<pb::Compar
             ..Default::default()
         };
         for &i in members {
-            let c = &chosen.configurations[i];
-            let epoch = chosen.epochs[i];
+            let Chosen {
+                configuration: c,
+                epoch,
+                ..
+            } = &chosen[i];
+            let epoch = *epoch;
             g.config_keys.push(c.key.clone());
             for (t, v) in values_at(c, &index, epoch, &r.metric) {
                 g.trial_ids.push(t.id);
@@ -473,19 +474,20 @@ pub async fn compare(store: &Store, r: &pb::CompareRequest) -> Result<pb::Compar
         g
     };
     let pairs: Vec<(pb::Group, pb::Group)> = if r.all_pairs {
-        let n = chosen.configurations.len();
-        let label = |i: usize| chosen.configurations[i].label.clone();
+        let n = chosen.len();
+        let label = |i: usize| chosen[i].configuration.label.clone();
         (0..n)
             .flat_map(|i| (0..n).filter(move |&j| j != i).map(move |j| (i, j)))
             .map(|(i, j)| (group(&[i], label(i)), group(&[j], label(j))))
             .collect()
     } else {
-        let a = select(&chosen.configurations, &r.a, "a")?;
-        let b = select(&chosen.configurations, &r.b, "b")?;
+        let configurations: Vec<&Configuration> = chosen.iter().map(|c| &c.configuration).collect();
+        let a = select(&configurations, &r.a, "a")?;
+        let b = select(&configurations, &r.b, "b")?;
         if let Some(&shared) = a.iter().find(|i| b.contains(i)) {
             return Err(invalid(format!(
                 "groups a and b both hold configuration {}",
-                chosen.configurations[shared].label
+                configurations[shared].label
             )));
         }
         vec![(group(&a, r.a.join(" ")), group(&b, r.b.join(" ")))]
@@ -591,16 +593,17 @@ async fn chosen_values(
     store: &Store,
     sweep_id: i64,
     split: &str,
-    chosen: &Chosen,
+    chosen: &[Chosen],
     metric: Option<&str>,
 ) -> Result<Index, Error> {
     let mut by_epoch: BTreeMap<u32, Vec<&str>> = BTreeMap::new();
-    for (c, &epoch) in chosen.configurations.iter().zip(&chosen.epochs) {
-        if epoch > 0 {
-            by_epoch.entry(epoch).or_default().push(&c.key);
-        }
+    for c in chosen.iter().filter(|c| c.epoch > 0) {
+        by_epoch
+            .entry(c.epoch)
+            .or_default()
+            .push(&c.configuration.key);
     }
-    let everyone = by_epoch.len() == 1 && chosen.epochs.iter().all(|&e| e > 0);
+    let everyone = by_epoch.len() == 1 && chosen.iter().all(|c| c.epoch > 0);
     let mut rows = Vec::new();
     for (epoch, keys) in &by_epoch {
         let keys = (!everyone).then_some(keys.as_slice());
