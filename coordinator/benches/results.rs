@@ -11,7 +11,6 @@
 //! `EXP025_BENCH_KEEP=1` keeps the database, about 10 GB, and a later run
 //! with it reuses the data instead of storing it again.)
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use coordinator::spec::SPLIT_METRICS;
@@ -52,19 +51,6 @@ fn median(runs: usize, mut f: impl FnMut()) -> Duration {
         .collect();
     times.sort();
     times[runs / 2]
-}
-
-fn command(url: &str, args: &[&str]) {
-    let out = Command::new(env!("CARGO_BIN_EXE_coordinator"))
-        .args(args)
-        .args(["--coordinator", url])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 #[tokio::main]
@@ -121,7 +107,9 @@ async fn main() {
         move || {
             let mut all = vec![args[0], id.as_str()];
             all.extend(&args[1..]);
-            tokio::task::block_in_place(|| command(&url, &all));
+            tokio::task::block_in_place(|| {
+                testing::client_command(env!("CARGO_BIN_EXE_coordinator"), &url, &all)
+            });
         }
     };
     let cases: Vec<(&str, Duration, Duration)> = vec![

@@ -86,16 +86,16 @@ async fn sweep_for(store: &Store, file: &str, yaml: &str) -> Result<i64> {
     Ok(id)
 }
 
-/// Starts the worker processes against `url`.
-fn spawn_workers(options: &LocalRun, url: &str) -> Result<Vec<Child>> {
+/// Starts `workers` worker processes against `url`.
+fn spawn_workers(options: &LocalRun, workers: usize, url: &str) -> Result<Vec<Child>> {
     let log = File::options()
         .create(true)
         .append(true)
         .open(&options.log)
         .with_context(|| format!("opening the worker log {}", options.log.display()))?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let threads = (cores / options.workers).max(1).to_string();
-    (0..options.workers)
+    let threads = (cores / workers).max(1).to_string();
+    (0..workers)
         .map(|i| {
             let mut command = Command::new(&options.worker_program);
             command
@@ -273,13 +273,7 @@ pub async fn run(options: &LocalRun) -> Result<Outcome> {
         },
     ));
     let workers = options.workers.clamp(1, trials.len());
-    let mut children = spawn_workers(
-        &LocalRun {
-            workers,
-            ..options.clone()
-        },
-        &url,
-    )?;
+    let mut children = spawn_workers(options, workers, &url)?;
     eprintln!(
         "coordinator on {url}, {workers} worker processes (logs: {}); Ctrl-C stops, running again resumes",
         options.log.display()

@@ -234,3 +234,16 @@ pub fn fixture_number(v: &serde_json::Value) -> f64 {
 pub fn close(got: f64, want: f64, rtol: f64) -> bool {
     (got.is_nan() && want.is_nan()) || got == want || (got - want).abs() <= rtol * want.abs()
 }
+
+/// Runs a client command of the coordinator binary `program` against the
+/// coordinator at `url` and returns its standard output; fails on an error.
+pub fn client_command(program: &str, url: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .args(["--coordinator", url])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "coordinator {args:?}: {stderr}");
+    String::from_utf8(out.stdout).unwrap()
+}

@@ -421,14 +421,7 @@ async fn unfinished_trials_are_shown_not_averaged() {
 }
 
 fn cli(url: &str, args: &[&str]) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_coordinator"))
-        .args(args)
-        .args(["--coordinator", url])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "coordinator {args:?}: {stderr}");
-    String::from_utf8(out.stdout).unwrap()
+    common::client_command(env!("CARGO_BIN_EXE_coordinator"), url, args)
 }
 
 /// The results, compare and curves commands of the binary print the API's
@@ -552,5 +545,26 @@ async fn results_compare_and_curves_through_the_cli() {
     let rows: Vec<csv::StringRecord> = at_two.records().map(Result::unwrap).collect();
     assert_eq!(rows.len(), 2);
     assert!(rows.iter().all(|r| &r[4] == "2"), "{rows:?}");
+    let matrix = tokio::task::spawn_blocking(move || {
+        cli(
+            &url,
+            &["compare", &id, "--metric", "board_accuracy", "--all-pairs"],
+        )
+    })
+    .await
+    .unwrap();
+    let rows: Vec<&str> = matrix.lines().filter(|l| l.starts_with("init=")).collect();
+    assert_eq!(rows.len(), 2, "{matrix}");
+    assert!(
+        matrix.contains("p-value: a (row) vs b (column)"),
+        "{matrix}"
+    );
+    let cells: Vec<&str> = rows[0]
+        .split("  ")
+        .filter(|c| !c.trim().is_empty())
+        .collect();
+    // Two-sided: twice the one-sided p of the `--alternative less` run above.
+    assert_eq!(cells.last().unwrap().trim(), "1.648e-5", "{matrix}");
+    assert_eq!(cells[cells.len() - 2].trim(), "-", "the diagonal");
     server.stop().await;
 }
