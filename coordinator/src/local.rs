@@ -45,6 +45,25 @@ pub enum Outcome {
     Interrupted,
 }
 
+/// Tells a worker process the pid of the `coordinator run` that started it.
+const PARENT_ENV: &str = "EXP025_RUN_PID";
+
+/// Makes this worker process die with the `coordinator run` that started
+/// it, so that a run killed hard leaves no workers behind (their trials go
+/// back to the queue when it runs again). Only Linux has the means:
+/// elsewhere the workers of a run killed hard must be stopped by hand.
+pub fn die_with_parent() -> Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+        let parent = std::env::var(PARENT_ENV).ok().and_then(|p| p.parse().ok());
+        if parent.is_some_and(|p| Pid::from_raw(p) != nix::unistd::getppid()) {
+            anyhow::bail!("the coordinator run that started this worker has exited");
+        }
+    }
+    Ok(())
+}
+
 const POLL: Duration = Duration::from_millis(250);
 /// How long workers get to finish their epoch and give their trial back.
 const STOP_GRACE: Duration = Duration::from_secs(120);
@@ -101,6 +120,7 @@ fn spawn_workers(options: &LocalRun, workers: usize, url: &str) -> Result<Vec<Ch
             command
                 .args(["worker", "--coordinator", url, "--device", &options.device])
                 .args(["--name", &format!("local-{i}")])
+                .env(PARENT_ENV, std::process::id().to_string())
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(log.try_clone()?)

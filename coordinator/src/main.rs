@@ -240,7 +240,10 @@ fn main() -> Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match command {
-        Command::Worker(args) => args.serve(),
+        Command::Worker(args) => {
+            local::die_with_parent()?;
+            args.serve()
+        }
         command => tokio::runtime::Runtime::new()?.block_on(run(command)),
     }
 }

@@ -90,6 +90,45 @@ async fn a_sweep_runs_to_its_results_and_a_second_run_only_reports() {
     );
 }
 
+/// Waits until some trial of the run in `dir` has stored two epochs.
+async fn until_training(dir: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        assert!(Instant::now() < deadline, "no epoch was stored");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if !dir.join("exp025.db").exists() {
+            continue;
+        }
+        let trials = store(dir).await.trials(1).await.unwrap();
+        if trials.iter().any(|t| t.epochs_done >= 2) {
+            return;
+        }
+    }
+}
+
+/// Runs the sweep again to the end and checks that every trial stored each
+/// of its epochs exactly once, on its first counted attempt.
+async fn resume_to_the_end(dir: &Path, file: &str, epochs: u32) {
+    let out = run(dir, file).output().unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("resuming sweep 1 (local)"), "{stderr}");
+    assert!(stdout.contains("2/2"), "{stdout}");
+    let store = store(dir).await;
+    for t in store.trials(1).await.unwrap() {
+        assert_eq!((t.status.as_str(), t.attempts), ("completed", 1), "{t:?}");
+        let accuracy: Vec<u32> = store
+            .metrics_after(t.id, 0)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|m| m.split == "test" && m.metric == "board_accuracy")
+            .map(|m| m.epoch)
+            .collect();
+        assert_eq!(accuracy, (1..=epochs).collect::<Vec<_>>(), "trial {}", t.id);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_stops_cleanly_and_the_same_command_resumes() {
     let dir = tempfile::tempdir().unwrap();
@@ -100,20 +139,7 @@ async fn ctrl_c_stops_cleanly_and_the_same_command_resumes() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-
-    // Interrupt once some epochs are stored.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        assert!(Instant::now() < deadline, "no epoch was stored");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        if !dir.path().join("exp025.db").exists() {
-            continue;
-        }
-        let trials = store(dir.path()).await.trials(1).await.unwrap();
-        if trials.iter().any(|t| t.epochs_done >= 2) {
-            break;
-        }
-    }
+    until_training(dir.path()).await;
     kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
     let started = Instant::now();
     let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
@@ -135,23 +161,58 @@ async fn ctrl_c_stops_cleanly_and_the_same_command_resumes() {
         trials.iter().any(|t| t.status == "queued"),
         "stopped mid-sweep"
     );
+    resume_to_the_end(dir.path(), &file, epochs).await;
+}
 
-    let out = run(dir.path(), &file).output().unwrap();
-    let (stdout, stderr) = text(&out);
-    assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains("resuming sweep 1 (local)"), "{stderr}");
-    assert!(stdout.contains("2/2"), "{stdout}");
-    let store = store(dir.path()).await;
-    for t in store.trials(1).await.unwrap() {
-        assert_eq!((t.status.as_str(), t.attempts), ("completed", 1), "{t:?}");
-        let accuracy: Vec<u32> = store
-            .metrics_after(t.id, 0)
-            .await
-            .unwrap()
-            .iter()
-            .filter(|m| m.split == "test" && m.metric == "board_accuracy")
-            .map(|m| m.epoch)
-            .collect();
-        assert_eq!(accuracy, (1..=epochs).collect::<Vec<_>>(), "trial {}", t.id);
+/// The live processes started by the `coordinator run` of `pid` (they carry
+/// its pid in their environment).
+fn workers_of(pid: u32) -> Vec<u32> {
+    let mark = format!("EXP025_RUN_PID={pid}");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| {
+            std::fs::read(format!("/proc/{p}/environ"))
+                .is_ok_and(|env| env.split(|b| *b == 0).any(|v| v == mark.as_bytes()))
+        })
+        .filter(|p| {
+            // A zombie awaiting its reaper is gone already.
+            std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|stat| {
+                !stat
+                    .rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start()
+                    .starts_with('Z')
+            })
+        })
+        .collect()
+}
+
+/// A run killed with SIGKILL takes its workers with it; the next run puts
+/// their trials back in the queue, without counting the killed attempt, and
+/// resumes them from their checkpoints.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_killed_hard_leaves_no_workers_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let epochs = 30;
+    let file = sweep(dir.path(), epochs, 48);
+    let mut child = run(dir.path(), &file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    until_training(dir.path()).await;
+    let run_pid = child.id();
+    assert_eq!(workers_of(run_pid).len(), 2, "the run started its workers");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !workers_of(run_pid).is_empty() {
+        assert!(Instant::now() < deadline, "workers outlived their run");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let trials = store(dir.path()).await.trials(1).await.unwrap();
+    assert!(trials.iter().any(|t| t.status == "running"), "{trials:?}");
+    resume_to_the_end(dir.path(), &file, epochs).await;
 }
