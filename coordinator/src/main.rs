@@ -383,6 +383,21 @@ async fn run(command: Command) -> Result<()> {
                 epoch: selection.clone(),
             };
             let response = api.results(request).await.map_err(status_error)?;
+            let mut known: Vec<&str> = response
+                .get_ref()
+                .configurations
+                .iter()
+                .flat_map(|c| c.metrics.iter().map(|m| m.name.as_str()))
+                .collect();
+            known.sort_unstable();
+            known.dedup();
+            if let Some(unknown) = metrics.iter().find(|m| !known.contains(&m.as_str())) {
+                anyhow::bail!(
+                    "no {} metric {unknown:?} at that epoch; there are: {}",
+                    response.get_ref().split,
+                    known.join(", ")
+                );
+            }
             let text = report::results(
                 response.get_ref(),
                 selection.as_ref(),

@@ -566,5 +566,16 @@ async fn results_compare_and_curves_through_the_cli() {
     // Two-sided: twice the one-sided p of the `--alternative less` run above.
     assert_eq!(cells.last().unwrap().trim(), "1.648e-5", "{matrix}");
     assert_eq!(cells[cells.len() - 2].trim(), "-", "the diagonal");
+    let typo = std::process::Command::new(env!("CARGO_BIN_EXE_coordinator"))
+        .args(["results", &sweep.id.to_string(), "--metrics", "board_acc"])
+        .args(["--coordinator", &server.url()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&typo.stderr);
+    assert!(!typo.status.success());
+    assert!(
+        err.contains("no test metric \"board_acc\" at that epoch; there are: board_accuracy"),
+        "{err}"
+    );
     server.stop().await;
 }
