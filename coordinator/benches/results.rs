@@ -13,20 +13,11 @@
 
 use std::time::{Duration, Instant};
 
-use coordinator::spec::SPLIT_METRICS;
 use coordinator::testing;
+use proto::metrics::{Metric, Split};
 use sqlx::Connection;
 
 const EPOCHS: u32 = 300;
-const TRAIN_ONLY: [&str; 7] = [
-    "step_disc_loss",
-    "step_gen_loss",
-    "gen_zero_grads",
-    "disc_zero_grads",
-    "epoch_seconds",
-    "train_seconds",
-    "items_per_second",
-];
 
 fn sweep_yaml(repeats: u32) -> String {
     let lrs: Vec<String> = (0..50)
@@ -181,10 +172,9 @@ async fn populate(server: &str, url: &str, repeats: u32) {
     let sweep = testing::submit(server, &sweep_yaml(repeats)).await;
     assert_eq!(sweep.id, 1);
     let mut pg = sqlx::AnyConnection::connect(url).await.unwrap();
-    let names: Vec<String> = SPLIT_METRICS
-        .iter()
-        .flat_map(|m| [format!("('test', '{m}')"), format!("('train', '{m}')")])
-        .chain(TRAIN_ONLY.iter().map(|m| format!("('train', '{m}')")))
+    let names: Vec<String> = Split::ALL
+        .into_iter()
+        .flat_map(|s| Metric::of_split(s).map(move |m| format!("('{s}', '{m}')")))
         .collect();
     let start = Instant::now();
     let chunk = 500;

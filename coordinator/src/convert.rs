@@ -1,10 +1,11 @@
 //! Stored rows to proto messages, and the t-test alternative both ways.
 
-use proto::v1::{Metric, Sweep, SweepStatus, Trial, TrialStatus};
+use proto::v1::{Sweep, SweepStatus, Trial, TrialStatus};
 
 use crate::stats;
-use crate::store::{MetricRow, SweepRow, TrialRow, status};
+use crate::store::{SweepRow, TrialRow, status};
 
+/// A stored status as the proto enum.
 pub fn trial_status(s: &str) -> TrialStatus {
     match s {
         status::QUEUED => TrialStatus::Queued,
@@ -16,6 +17,7 @@ pub fn trial_status(s: &str) -> TrialStatus {
     }
 }
 
+/// A stored trial as the proto message.
 pub fn trial(t: &TrialRow) -> Trial {
     Trial {
         id: t.id,
@@ -31,6 +33,7 @@ pub fn trial(t: &TrialRow) -> Trial {
     }
 }
 
+/// A stored sweep with its counts as the proto message, its status derived.
 pub fn sweep(s: &SweepRow) -> Sweep {
     let c = s.counts;
     let status = if s.cancelled {
@@ -45,9 +48,9 @@ pub fn sweep(s: &SweepRow) -> Sweep {
         name: s.name.clone(),
         description: s.description.clone(),
         status: status.into(),
-        metric: s.metric.clone(),
-        metric_split: s.metric_split.clone(),
-        maximize: s.maximize,
+        metric: s.objective.metric.name().to_string(),
+        metric_split: s.objective.split.name().to_string(),
+        maximize: s.objective.maximize,
         trials: c.total(),
         queued: c.queued,
         running: c.running,
@@ -55,14 +58,6 @@ pub fn sweep(s: &SweepRow) -> Sweep {
         failed: c.failed,
         cancelled: c.cancelled,
         created_unix_ms: s.created_ms,
-    }
-}
-
-pub fn metric(m: &MetricRow) -> Metric {
-    Metric {
-        split: m.split.clone(),
-        name: m.metric.clone(),
-        value: m.value,
     }
 }
 

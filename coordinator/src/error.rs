@@ -6,20 +6,39 @@ use tonic_types::{ErrorDetails, StatusExt};
 use crate::spec::SpecError;
 use crate::store::StoreError;
 
+/// Why a call failed, as the caller should read it.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A sweep file that does not parse or check (INVALID_ARGUMENT, with
+    /// the field violation).
     #[error("invalid sweep file {file}: {source}")]
-    Spec { file: String, source: SpecError },
+    Spec {
+        /// The file name the client gave.
+        file: String,
+        /// Where and what.
+        source: SpecError,
+    },
+    /// The database failed (INTERNAL; the details go to the log only).
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A request that cannot be answered as asked (INVALID_ARGUMENT).
     #[error("{0}")]
     InvalidArgument(String),
+    /// The named thing does not exist (NOT_FOUND).
     #[error("{0} not found")]
     NotFound(String),
+    /// The caller no longer holds the trial's lease (FAILED_PRECONDITION).
     #[error("trial {0} is no longer leased to this worker")]
     LeaseLost(i64),
+    /// A worker of another protocol version (FAILED_PRECONDITION).
     #[error("worker speaks protocol {got}, the coordinator {want}; upgrade the older one")]
-    Protocol { got: u32, want: u32 },
+    Protocol {
+        /// The worker's version.
+        got: u32,
+        /// The coordinator's.
+        want: u32,
+    },
+    /// A worker id that was never registered (NOT_FOUND).
     #[error("unknown worker {0}; register first")]
     UnknownWorker(i64),
 }

@@ -1,15 +1,32 @@
-//! The coordinator: sweep files, durable storage on Postgres or SQLite, and
-//! the gRPC services that lease trials to workers and answer users.
+//! The coordinator: sweep files, durable storage on Postgres or SQLite, the
+//! gRPC services that lease trials to workers and answer users, results by
+//! configuration, and (feature `one-machine`, on by default) a whole sweep
+//! on one machine with local worker processes.
 
-pub mod convert;
-pub mod error;
-pub mod local;
-pub mod report;
-pub mod results;
-pub mod server;
-pub mod service;
-pub mod spec;
-pub mod stats;
-pub mod store;
+#![warn(missing_docs)]
+
+// Sweeps
+pub mod spec; // sweep files: parsing with locations, expansion into trials
+
+// Storage and scheduling
+pub mod lease; // the lease rule: policy, the long-poll wait, the reaper
+pub mod store; // every SQL statement, on Postgres or SQLite
+
+// Serving
+pub mod convert; // stored rows to proto messages
+pub mod error; // the one error type and its mapping to gRPC statuses
+pub mod server; // the gRPC server with health and reflection
+pub mod service; // the worker and sweep services, one handler shape
+
+// Results
+pub mod report; // tables, CSV and JSON as users read them
+pub mod results; // summaries, t-tests and curves by configuration
+pub mod stats; // Welch's t-test and summaries, equal to scipy
+
+// One machine
+#[cfg(feature = "one-machine")]
+pub mod one_machine; // `coordinator run`: a whole sweep with local workers
+
+// Test support
 #[cfg(feature = "test-support")]
-pub mod testing;
+pub mod testing; // fresh test databases and an in-process server

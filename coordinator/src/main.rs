@@ -4,14 +4,15 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use coordinator::local::{self, LocalRun, Outcome};
+use coordinator::lease::{self, Policy};
+#[cfg(feature = "one-machine")]
+use coordinator::one_machine::{self, LocalRun, Outcome};
 use coordinator::report::{self, Format};
 use coordinator::server;
-use coordinator::service::Policy;
 use coordinator::stats::Alternative;
 use coordinator::store::Store;
+use proto::v1 as pb;
 use proto::v1::sweep_service_client::SweepServiceClient;
-use proto::v1::{self as pb, SweepStatus, TrialStatus};
 use tonic::transport::Channel;
 
 #[global_allocator]
@@ -41,6 +42,7 @@ struct Client {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    #[cfg(feature = "one-machine")]
     /// Run a whole sweep on this machine: the coordinator on 127.0.0.1 over
     /// a SQLite file, local worker processes, progress bars, and the results
     /// and t-tests at the end. Ctrl-C stops cleanly; the same command again
@@ -78,10 +80,10 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:50051")]
         listen: SocketAddr,
         /// Seconds a lease lasts without a progress report.
-        #[arg(long, default_value_t = 60)]
+        #[arg(long, default_value_t = lease::DEFAULT_LEASE_SECONDS)]
         lease_seconds: u64,
         /// Leases a trial may use before it is failed.
-        #[arg(long, default_value_t = 3)]
+        #[arg(long, default_value_t = lease::DEFAULT_MAX_ATTEMPTS)]
         max_attempts: u32,
     },
     /// Submit a sweep file.
@@ -145,6 +147,7 @@ enum Command {
         output: Output,
     },
     /// One worker process of `run` (what `worker run` does).
+    #[cfg(feature = "one-machine")]
     #[command(hide = true)]
     Worker(worker::runner::RunArgs),
     /// Learning curves: per configuration and epoch, the mean and sample std
@@ -227,11 +230,14 @@ impl Output {
 fn main() -> Result<()> {
     let command = Cli::parse().command;
     // A local run draws progress bars on stderr: only warnings may log there.
+    #[cfg(feature = "one-machine")]
     let level = if matches!(command, Command::Run { .. }) {
         "warn"
     } else {
         "info"
     };
+    #[cfg(not(feature = "one-machine"))]
+    let level = "info";
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| level.into()),
@@ -240,8 +246,9 @@ fn main() -> Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match command {
+        #[cfg(feature = "one-machine")]
         Command::Worker(args) => {
-            local::die_with_parent()?;
+            one_machine::die_with_parent()?;
             args.serve()
         }
         command => tokio::runtime::Runtime::new()?.block_on(run(command)),
@@ -250,7 +257,9 @@ fn main() -> Result<()> {
 
 async fn run(command: Command) -> Result<()> {
     match command {
+        #[cfg(feature = "one-machine")]
         Command::Worker(_) => unreachable!("served before the runtime starts"),
+        #[cfg(feature = "one-machine")]
         Command::Run {
             file,
             workers,
@@ -267,7 +276,7 @@ async fn run(command: Command) -> Result<()> {
                 log,
                 worker_program: std::env::current_exe()?,
             };
-            if local::run(&options).await? == Outcome::Interrupted {
+            if one_machine::run(&options).await? == Outcome::Interrupted {
                 std::process::exit(130);
             }
             Ok(())
@@ -311,7 +320,7 @@ async fn run(command: Command) -> Result<()> {
                 .sweep
                 .context("no sweep")?;
             if client.json {
-                println!("{}", sweep_json(&sweep));
+                println!("{}", report::sweep_json(&sweep));
             } else {
                 println!(
                     "submitted sweep {} ({}): {} trials queued",
@@ -322,7 +331,12 @@ async fn run(command: Command) -> Result<()> {
         }
         Command::Status { sweep, client } => {
             let mut api = connect(&client.coordinator).await?;
-            match sweep {
+            let format = if client.json {
+                Format::Json
+            } else {
+                Format::Table
+            };
+            let text = match sweep {
                 None => {
                     let sweeps = api
                         .list_sweeps(pb::ListSweepsRequest {})
@@ -330,12 +344,7 @@ async fn run(command: Command) -> Result<()> {
                         .map_err(status_error)?
                         .into_inner()
                         .sweeps;
-                    if client.json {
-                        let all: Vec<_> = sweeps.iter().map(sweep_json).collect();
-                        println!("{}", serde_json::Value::Array(all));
-                    } else {
-                        print_sweeps(&sweeps);
-                    }
+                    report::sweeps(&sweeps, format)
                 }
                 Some(id) => {
                     let detail = api
@@ -343,13 +352,10 @@ async fn run(command: Command) -> Result<()> {
                         .await
                         .map_err(status_error)?
                         .into_inner();
-                    if client.json {
-                        println!("{}", detail_json(&detail));
-                    } else {
-                        print_detail(&detail);
-                    }
+                    report::detail(&detail, format)
                 }
-            }
+            };
+            println!("{}", text.trim_end());
             Ok(())
         }
         Command::Cancel { sweep, client } => {
@@ -360,7 +366,7 @@ async fn run(command: Command) -> Result<()> {
                 .map_err(status_error)?;
             let sweep = response.into_inner().sweep.context("no sweep")?;
             if client.json {
-                println!("{}", sweep_json(&sweep));
+                println!("{}", report::sweep_json(&sweep));
             } else {
                 println!(
                     "cancelled sweep {} ({}): {} trials cancelled",
@@ -480,100 +486,4 @@ fn status_error(status: tonic::Status) -> anyhow::Error {
         }
     }
     anyhow::anyhow!(text)
-}
-
-fn sweep_status(s: &pb::Sweep) -> &'static str {
-    match SweepStatus::try_from(s.status).unwrap_or_default() {
-        SweepStatus::Active => "active",
-        SweepStatus::Done => "done",
-        SweepStatus::Cancelled => "cancelled",
-        SweepStatus::Unspecified => "?",
-    }
-}
-
-fn trial_status(t: &pb::Trial) -> &'static str {
-    match TrialStatus::try_from(t.status).unwrap_or_default() {
-        TrialStatus::Queued => "queued",
-        TrialStatus::Running => "running",
-        TrialStatus::Completed => "completed",
-        TrialStatus::Failed => "failed",
-        TrialStatus::Cancelled => "cancelled",
-        TrialStatus::Unspecified => "?",
-    }
-}
-
-fn sweep_json(s: &pb::Sweep) -> serde_json::Value {
-    serde_json::json!({
-        "id": s.id, "name": s.name, "description": s.description, "status": sweep_status(s),
-        "metric": s.metric, "metric_split": s.metric_split, "maximize": s.maximize,
-        "trials": s.trials, "queued": s.queued, "running": s.running, "completed": s.completed,
-        "failed": s.failed, "cancelled": s.cancelled, "created_unix_ms": s.created_unix_ms,
-    })
-}
-
-fn detail_json(d: &pb::SweepDetail) -> serde_json::Value {
-    let trials: Vec<_> = d
-        .trials
-        .iter()
-        .map(|t| {
-            serde_json::json!({
-                "id": t.id, "config": t.config_key, "repeat": t.repeat, "seed": t.config.as_ref().map(|c| c.seed),
-                "status": trial_status(t), "attempts": t.attempts, "epochs_done": t.epochs_done,
-                "epochs": t.config.as_ref().map(|c| c.epochs), "worker": t.worker, "error": t.error,
-            })
-        })
-        .collect();
-    serde_json::json!({ "sweep": d.sweep.as_ref().map(sweep_json), "trials": trials })
-}
-
-fn print_sweeps(sweeps: &[pb::Sweep]) {
-    if sweeps.is_empty() {
-        println!("no sweeps yet; submit one with `coordinator submit FILE`");
-        return;
-    }
-    println!(
-        "{:>4}  {:<24} {:<9} {:>6} {:>6} {:>7} {:>9} {:>6} {:>9}",
-        "id", "name", "status", "trials", "queued", "running", "completed", "failed", "cancelled"
-    );
-    for s in sweeps {
-        println!(
-            "{:>4}  {:<24} {:<9} {:>6} {:>6} {:>7} {:>9} {:>6} {:>9}",
-            s.id,
-            s.name,
-            sweep_status(s),
-            s.trials,
-            s.queued,
-            s.running,
-            s.completed,
-            s.failed,
-            s.cancelled
-        );
-    }
-}
-
-fn print_detail(d: &pb::SweepDetail) {
-    if let Some(s) = &d.sweep {
-        print_sweeps(std::slice::from_ref(s));
-        println!();
-    }
-    println!(
-        "{:>6}  {:<10} {:>6} {:>8} {:>8}  {:<12} configuration",
-        "trial", "status", "repeat", "epochs", "attempts", "worker"
-    );
-    for t in &d.trials {
-        let epochs = t.config.as_ref().map_or(0, |c| c.epochs);
-        println!(
-            "{:>6}  {:<10} {:>6} {:>8} {:>8}  {:<12} {}",
-            t.id,
-            trial_status(t),
-            t.repeat,
-            format!("{}/{}", t.epochs_done, epochs),
-            t.attempts,
-            t.worker,
-            t.config_key
-        );
-        if !t.error.is_empty() {
-            println!("        error: {}", t.error);
-        }
-    }
 }

@@ -8,7 +8,8 @@ use proto::v1::worker_service_server::WorkerServiceServer;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
-use crate::service::{Policy, Sweeps, Workers};
+use crate::lease::{self, Policy};
+use crate::service::{Sweeps, Workers};
 use crate::store::Store;
 
 /// Serves the coordinator on `listener` until `shutdown` resolves.
@@ -32,7 +33,7 @@ pub async fn serve(
         // Ends open progress and watch streams, so that shutdown completes.
         let _ = stop.send(true);
     };
-    let reaper = tokio::spawn(reap(store.clone(), policy));
+    let reaper = tokio::spawn(lease::reap(store.clone(), policy));
     let result = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection)
@@ -46,19 +47,4 @@ pub async fn serve(
         .await;
     reaper.abort();
     Ok(result?)
-}
-
-/// Every quarter lease, returns expired leases to the queue (or fails their
-/// trials once they used every attempt).
-async fn reap(store: Store, policy: Policy) {
-    let period = (policy.lease / 4).max(std::time::Duration::from_millis(100));
-    let mut tick = tokio::time::interval(period);
-    loop {
-        tick.tick().await;
-        match store.reap_expired(policy.max_attempts).await {
-            Ok(ids) if !ids.is_empty() => tracing::warn!(?ids, "expired leases reaped"),
-            Ok(_) => {}
-            Err(e) => tracing::error!(error = ?e, "reaper failed; retrying"),
-        }
-    }
 }

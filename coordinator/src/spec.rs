@@ -18,38 +18,25 @@
 use std::collections::HashMap;
 
 use marked_yaml::{LoaderOptions, Spanned};
-use proto::names::{init_scheme_name, parse_init_scheme};
+use proto::config::{self as trial_config, check_beta, check_count, check_lr};
+use proto::metrics::{Metric, Split};
+use proto::names::parse_init_scheme;
 use proto::v1::{Dataset, GeneratedDataset, InitScheme, Pairing, TrialConfig, dataset::Source};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Deserialize;
 
-/// The metrics a worker reports for each split, by name.
-pub const SPLIT_METRICS: [&str; 8] = [
-    "disc_loss",
-    "gen_loss",
-    "disc_accuracy",
-    "cell_accuracy",
-    "board_accuracy",
-    "spawn_recall",
-    "spawn_precision",
-    "spawn_validity",
-];
-
-/// Whether higher is better for a metric unless a sweep says otherwise:
-/// losses are minimised, everything else maximised.
-pub fn maximized_by_default(metric: &str) -> bool {
-    !metric.ends_with("loss")
-}
-
 /// A problem in a sweep file, located.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("line {line}, column {column}: {field}: {message}")]
 pub struct SpecError {
+    /// 1-based line of the offending value.
     pub line: usize,
+    /// 1-based column of the offending value.
     pub column: usize,
     /// The dotted path of the offending field, e.g. `parameters.lr.min`.
     pub field: String,
+    /// What is wrong and what is expected.
     pub message: String,
 }
 
@@ -69,28 +56,37 @@ impl SpecError {
 }
 
 /// The sweep's objective: which metric of which split, and its direction.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Objective {
-    pub metric: String,
-    pub split: String,
+    /// The metric.
+    pub metric: Metric,
+    /// The split it is read on.
+    pub split: Split,
+    /// Whether higher is better.
     pub maximize: bool,
 }
 
 /// One trial to create.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlannedTrial {
+    /// Everything that determines the trial, its seed included.
     pub config: TrialConfig,
     /// The configuration's parameters without the seed; repeats share it.
     pub config_key: String,
+    /// Which repeat of its configuration (0-based).
     pub repeat: u32,
 }
 
 /// A checked, expanded sweep.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SweepPlan {
+    /// The sweep's name.
     pub name: String,
+    /// Free text from the file.
     pub description: String,
+    /// The metric the sweep optimises.
     pub objective: Objective,
+    /// Configurations x repeats, in configuration order.
     pub trials: Vec<PlannedTrial>,
 }
 
@@ -214,21 +210,18 @@ impl Param {
                 if n < 1 {
                     return Err(format!("must be at least 1, got {n}"));
                 }
-                u32::try_from(n)
-                    .map(Value::Int)
-                    .map_err(|_| format!("{n} is too large"))
+                let n = u32::try_from(n).map_err(|_| format!("{n} is too large"))?;
+                check_count(n.into()).map(|()| Value::Int(n))
             }
         }
     }
 
+    /// The trial configuration's own check of a number (see
+    /// [`proto::config`]).
     fn check_float(self, x: f64) -> Result<(), String> {
         match self {
-            Param::Lr if !(x.is_finite() && x > 0.0) => {
-                Err(format!("must be a positive number, got {x}"))
-            }
-            Param::Beta1 | Param::Beta2 if !(0.0..1.0).contains(&x) => {
-                Err(format!("must lie in [0, 1), got {x}"))
-            }
+            Param::Lr => check_lr(x),
+            Param::Beta1 | Param::Beta2 => check_beta(x),
             _ => Ok(()),
         }
     }
@@ -389,29 +382,19 @@ fn first_marker(text: &str) -> (usize, usize) {
 fn objective(metric: Option<&MetricFile>) -> Result<Objective, SpecError> {
     let Some(m) = metric else {
         return Ok(Objective {
-            metric: "board_accuracy".into(),
-            split: "test".into(),
+            metric: Metric::BoardAccuracy,
+            split: Split::Test,
             maximize: true,
         });
     };
-    if !SPLIT_METRICS.contains(&m.name.as_str()) {
-        return Err(SpecError::at(
-            &m.name,
-            "metric.name",
-            format!(
-                "unknown metric {:?}; expected one of {}",
-                m.name.as_str(),
-                SPLIT_METRICS.join(", ")
-            ),
-        ));
-    }
     let split = match &m.split {
-        None => "test".to_string(),
-        Some(s) if ["train", "test"].contains(&s.as_str()) => s.to_string(),
-        Some(s) => return Err(SpecError::at(s, "metric.split", "expected train or test")),
+        None => Split::Test,
+        Some(s) => Split::parse(s).map_err(|e| SpecError::at(s, "metric.split", e))?,
     };
+    let metric =
+        Metric::parse(&m.name, split).map_err(|e| SpecError::at(&m.name, "metric.name", e))?;
     let maximize = match &m.goal {
-        None => maximized_by_default(&m.name),
+        None => metric.maximize(),
         Some(g) if g.as_str() == "maximize" => true,
         Some(g) if g.as_str() == "minimize" => false,
         Some(g) => {
@@ -423,7 +406,7 @@ fn objective(metric: Option<&MetricFile>) -> Result<Objective, SpecError> {
         }
     };
     Ok(Objective {
-        metric: m.name.to_string(),
+        metric,
         split,
         maximize,
     })
@@ -678,7 +661,8 @@ fn sample(domains: &Domains, budget: u32, seed: u64) -> Vec<Vec<Value>> {
 }
 
 /// The trial configuration (seed 0) and configuration key of one
-/// combination of values; the notebook's settings fill what is not given.
+/// combination of values; the notebook's settings fill what is not given,
+/// and the whole is checked by [`proto::config::validate`].
 fn configuration(
     values: &[Value],
     domains: &Domains,
@@ -686,10 +670,10 @@ fn configuration(
 ) -> Result<(TrialConfig, String), SpecError> {
     let mut config = TrialConfig {
         dataset: Some(dataset.clone()),
-        ..proto::notebook_defaults()
+        ..trial_config::notebook_defaults()
     };
-    let mut glob_relu_given = None;
-    for ((param, (_, at)), value) in domains.iter().zip(values) {
+    let mut glob_relu = None;
+    for ((param, _), value) in domains.iter().zip(values) {
         match (param, value) {
             (Param::Init, Value::Init(s)) => {
                 config.gen_init = Some(*s);
@@ -697,7 +681,7 @@ fn configuration(
             }
             (Param::GenInit, Value::Init(s)) => config.gen_init = Some(*s),
             (Param::DiscInit, Value::Init(s)) => config.disc_init = Some(*s),
-            (Param::GlobRelu, Value::Bool(b)) => glob_relu_given = Some((*b, at)),
+            (Param::GlobRelu, Value::Bool(b)) => glob_relu = Some(*b),
             (Param::Lr, Value::Float(x)) => config.lr = *x,
             (Param::Beta1, Value::Float(x)) => config.beta1 = *x,
             (Param::Beta2, Value::Float(x)) => config.beta2 = *x,
@@ -706,25 +690,34 @@ fn configuration(
             _ => unreachable!("values are parsed per parameter"),
         }
     }
-    let smart_gen =
-        init_scheme_name(config.gen_init.as_ref().expect("set")).as_deref() == Some("smart");
-    config.glob_relu = match glob_relu_given {
-        Some((false, at)) if smart_gen => {
-            return Err(SpecError {
-                message: "smart init of the generator needs glob_relu: true (the notebook's GenWithSmartInit)".into(),
-                ..at.clone()
-            });
+    // Smart init of the generator implies its ReLU unless the file says.
+    let smart = parse_init_scheme("smart").expect("a known name");
+    config.glob_relu = glob_relu.unwrap_or(config.gen_init == Some(smart));
+    trial_config::validate(&config).map_err(|e| {
+        let param = |p: &Param| match p {
+            Param::Init => ["gen_init", "disc_init"].contains(&e.field),
+            _ => p.name() == e.field,
+        };
+        let (_, (_, at)) = domains
+            .iter()
+            .find(|(p, _)| param(p))
+            .expect("only a given parameter can be invalid");
+        SpecError {
+            message: e.message.clone(),
+            ..at.clone()
         }
-        Some((b, _)) => b,
-        None => smart_gen,
-    };
+    })?;
     Ok((config.clone(), config_key(&config)))
 }
 
 /// `name=value` pairs of everything that defines a configuration but the
 /// seed and the dataset (shared by the whole sweep), sorted by name.
 pub fn config_key(c: &TrialConfig) -> String {
-    let init = |s: &Option<InitScheme>| s.as_ref().and_then(init_scheme_name).unwrap_or_default();
+    let init = |s: &Option<InitScheme>| {
+        s.as_ref()
+            .and_then(proto::names::init_scheme_name)
+            .unwrap_or_default()
+    };
     format!(
         "batch_size={} beta1={} beta2={} disc_init={} epochs={} gen_init={} glob_relu={} lr={}",
         c.batch_size,

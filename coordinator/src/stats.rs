@@ -8,11 +8,15 @@ use statrs::distribution::{ContinuousCDF, StudentsT};
 /// Mean, sample standard deviation (ddof 1) and count; NaN where undefined.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Summary {
+    /// How many values.
     pub n: usize,
+    /// Their mean (NaN without values).
     pub mean: f64,
+    /// Their sample standard deviation, ddof 1 (NaN below two values).
     pub std: f64,
 }
 
+/// n, mean and sample std of `values`, NaN included as given.
 pub fn summarize(values: &[f64]) -> Summary {
     let n = values.len();
     let mean = if n == 0 {
@@ -45,8 +49,11 @@ fn variance(values: &[f64], mean: f64) -> f64 {
 /// The alternative hypothesis about mean(a) - mean(b).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Alternative {
+    /// The mean of a is less than the mean of b.
     Less,
+    /// The mean of a is greater than the mean of b.
     Greater,
+    /// The means differ.
     TwoSided,
 }
 
@@ -67,8 +74,11 @@ impl std::str::FromStr for Alternative {
 /// A Welch t-test result.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Welch {
+    /// The t statistic.
     pub statistic: f64,
+    /// Welch-Satterthwaite degrees of freedom.
     pub df: f64,
+    /// The p-value under the alternative.
     pub pvalue: f64,
 }
 

@@ -6,24 +6,32 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use prost::Message;
+use proto::metrics::{Metric, MetricValue, Split};
 use proto::v1::TrialConfig;
 use rand::RngExt;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
-use crate::spec::SweepPlan;
+use crate::spec::{Objective, SweepPlan};
 
 /// Why a store operation failed. Messages never show SQL.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The database refused or could not be reached.
     #[error("database error")]
     Database(#[from] sqlx::Error),
+    /// The schema could not be brought up to date.
     #[error("database migration failed")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A URL of neither backend.
     #[error("unsupported database URL {0:?}; use postgres://... or sqlite://FILE")]
     UnsupportedUrl(String),
+    /// A stored configuration that does not decode.
     #[error("stored trial configuration is unreadable")]
     Corrupt(#[from] prost::DecodeError),
+    /// A stored split or metric name outside the vocabulary.
+    #[error("stored metric is unknown: {0}")]
+    UnknownMetric(String),
 }
 
 type Result<T> = std::result::Result<T, StoreError>;
@@ -31,7 +39,9 @@ type Result<T> = std::result::Result<T, StoreError>;
 /// Which database is behind the pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
+    /// A Postgres server, for clusters.
     Postgres,
+    /// A SQLite file, on one machine.
     Sqlite,
 }
 
@@ -51,39 +61,56 @@ pub fn now_ms() -> i64 {
 
 /// Trial states as stored.
 pub mod status {
+    /// Waiting for a worker.
     pub const QUEUED: &str = "queued";
+    /// Leased to a worker.
     pub const RUNNING: &str = "running";
+    /// Trained to its last epoch.
     pub const COMPLETED: &str = "completed";
+    /// Given up, with the reason in `error`.
     pub const FAILED: &str = "failed";
+    /// Cancelled with its sweep.
     pub const CANCELLED: &str = "cancelled";
 }
 
 /// A sweep with its trial counts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SweepRow {
+    /// The sweep's id.
     pub id: i64,
+    /// The sweep's name.
     pub name: String,
+    /// Free text from the sweep file.
     pub description: String,
+    /// The sweep file as submitted.
     pub yaml: String,
-    pub metric: String,
-    pub metric_split: String,
-    pub maximize: bool,
+    /// The metric the sweep optimises, of which split, and its direction.
+    pub objective: Objective,
+    /// Whether the sweep was cancelled.
     pub cancelled: bool,
+    /// When it was submitted (ms since the Unix epoch).
     pub created_ms: i64,
+    /// Its trials by status.
     pub counts: StatusCounts,
 }
 
 /// Trials of a sweep by status.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StatusCounts {
+    /// Waiting for a worker.
     pub queued: u32,
+    /// Leased.
     pub running: u32,
+    /// Finished.
     pub completed: u32,
+    /// Given up.
     pub failed: u32,
+    /// Cancelled.
     pub cancelled: u32,
 }
 
 impl StatusCounts {
+    /// All trials.
     pub fn total(&self) -> u32 {
         self.queued + self.running + self.completed + self.failed + self.cancelled
     }
@@ -92,23 +119,36 @@ impl StatusCounts {
 /// A trial as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrialRow {
+    /// The trial's id.
     pub id: i64,
+    /// The sweep it belongs to.
     pub sweep_id: i64,
+    /// Everything that determines the trial.
     pub config: TrialConfig,
+    /// The configuration without the seed; repeats share it.
     pub config_key: String,
+    /// Which repeat of its configuration (0-based).
     pub repeat: u32,
+    /// One of [`status`].
     pub status: String,
+    /// Leases used (a lease handed back on purpose is not counted).
     pub attempts: u32,
+    /// The last epoch stored.
     pub epochs_done: u32,
+    /// Why it failed; empty otherwise.
     pub error: String,
+    /// The name of the worker that holds or last held it.
     pub worker: String,
+    /// When it last changed (ms since the Unix epoch).
     pub updated_ms: i64,
 }
 
 /// A trial just leased.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Leased {
+    /// The id every call about the trial must carry.
     pub lease_id: String,
+    /// The trial, as leased.
     pub trial: TrialRow,
 }
 
@@ -123,14 +163,15 @@ pub enum LeaseState {
     Cancelled,
 }
 
-/// One stored metric value (NaN for undefined).
-#[derive(Debug, Clone, PartialEq)]
+/// One stored metric value (NaN for undefined) of a trial at an epoch.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct MetricRow {
+    /// The trial.
     pub trial_id: i64,
+    /// The epoch (1-based).
     pub epoch: u32,
-    pub split: String,
-    pub metric: String,
-    pub value: f64,
+    /// Which metric of which split, and its value.
+    pub value: MetricValue,
 }
 
 const TRIAL_COLUMNS: &str = "t.id, t.sweep_id, t.config, t.config_key, t.repeat_index, t.status, t.attempts, \
@@ -154,12 +195,17 @@ fn trial_row(row: &AnyRow) -> Result<TrialRow> {
 }
 
 fn metric_row(r: &AnyRow) -> Result<MetricRow> {
+    let split =
+        Split::parse(&r.try_get::<String, _>("split")?).map_err(StoreError::UnknownMetric)?;
+    let name: String = r.try_get("metric")?;
     Ok(MetricRow {
         trial_id: r.try_get("trial_id")?,
         epoch: r.try_get::<i64, _>("epoch")? as u32,
-        split: r.try_get("split")?,
-        metric: r.try_get("metric")?,
-        value: r.try_get::<Option<f64>, _>("value")?.unwrap_or(f64::NAN),
+        value: MetricValue {
+            split,
+            metric: Metric::parse(&name, split).map_err(StoreError::UnknownMetric)?,
+            value: r.try_get::<Option<f64>, _>("value")?.unwrap_or(f64::NAN),
+        },
     })
 }
 
@@ -198,6 +244,7 @@ impl Store {
         Ok(Self { pool, backend })
     }
 
+    /// Which database is behind the store.
     pub fn backend(&self) -> Backend {
         self.backend
     }
@@ -213,8 +260,8 @@ impl Store {
         .bind(&plan.name)
         .bind(&plan.description)
         .bind(yaml)
-        .bind(&plan.objective.metric)
-        .bind(&plan.objective.split)
+        .bind(plan.objective.metric.name())
+        .bind(plan.objective.split.name())
         .bind(i64::from(plan.objective.maximize))
         .bind(now)
         .fetch_one(&mut *tx)
@@ -265,6 +312,8 @@ impl Store {
 
     async fn sweep_row(&self, row: &AnyRow) -> Result<SweepRow> {
         let id: i64 = row.try_get("id")?;
+        let split = Split::parse(&row.try_get::<String, _>("metric_split")?)
+            .map_err(StoreError::UnknownMetric)?;
         let mut counts = StatusCounts::default();
         let rows = sqlx::query(
             "SELECT status, COUNT(*) AS n FROM trials WHERE sweep_id = $1 GROUP BY status",
@@ -287,9 +336,12 @@ impl Store {
             name: row.try_get("name")?,
             description: row.try_get("description")?,
             yaml: row.try_get("yaml")?,
-            metric: row.try_get("metric")?,
-            metric_split: row.try_get("metric_split")?,
-            maximize: row.try_get::<i64, _>("maximize")? != 0,
+            objective: Objective {
+                metric: Metric::parse(&row.try_get::<String, _>("metric")?, split)
+                    .map_err(StoreError::UnknownMetric)?,
+                split,
+                maximize: row.try_get::<i64, _>("maximize")? != 0,
+            },
             cancelled: row.try_get::<i64, _>("cancelled")? != 0,
             created_ms: row.try_get("created_ms")?,
             counts,
@@ -459,7 +511,7 @@ impl Store {
         trial_id: i64,
         lease_id: &str,
         epoch: u32,
-        metrics: &[(String, String, f64)],
+        metrics: &[MetricValue],
         lease_ms: i64,
     ) -> Result<LeaseState> {
         let state = self.renew(trial_id, lease_id, lease_ms).await?;
@@ -467,16 +519,16 @@ impl Store {
             return Ok(state);
         }
         let mut tx = self.pool.begin().await?;
-        for (split, name, value) in metrics {
+        for m in metrics {
             sqlx::query(
                 "INSERT INTO metrics (trial_id, epoch, split, metric, value) VALUES ($1, $2, $3, $4, $5) \
                  ON CONFLICT (trial_id, epoch, split, metric) DO NOTHING",
             )
             .bind(trial_id)
             .bind(i64::from(epoch))
-            .bind(split)
-            .bind(name)
-            .bind((!value.is_nan()).then_some(*value))
+            .bind(m.split.name())
+            .bind(m.metric.name())
+            .bind((!m.value.is_nan()).then_some(m.value))
             .execute(&mut *tx)
             .await?;
         }
@@ -642,9 +694,9 @@ impl Store {
     pub async fn metric_values(
         &self,
         sweep_id: i64,
-        split: &str,
+        split: Split,
         epochs: Option<&[u32]>,
-        metric: Option<&str>,
+        metric: Option<Metric>,
         config_keys: Option<&[&str]>,
     ) -> Result<Vec<MetricRow>> {
         let mut sql = "SELECT m.trial_id, m.epoch, m.split, m.metric, m.value FROM trials t \
@@ -659,7 +711,7 @@ impl Store {
             sql.push_str(&format!(" AND m.epoch IN ({})", list.join(", ")));
         }
         if let Some(metric) = metric {
-            binds.push(metric);
+            binds.push(metric.name());
             sql.push_str(&format!(" AND m.metric = ${}", binds.len() + 2));
         }
         if let Some(keys) = config_keys {
@@ -673,7 +725,7 @@ impl Store {
                 .collect();
             sql.push_str(&format!(" AND t.config_key IN ({})", params.join(", ")));
         }
-        let mut query = sqlx::query(&sql).bind(sweep_id).bind(split);
+        let mut query = sqlx::query(&sql).bind(sweep_id).bind(split.name());
         for value in binds {
             query = query.bind(value);
         }
@@ -683,20 +735,5 @@ impl Store {
             .iter()
             .map(metric_row)
             .collect()
-    }
-
-    /// The metric names of `split` stored at epoch 1 of the sweep's first
-    /// trial that has one (empty before any trial has reported).
-    pub async fn metric_names(&self, sweep_id: i64, split: &str) -> Result<Vec<String>> {
-        let rows = sqlx::query(
-            "SELECT metric FROM metrics WHERE epoch = 1 AND split = $2 AND trial_id = \
-             (SELECT id FROM trials WHERE sweep_id = $1 AND epochs_done > 0 ORDER BY id LIMIT 1) \
-             ORDER BY metric",
-        )
-        .bind(sweep_id)
-        .bind(split)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(|r| Ok(r.try_get("metric")?)).collect()
     }
 }

@@ -9,7 +9,7 @@ use proto::v1::worker_service_client::WorkerServiceClient;
 use proto::v1::{self as pb, Directive};
 use tonic::transport::Channel;
 
-use crate::service::Policy;
+use crate::lease::Policy;
 use crate::store::Store;
 use rand::RngExt;
 use sqlx::Connection;
@@ -19,7 +19,9 @@ use tokio::sync::oneshot;
 /// removed when the value is dropped.
 #[derive(Debug)]
 pub struct TestDb {
+    /// The database's URL.
     pub url: String,
+    /// `sqlite` or `postgres`, for assertion messages.
     pub name: &'static str,
     _dir: Option<tempfile::TempDir>,
     /// The server's admin URL and the database to drop there.
@@ -97,13 +99,16 @@ pub async fn databases() -> Vec<TestDb> {
 /// A coordinator serving on an ephemeral 127.0.0.1 port.
 #[derive(Debug)]
 pub struct Running {
+    /// Where it listens.
     pub addr: SocketAddr,
+    /// Its store, to check what was written.
     pub store: Store,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
 impl Running {
+    /// `http://ADDR`, for clients.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }

@@ -6,6 +6,7 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
+use proto::metrics::Metric;
 use proto::v1::sweep_service_client::SweepServiceClient;
 use proto::v1::worker_service_client::WorkerServiceClient;
 use proto::v1::{self as pb, Directive};
@@ -143,7 +144,7 @@ async fn a_repeated_report_writes_nothing_twice() {
         assert!(
             stored
                 .iter()
-                .any(|m| m.metric == "spawn_precision" && m.value.is_nan()),
+                .any(|m| m.value.metric == Metric::SpawnPrecision && m.value.value.is_nan()),
             "NaN kept"
         );
         assert_eq!(

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use coordinator::store::Store;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use proto::metrics::{Metric, Split};
 
 const COORDINATOR: &str = env!("CARGO_BIN_EXE_coordinator");
 
@@ -122,7 +123,7 @@ async fn resume_to_the_end(dir: &Path, file: &str, epochs: u32) {
             .await
             .unwrap()
             .iter()
-            .filter(|m| m.split == "test" && m.metric == "board_accuracy")
+            .filter(|m| m.value.split == Split::Test && m.value.metric == Metric::BoardAccuracy)
             .map(|m| m.epoch)
             .collect();
         assert_eq!(accuracy, (1..=epochs).collect::<Vec<_>>(), "trial {}", t.id);

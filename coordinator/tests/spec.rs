@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use coordinator::spec;
+use proto::metrics::Metric;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -43,7 +44,7 @@ fn the_example_sweeps_expand_into_their_trials() {
             .iter()
             .all(|t| t.config.epochs == 300 && t.config.batch_size == 4 && t.config.lr == 1e-4)
     );
-    assert_eq!(study.objective.metric, "board_accuracy");
+    assert_eq!(study.objective.metric, Metric::BoardAccuracy);
 }
 
 #[test]

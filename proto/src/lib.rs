@@ -1,11 +1,14 @@
-//! The gRPC contract (`exp025.proto`), compiled, plus the protocol version
-//! workers announce when they register.
+//! The gRPC contract (`exp025.proto`), compiled, and the vocabulary every
+//! crate shares with it.
 
-#![allow(missing_debug_implementations)]
+#![warn(missing_docs)]
 
-pub mod names;
+pub mod config; // the notebook's default configuration and its validation
+pub mod metrics; // every reported metric: names, splits, direction
+pub mod names; // init scheme names as sweep files and tables write them
 
 /// Generated messages and services of package `exp025.v1`.
+#[allow(missing_docs, missing_debug_implementations)]
 pub mod v1 {
     tonic::include_proto!("exp025.v1");
 }
@@ -17,23 +20,3 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 /// Bumped on every incompatible change to the contract; the coordinator
 /// refuses workers that announce another.
 pub const PROTOCOL_VERSION: u32 = 1;
-
-/// The notebook's training settings, which a trial takes where its sweep
-/// says nothing: PyTorch's default init for both networks, no glob ReLU,
-/// Adam with lr 1e-4 and betas (0.9, 0.999), batch 4, 300 epochs, seed 0,
-/// no dataset.
-pub fn notebook_defaults() -> v1::TrialConfig {
-    let default_init = names::parse_init_scheme("default").expect("a known name");
-    v1::TrialConfig {
-        gen_init: Some(default_init),
-        disc_init: Some(default_init),
-        glob_relu: false,
-        lr: 1e-4,
-        beta1: 0.9,
-        beta2: 0.999,
-        batch_size: 4,
-        epochs: 300,
-        seed: 0,
-        dataset: None,
-    }
-}

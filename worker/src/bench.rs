@@ -16,11 +16,15 @@ use crate::train::{TrainConfig, Trainer};
 /// What to measure.
 #[derive(Debug)]
 pub struct BenchOptions {
+    /// The recordings directory.
     pub data: PathBuf,
+    /// Epochs timed (the median is reported).
     pub epochs: u32,
+    /// Init scheme of both networks.
     pub init: InitScheme,
     /// `bench_torch.py`, run with `python` for the baseline.
     pub torch_script: Option<PathBuf>,
+    /// The Python interpreter for the PyTorch script.
     pub python: String,
 }
 

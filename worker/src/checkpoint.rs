@@ -12,12 +12,16 @@ use crate::train::{TrainConfig, Trainer};
 /// Why a checkpoint could not be read or does not fit the trainer.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
+    /// Not a safetensors blob.
     #[error("checkpoint is not valid safetensors: {0}")]
     Format(#[from] safetensors::SafeTensorError),
+    /// A tensor that does not fit the trainer.
     #[error("checkpoint tensors: {0}")]
     Tensor(#[from] candle_core::Error),
+    /// A metadata entry missing or unreadable.
     #[error("checkpoint metadata {0} is missing or invalid")]
     Metadata(&'static str),
+    /// Saved by a trial of another configuration.
     #[error("checkpoint was written for another configuration")]
     ConfigMismatch,
 }
@@ -30,8 +34,8 @@ const OPT_DISC: &str = "opt_discriminator.";
 /// Serialises the trainer's state.
 pub fn save(trainer: &Trainer<'_>) -> Result<Vec<u8>, CheckpointError> {
     let gan = &trainer.gan;
-    let mut tensors: HashMap<String, Tensor> = gan.generator.params.snapshot(GEN)?;
-    tensors.extend(gan.discriminator.params.snapshot(DISC)?);
+    let mut tensors: HashMap<String, Tensor> = gan.generator.tensors.snapshot(GEN)?;
+    tensors.extend(gan.discriminator.tensors.snapshot(DISC)?);
     tensors.extend(gan.opt_gen.state(OPT_GEN));
     tensors.extend(gan.opt_disc.state(OPT_DISC));
     let metadata = HashMap::from([
@@ -84,8 +88,8 @@ pub fn load(trainer: &mut Trainer<'_>, bytes: &[u8]) -> Result<(), CheckpointErr
     let device = trainer.device.clone();
     let tensors = candle_core::safetensors::load_buffer(bytes, &device)?;
     let gan = &mut trainer.gan;
-    gan.generator.params.load(&tensors, GEN)?;
-    gan.discriminator.params.load(&tensors, DISC)?;
+    gan.generator.tensors.load(&tensors, GEN)?;
+    gan.discriminator.tensors.load(&tensors, DISC)?;
     let steps = |key| -> Result<u64, CheckpointError> {
         u64::try_from(number(key)?).map_err(|_| CheckpointError::Metadata(key))
     };

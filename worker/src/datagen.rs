@@ -49,16 +49,22 @@ impl fmt::Display for Pairing {
 /// What determines a generated dataset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GeneratedSpec {
+    /// Seed of the games and of the split.
     pub seed: u64,
+    /// Items in the train split.
     pub train: usize,
+    /// Items in the test split.
     pub test: usize,
+    /// How consecutive boards become items.
     pub pairing: Pairing,
 }
 
 /// A train and a test split.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dataset {
+    /// The train split.
     pub train: Split,
+    /// The test split.
     pub test: Split,
 }
 
@@ -144,7 +150,7 @@ pub fn summary(name: &str, split: &Split) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::split::is_spawn;
+    use crate::metrics::is_spawn;
     use crate::tetris::{CELLS, SPAWN_PATTERNS};
 
     fn spec(train: usize, test: usize, pairing: Pairing) -> GeneratedSpec {

@@ -13,12 +13,19 @@ use crate::recordings::{self, RecordingsError};
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum DatasetSpec {
     /// `{path}/train/{i}.npy` and `{path}/test/{i}.npy`.
-    Recordings { path: PathBuf },
+    Recordings {
+        /// The directory.
+        path: PathBuf,
+    },
     /// Built by the Tetris engine from `seed`; identical on every machine.
     Generated {
+        /// Seed of the games and of the split.
         seed: u64,
+        /// Items in the train split.
         train: usize,
+        /// Items in the test split.
         test: usize,
+        /// How consecutive boards become items.
         #[serde(default, with = "pairing_name")]
         pairing: Pairing,
     },
@@ -94,6 +101,7 @@ pub struct DatasetCache {
 }
 
 impl DatasetCache {
+    /// A cache keeping generated datasets under `dir`.
     pub fn new(dir: PathBuf) -> Self {
         Self {
             dir,

@@ -8,31 +8,42 @@ use crate::init::InitScheme;
 use crate::layers::{Pass, bce_with_logits};
 use crate::model::{Discriminator, Generator};
 use crate::optim::{Adam, AdamConfig};
-use crate::params::Params;
+use crate::tensors::NamedTensors;
 
 /// What builds a GAN: init per network, the generator variant, Adam.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct GanConfig {
+    /// The generator's init scheme.
     pub gen_init: InitScheme,
+    /// The discriminator's init scheme.
     pub disc_init: InitScheme,
+    /// The smart variant's ReLU after the generator's `glob.9`.
     pub glob_relu: bool,
+    /// Both optimisers' settings.
     pub adam: AdamConfig,
 }
 
 /// The generator, the discriminator and one Adam for each.
 #[derive(Debug)]
 pub struct Gan {
+    /// G(x, z): the next board.
     pub generator: Generator,
+    /// D(x, y): real or generated.
     pub discriminator: Discriminator,
+    /// The generator's optimiser.
     pub opt_gen: Adam,
+    /// The discriminator's optimiser.
     pub opt_disc: Adam,
 }
 
 /// What one training step produced.
 #[derive(Debug)]
 pub struct StepOutput {
+    /// BCE(D(x, y), 1) of the step.
     pub loss_d_real: f32,
+    /// BCE(D(x, G(x, z)), 0) of the step.
     pub loss_d_fake: f32,
+    /// BCE(D(x, G(x, z)), 1) of the step.
     pub loss_g: f32,
     /// The generator's train-mode output, `(B, 220, 2)`.
     pub y_fake: Tensor,
@@ -56,8 +67,8 @@ impl Gan {
         let generator = Generator::new(config.gen_init, config.glob_relu, rng, device)?;
         let discriminator = Discriminator::new(config.disc_init, rng, device)?;
         Ok(Self {
-            opt_gen: Adam::new(&generator.params, config.adam)?,
-            opt_disc: Adam::new(&discriminator.params, config.adam)?,
+            opt_gen: Adam::new(&generator.tensors, config.adam)?,
+            opt_disc: Adam::new(&discriminator.tensors, config.adam)?,
             generator,
             discriminator,
         })
@@ -101,7 +112,7 @@ impl Gan {
 
 /// The number of gradient entries exactly zero over `params`' trainable
 /// tensors (the notebook's "zero gradients" scalar).
-pub fn zero_gradients(params: &Params, grads: &GradStore) -> Result<u64> {
+pub fn zero_gradients(params: &NamedTensors, grads: &GradStore) -> Result<u64> {
     let mut zeros = 0;
     for (_, var) in params.parameters() {
         if let Some(g) = grads.get(var.as_tensor()) {

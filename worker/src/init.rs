@@ -12,7 +12,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FanMode {
+    /// Scale by the fan in (weight columns x kernel area).
     FanIn,
+    /// Scale by the fan out (weight rows x kernel area).
     FanOut,
 }
 
@@ -20,7 +22,9 @@ pub enum FanMode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Distribution {
+    /// U(-b, b) with b = gain x sqrt(3 / fan).
     Uniform,
+    /// N(0, std) with std = gain / sqrt(fan).
     Normal,
 }
 
@@ -34,8 +38,11 @@ pub enum InitScheme {
     /// `kaiming_{dist}_(mode=fan, nonlinearity="relu")` on every weight;
     /// biases zero when `zero_bias`, else PyTorch's default.
     Kaiming {
+        /// The fan that scales the weights.
         fan: FanMode,
+        /// Uniform or normal weights.
         dist: Distribution,
+        /// Biases start at zero instead of PyTorch's default.
         zero_bias: bool,
     },
     /// Kaiming uniform (fan_in) and bias 0.01 on every layer that feeds a
@@ -46,7 +53,9 @@ pub enum InitScheme {
 /// A Conv2d or Linear layer as init sees it.
 #[derive(Debug, Clone, Copy)]
 pub struct LayerShape {
+    /// Input features x kernel area.
     pub fan_in: usize,
+    /// Output features x kernel area.
     pub fan_out: usize,
     /// The network's output layer (generator `head.9`, discriminator
     /// `body.10`), which smart init leaves at PyTorch's default.
@@ -56,8 +65,11 @@ pub struct LayerShape {
 /// The distribution of every entry of a weight or bias.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Fill {
+    /// U(-bound, bound).
     Uniform(f64),
+    /// N(0, std).
     Normal(f64),
+    /// Every entry the same value.
     Constant(f64),
 }
 

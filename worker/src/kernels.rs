@@ -44,7 +44,9 @@ fn tensor(values: Vec<f32>, shape: impl Into<Shape>, like: &Tensor) -> Result<Te
 /// input needs one.
 #[derive(Debug, Clone)]
 pub struct Conv2d {
+    /// For each output position and tap, the input row to read (or the padding row).
     pub index: Arc<Vec<u32>>,
+    /// Window positions per output (9 for a 3x3 kernel).
     pub taps: usize,
 }
 
@@ -181,9 +183,13 @@ pub fn batch_stats(x: &Tensor) -> Result<(Vec<f64>, Vec<f64>)> {
 /// differentiates through the batch mean and variance (training mode).
 #[derive(Debug, Clone)]
 pub struct BatchNormRelu {
+    /// Per-channel mean used to normalise.
     pub mean: Vec<f32>,
+    /// Per-channel 1 / sqrt(var + eps).
     pub inv_std: Vec<f32>,
+    /// Whether a ReLU follows.
     pub relu: bool,
+    /// Whether the statistics are the batch's own (training), so the gradient flows through them.
     pub batch_stats: bool,
 }
 
@@ -320,7 +326,9 @@ impl CustomOp2 for BiasAdd {
 /// row-major order, as in PyTorch.
 #[derive(Debug, Clone, Copy)]
 pub struct MaxPool2 {
+    /// Input height.
     pub h: usize,
+    /// Input width.
     pub w: usize,
 }
 

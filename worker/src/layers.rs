@@ -13,14 +13,16 @@ use rand::Rng;
 
 use crate::init::{InitScheme, LayerShape};
 use crate::kernels::{self, BatchNormRelu, BiasAdd, Conv2d, MaxPool2};
-use crate::params::{Kind, Params};
+use crate::tensors::{Kind, NamedTensors};
 
 /// An activation with its spatial size.
 #[derive(Debug, Clone)]
 pub struct Act {
     /// `(B, H*W, C)`.
     pub t: Tensor,
+    /// Height in cells.
     pub h: usize,
+    /// Width in cells.
     pub w: usize,
 }
 
@@ -28,7 +30,9 @@ pub struct Act {
 /// and whether it tracks gradients of the network's own parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pass {
+    /// Training mode: batch statistics in BatchNorm, running statistics updated.
     pub train: bool,
+    /// Whether gradients flow into the parameters (off for a network held fixed).
     pub track_params: bool,
 }
 
@@ -51,9 +55,13 @@ impl Pass {
 /// What layers need while a network is built.
 #[derive(Debug)]
 pub struct Builder<'a, R: Rng> {
-    pub params: &'a mut Params,
+    /// Where the network's tensors are registered.
+    pub tensors: &'a mut NamedTensors,
+    /// The trial's generator, which draws the weights.
     pub rng: &'a mut R,
+    /// The network's init scheme.
     pub scheme: InitScheme,
+    /// Where the tensors live.
     pub device: &'a Device,
 }
 
@@ -62,12 +70,12 @@ impl<R: Rng> Builder<'_, R> {
         let n = dims.iter().product();
         let values = fill.sample(n, self.rng);
         let t = Tensor::from_vec(values, dims, self.device)?;
-        self.params.add(name, t, Kind::Parameter)
+        self.tensors.add(name, t, Kind::Parameter)
     }
 
     fn constant(&mut self, name: &str, n: usize, value: f32, kind: Kind) -> Result<Var> {
         let t = Tensor::full(value, n, self.device)?;
-        self.params.add(name, t, kind)
+        self.tensors.add(name, t, kind)
     }
 }
 
@@ -128,6 +136,7 @@ impl Conv {
         })
     }
 
+    /// Conv, BatchNorm, ReLU on an activation.
     pub fn forward(&self, x: &Act, pass: Pass) -> Result<Act> {
         assert_eq!((x.h, x.w), self.in_hw, "conv input size");
         let b = x.t.dim(0)?;
@@ -197,6 +206,7 @@ const BN_EPS: f64 = 1e-5;
 const BN_MOMENTUM: f64 = 0.1;
 
 impl BatchNorm {
+    /// Registers `{name}.weight`, `.bias`, `.running_mean`, `.running_var` for `c` channels.
     pub fn new<R: Rng>(b: &mut Builder<'_, R>, name: &str, c: usize) -> Result<Self> {
         Ok(Self {
             weight: b.constant(&format!("{name}.weight"), c, 1.0, Kind::Parameter)?,
@@ -284,6 +294,7 @@ pub struct Linear {
 }
 
 impl Linear {
+    /// Registers `{name}.weight` and `{name}.bias`, drawn by the scheme.
     pub fn new<R: Rng>(
         b: &mut Builder<'_, R>,
         name: &str,
@@ -306,6 +317,7 @@ impl Linear {
         })
     }
 
+    /// `x W^T + b`, optionally followed by a ReLU.
     pub fn forward(&self, x: &Tensor, pass: Pass) -> Result<Tensor> {
         add_bias(
             &x.matmul(&pass.param(&self.weight).t()?)?,

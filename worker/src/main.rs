@@ -6,8 +6,8 @@ use worker::bench::{self, BenchOptions};
 use worker::datagen::{self, GeneratedSpec, Pairing};
 use worker::dataset::DatasetSpec;
 use worker::init::InitScheme;
-use worker::local::{self, RunOptions, TrialFile};
 use worker::runner::RunArgs;
+use worker::standalone::{self, RunOptions, TrialFile};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -147,7 +147,7 @@ fn train(args: TrainArgs) -> Result<()> {
     file.epochs = args.epochs.or(file.epochs);
     file.seed = args.seed.or(file.seed);
     let (dataset, config) = file.resolve()?;
-    local::run(
+    standalone::run(
         &dataset,
         config,
         &RunOptions {

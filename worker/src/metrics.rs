@@ -4,20 +4,33 @@
 //! denominator is zero; validity counts only predicted spawns, so it stays
 //! within [0, 1] (the notebook's own formula can exceed 1).
 
+use proto::metrics::Metric;
 use serde::{Deserialize, Serialize};
 
-use crate::split::is_spawn;
 use crate::tetris::{CELLS, COLS, SPAWN_PATTERNS};
+
+/// The notebook's spawn test on class maps: row 0 of `x` is empty and row 0
+/// of `y` has a filled cell.
+pub fn is_spawn(x: &[u8], y: &[u8]) -> bool {
+    x[..COLS].iter().all(|&c| c == 0) && y[..COLS].contains(&1)
+}
 
 /// Raw counts over the boards of a split.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BoardCounts {
+    /// Items counted.
     pub n_items: u64,
+    /// Cells predicted right.
     pub correct_cells: u64,
+    /// Boards predicted right in every cell.
     pub correct_boards: u64,
+    /// Items that are spawns.
     pub actual_spawns: u64,
+    /// Items predicted as spawns.
     pub predicted_spawns: u64,
+    /// Spawns predicted as spawns.
     pub true_positives: u64,
+    /// Predicted spawns shaped as one of the pieces.
     pub valid_spawns: u64,
 }
 
@@ -37,22 +50,27 @@ impl BoardCounts {
         self.valid_spawns += u64::from(predicted && has_spawn_shape(x, pred));
     }
 
+    /// Share of cells predicted right.
     pub fn cell_accuracy(&self) -> f64 {
         ratio(self.correct_cells, self.n_items * CELLS as u64)
     }
 
+    /// Share of boards predicted right in every cell.
     pub fn board_accuracy(&self) -> f64 {
         ratio(self.correct_boards, self.n_items)
     }
 
+    /// Share of spawns predicted as spawns; NaN without spawns.
     pub fn spawn_recall(&self) -> f64 {
         ratio(self.true_positives, self.actual_spawns)
     }
 
+    /// Share of predicted spawns that are spawns; NaN without predicted spawns.
     pub fn spawn_precision(&self) -> f64 {
         ratio(self.true_positives, self.predicted_spawns)
     }
 
+    /// Share of predicted spawns shaped as a piece; NaN without predicted spawns.
     pub fn spawn_validity(&self) -> f64 {
         ratio(self.valid_spawns, self.predicted_spawns)
     }
@@ -83,21 +101,27 @@ pub struct SplitMetrics {
     pub gen_loss: f64,
     /// Share of the 2N decisions (real and fake) the discriminator got right.
     pub disc_accuracy: f64,
+    /// The board counts behind the cell, board and spawn metrics.
     pub counts: BoardCounts,
 }
 
 impl SplitMetrics {
-    /// Every metric of the split by its stored name.
-    pub fn named(&self) -> [(&'static str, f64); 8] {
-        [
-            ("disc_loss", self.disc_loss),
-            ("gen_loss", self.gen_loss),
-            ("disc_accuracy", self.disc_accuracy),
-            ("cell_accuracy", self.counts.cell_accuracy()),
-            ("board_accuracy", self.counts.board_accuracy()),
-            ("spawn_recall", self.counts.spawn_recall()),
-            ("spawn_precision", self.counts.spawn_precision()),
-            ("spawn_validity", self.counts.spawn_validity()),
-        ]
+    /// Every evaluation metric of the split ([`Metric::EVALUATED`]).
+    pub fn values(&self) -> [(Metric, f64); 8] {
+        Metric::EVALUATED.map(|m| (m, self.value(m)))
+    }
+
+    fn value(&self, metric: Metric) -> f64 {
+        match metric {
+            Metric::DiscLoss => self.disc_loss,
+            Metric::GenLoss => self.gen_loss,
+            Metric::DiscAccuracy => self.disc_accuracy,
+            Metric::CellAccuracy => self.counts.cell_accuracy(),
+            Metric::BoardAccuracy => self.counts.board_accuracy(),
+            Metric::SpawnRecall => self.counts.spawn_recall(),
+            Metric::SpawnPrecision => self.counts.spawn_precision(),
+            Metric::SpawnValidity => self.counts.spawn_validity(),
+            _ => unreachable!("{metric} is not an evaluation metric"),
+        }
     }
 }

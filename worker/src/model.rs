@@ -8,7 +8,7 @@ use crate::init::InitScheme;
 use crate::layers::{
     Act, BatchNorm, Builder, Conv, Linear, Pass, flatten_chw, max_pool2, relu, softmax_channels,
 };
-use crate::params::Params;
+use crate::tensors::NamedTensors;
 use crate::tetris::{COLS, ROWS};
 
 /// Noise inputs of the generator.
@@ -51,7 +51,8 @@ pub struct Generator {
     glob_relu: bool,
     head: [ConvBnRelu; 3],
     out: Conv,
-    pub params: Params,
+    /// Every parameter and BatchNorm buffer, under PyTorch's names.
+    pub tensors: NamedTensors,
 }
 
 impl Generator {
@@ -63,9 +64,9 @@ impl Generator {
         rng: &mut R,
         device: &Device,
     ) -> Result<Self> {
-        let mut params = Params::default();
+        let mut tensors = NamedTensors::default();
         let b = &mut Builder {
-            params: &mut params,
+            tensors: &mut tensors,
             rng,
             scheme,
             device,
@@ -92,7 +93,7 @@ impl Generator {
             glob_relu,
             head,
             out,
-            params,
+            tensors,
         })
     }
 
@@ -138,14 +139,16 @@ pub struct Discriminator {
     conv5: Conv,
     fc8: Linear,
     fc10: Linear,
-    pub params: Params,
+    /// Every parameter and BatchNorm buffer, under PyTorch's names.
+    pub tensors: NamedTensors,
 }
 
 impl Discriminator {
+    /// Builds the discriminator with `scheme`.
     pub fn new<R: Rng>(scheme: InitScheme, rng: &mut R, device: &Device) -> Result<Self> {
-        let mut params = Params::default();
+        let mut tensors = NamedTensors::default();
         let b = &mut Builder {
-            params: &mut params,
+            tensors: &mut tensors,
             rng,
             scheme,
             device,
@@ -156,7 +159,7 @@ impl Discriminator {
             conv5: Conv::new(b, "body.5", 16, 16, 3, 0, true, false, (9, 3))?,
             fc8: Linear::new(b, "body.8", 112, 16, false)?,
             fc10: Linear::new(b, "body.10", 16, 1, true)?,
-            params,
+            tensors,
         })
     }
 

@@ -8,14 +8,18 @@ use std::collections::HashMap;
 use candle_core::backprop::GradStore;
 use candle_core::{Result, Tensor, Var};
 
-use crate::params::Params;
+use crate::tensors::NamedTensors;
 
 /// Adam hyperparameters.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AdamConfig {
+    /// Learning rate.
     pub lr: f64,
+    /// Decay of the first moment.
     pub beta1: f64,
+    /// Decay of the second moment.
     pub beta2: f64,
+    /// Added to the root of the second moment.
     pub eps: f64,
 }
 
@@ -36,7 +40,8 @@ struct Slot {
 }
 
 impl Adam {
-    pub fn new(params: &Params, config: AdamConfig) -> Result<Self> {
+    /// Zero moments for every trainable parameter of `params`.
+    pub fn new(params: &NamedTensors, config: AdamConfig) -> Result<Self> {
         let slots = params
             .parameters()
             .map(|(name, var)| {

@@ -16,32 +16,68 @@ use crate::tetris::{Board, CELLS, COLS, ROWS};
 /// Why a split directory could not be read. Every variant names the path.
 #[derive(Debug, thiserror::Error)]
 pub enum RecordingsError {
+    /// The directory does not exist.
     #[error("recordings directory {0} does not exist")]
     Missing(PathBuf),
+    /// The path is a file.
     #[error("{0} is not a directory")]
     NotADirectory(PathBuf),
+    /// The directory holds no recordings.
     #[error("recordings directory {0} holds no .npy files")]
     Empty(PathBuf),
+    /// A `.npy` file whose name is not a number.
     #[error("{0}: a recording must be named {{index}}.npy")]
     BadName(PathBuf),
+    /// An index between 0 and the number of files is missing.
     #[error("{dir}: {index}.npy is missing (indices must run 0..{count} without a gap)")]
     Gap {
+        /// The split directory.
         dir: PathBuf,
+        /// The first missing index.
         index: usize,
+        /// How many recordings the directory holds.
         count: usize,
     },
+    /// The file could not be read.
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
+    Io {
+        /// The recording.
+        path: PathBuf,
+        /// What the system said.
+        source: io::Error,
+    },
+    /// The file is not a well-formed `.npy` array.
     #[error("{path}: not a readable .npy file: {reason}")]
-    Corrupt { path: PathBuf, reason: String },
+    Corrupt {
+        /// The recording.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The array's element type is neither an integer nor bool.
     #[error("{path}: unsupported dtype {descr}; expected an integer or bool array")]
-    Dtype { path: PathBuf, descr: String },
+    Dtype {
+        /// The recording.
+        path: PathBuf,
+        /// The dtype as the file's header spells it.
+        descr: String,
+    },
+    /// The array is not a sequence of at least two 22x10 boards.
     #[error("{path}: shape {shape:?}; expected (T, 22, 10) with T >= 2")]
-    Shape { path: PathBuf, shape: Vec<usize> },
+    Shape {
+        /// The recording.
+        path: PathBuf,
+        /// The array's shape.
+        shape: Vec<usize>,
+    },
+    /// A cell that is neither 0 nor 1.
     #[error("{path}: value {value} in board {board}; cells must be 0 or 1")]
     Value {
+        /// The recording.
         path: PathBuf,
+        /// The offending value.
         value: i128,
+        /// The board (0-based) it is in.
         board: usize,
     },
 }

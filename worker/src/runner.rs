@@ -97,9 +97,13 @@ pub async fn wait_for_signal() {
 /// What `worker run` was told.
 #[derive(Debug, Clone)]
 pub struct RunnerOptions {
+    /// The coordinator's URL.
     pub coordinator: String,
+    /// `cpu` or `cuda:N`.
     pub device: String,
+    /// Trials trained at once.
     pub slots: usize,
+    /// How this worker shows in the coordinator's status.
     pub name: String,
     /// Save a checkpoint to the coordinator every this many epochs.
     pub checkpoint_every: u32,
@@ -158,7 +162,7 @@ struct Ctx {
 /// Runs slots until `shutdown` turns true; each slot then stops its trial
 /// at the next epoch boundary, checkpoints it and releases its lease.
 pub async fn run(options: RunnerOptions, shutdown: watch::Receiver<bool>) -> Result<()> {
-    let device = crate::local::device(&options.device)?;
+    let device = crate::device::parse(&options.device)?;
     let channel = Channel::from_shared(options.coordinator.clone())
         .with_context(|| format!("coordinator URL {}", options.coordinator))?
         .connect_lazy();
@@ -391,15 +395,7 @@ struct Reporter {
 
 impl Reporter {
     fn queue(&mut self, report: &EpochReport) {
-        let metrics = report
-            .metrics()
-            .into_iter()
-            .map(|(split, name, value)| pb::Metric {
-                split: split.into(),
-                name: name.into(),
-                value,
-            })
-            .collect();
+        let metrics = report.metrics().into_iter().map(pb::Metric::from).collect();
         self.pending.push_back(pb::ProgressReport {
             trial_id: self.trial_id,
             lease_id: self.lease_id.clone(),

@@ -2,7 +2,8 @@
 
 use std::collections::HashSet;
 
-use crate::tetris::{Board, CELLS, COLS};
+use crate::metrics::is_spawn;
+use crate::tetris::{Board, CELLS};
 
 /// Items of one split, stored compactly as class values (0 empty, 1 filled),
 /// row-major, `CELLS` bytes per board.
@@ -54,10 +55,4 @@ impl Split {
             .collect::<HashSet<_>>()
             .len()
     }
-}
-
-/// The notebook's spawn test on class maps: row 0 of `x` is empty and row 0
-/// of `y` has a filled cell.
-pub fn is_spawn(x: &[u8], y: &[u8]) -> bool {
-    x[..COLS].iter().all(|&c| c == 0) && y[..COLS].contains(&1)
 }

@@ -4,6 +4,7 @@
 use std::time::Instant;
 
 use candle_core::{D, DType, Device, Result, Tensor};
+use proto::metrics::{Metric, MetricValue, Split as SplitName};
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -22,22 +23,30 @@ use crate::tetris::CELLS;
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainConfig {
+    /// The generator's init scheme.
     pub gen_init: InitScheme,
+    /// The discriminator's init scheme.
     pub disc_init: InitScheme,
     /// The smart variant's ReLU after the generator's `glob.9`.
     pub glob_relu: bool,
+    /// Adam's learning rate.
     pub lr: f64,
+    /// Adam's first beta.
     pub beta1: f64,
+    /// Adam's second beta.
     pub beta2: f64,
+    /// Items per training step.
     pub batch_size: usize,
+    /// Epochs to train.
     pub epochs: u32,
+    /// Seed of the weights, the data order and the noise.
     pub seed: u64,
 }
 
 impl Default for TrainConfig {
-    /// The notebook's settings (`proto::notebook_defaults`).
+    /// The notebook's settings (`proto::config::notebook_defaults`).
     fn default() -> Self {
-        TrainConfig::try_from(&proto::notebook_defaults())
+        TrainConfig::try_from(&proto::config::notebook_defaults())
             .expect("the notebook's settings are valid")
     }
 }
@@ -67,13 +76,17 @@ pub const EVAL_BATCH: usize = 128;
 pub struct EpochReport {
     /// 1-based: the number of epochs trained so far.
     pub epoch: u32,
+    /// Evaluation of the train split after the epoch.
     pub train: SplitMetrics,
+    /// Evaluation of the test split after the epoch.
     pub test: SplitMetrics,
-    /// Mean over the epoch's steps of the step losses.
+    /// Mean over the epoch's steps of the discriminator's step loss.
     pub step_disc_loss: f64,
+    /// Mean over the epoch's steps of the generator's step loss.
     pub step_gen_loss: f64,
-    /// Exactly-zero gradient entries in the epoch's last step.
+    /// Exactly-zero entries of the generator's gradients in the last step.
     pub gen_zero_grads: u64,
+    /// Exactly-zero entries of the discriminator's gradients in the last step.
     pub disc_zero_grads: u64,
     /// Wall time of training plus evaluation.
     pub seconds: f64,
@@ -84,36 +97,45 @@ pub struct EpochReport {
 }
 
 impl EpochReport {
-    /// Every metric as (split, name, value), as stored and reported.
-    pub fn metrics(&self) -> Vec<(&'static str, &'static str, f64)> {
-        let mut all: Vec<_> = self
-            .train
-            .named()
+    /// Every metric of both splits, as stored and reported.
+    pub fn metrics(&self) -> Vec<MetricValue> {
+        let evaluated = |split: SplitName, m: &SplitMetrics| {
+            m.values().map(|(metric, value)| MetricValue {
+                split,
+                metric,
+                value,
+            })
+        };
+        let step = [
+            (Metric::StepDiscLoss, self.step_disc_loss),
+            (Metric::StepGenLoss, self.step_gen_loss),
+            (Metric::GenZeroGrads, self.gen_zero_grads as f64),
+            (Metric::DiscZeroGrads, self.disc_zero_grads as f64),
+            (Metric::EpochSeconds, self.seconds),
+            (Metric::TrainSeconds, self.train_seconds),
+            (Metric::ItemsPerSecond, self.items_per_second),
+        ]
+        .map(|(metric, value)| MetricValue {
+            split: SplitName::Train,
+            metric,
+            value,
+        });
+        evaluated(SplitName::Train, &self.train)
             .into_iter()
-            .map(|(n, v)| ("train", n, v))
-            .chain(self.test.named().into_iter().map(|(n, v)| ("test", n, v)))
-            .collect();
-        all.extend([
-            ("train", "step_disc_loss", self.step_disc_loss),
-            ("train", "step_gen_loss", self.step_gen_loss),
-            ("train", "gen_zero_grads", self.gen_zero_grads as f64),
-            ("train", "disc_zero_grads", self.disc_zero_grads as f64),
-            ("train", "epoch_seconds", self.seconds),
-            ("train", "train_seconds", self.train_seconds),
-            ("train", "items_per_second", self.items_per_second),
-        ]);
-        all
+            .chain(evaluated(SplitName::Test, &self.test))
+            .chain(step)
+            .collect()
     }
 
     /// `{"epoch": n, "train": {metric: value}, "test": {metric: value}}`;
     /// NaN becomes `null`.
     pub fn to_json(&self) -> serde_json::Value {
         let mut splits = serde_json::Map::new();
-        for (split, name, value) in self.metrics() {
+        for m in self.metrics() {
             let entry = splits
-                .entry(split)
+                .entry(m.split.name())
                 .or_insert_with(|| serde_json::Value::Object(Default::default()));
-            entry[name] = serde_json::json!(value);
+            entry[m.metric.name()] = serde_json::json!(m.value);
         }
         splits.insert("epoch".into(), self.epoch.into());
         serde_json::Value::Object(splits)
@@ -123,7 +145,9 @@ impl EpochReport {
 /// A trial in progress.
 #[derive(Debug)]
 pub struct Trainer<'d> {
+    /// What the trial trains.
     pub config: TrainConfig,
+    /// Both networks and their optimisers.
     pub gan: Gan,
     pub(crate) rng: ChaCha8Rng,
     pub(crate) epoch: u32,
@@ -180,8 +204,8 @@ impl<'d> Trainer<'d> {
             steps += 1;
             if i == last {
                 zero_grads = (
-                    zero_gradients(&self.gan.generator.params, &out.gen_grads)?,
-                    zero_gradients(&self.gan.discriminator.params, &out.disc_grads)?,
+                    zero_gradients(&self.gan.generator.tensors, &out.gen_grads)?,
+                    zero_gradients(&self.gan.discriminator.tensors, &out.disc_grads)?,
                 );
             }
         }
@@ -284,18 +308,16 @@ pub fn batch_tensors(
 impl TryFrom<&proto::v1::TrialConfig> for TrainConfig {
     type Error = String;
 
-    /// The training settings of a leased trial, checked as `worker train`
-    /// checks its own.
+    /// The training settings of a trial, checked by
+    /// [`proto::config::validate`].
     fn try_from(c: &proto::v1::TrialConfig) -> std::result::Result<Self, String> {
-        let scheme = |s: &Option<proto::v1::InitScheme>, net: &str| {
-            InitScheme::try_from(
-                s.as_ref()
-                    .ok_or_else(|| format!("the trial names no {net} init"))?,
-            )
+        proto::config::validate(c).map_err(|e| e.to_string())?;
+        let scheme = |s: &Option<proto::v1::InitScheme>| {
+            InitScheme::try_from(s.as_ref().expect("validated"))
         };
-        let config = TrainConfig {
-            gen_init: scheme(&c.gen_init, "generator")?,
-            disc_init: scheme(&c.disc_init, "discriminator")?,
+        Ok(TrainConfig {
+            gen_init: scheme(&c.gen_init)?,
+            disc_init: scheme(&c.disc_init)?,
             glob_relu: c.glob_relu,
             lr: c.lr,
             beta1: c.beta1,
@@ -303,8 +325,45 @@ impl TryFrom<&proto::v1::TrialConfig> for TrainConfig {
             batch_size: c.batch_size as usize,
             epochs: c.epochs,
             seed: c.seed,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_epoch_reports_every_metric_of_the_vocabulary_once() {
+        let split = SplitMetrics {
+            disc_loss: 0.0,
+            gen_loss: 0.0,
+            disc_accuracy: 0.0,
+            counts: BoardCounts::default(),
         };
-        crate::local::validate(&config).map_err(|e| e.to_string())?;
-        Ok(config)
+        let report = EpochReport {
+            epoch: 1,
+            train: split,
+            test: split,
+            step_disc_loss: 0.0,
+            step_gen_loss: 0.0,
+            gen_zero_grads: 0,
+            disc_zero_grads: 0,
+            seconds: 0.0,
+            train_seconds: 0.0,
+            items_per_second: 0.0,
+        };
+        let mut got: Vec<(SplitName, Metric)> = report
+            .metrics()
+            .iter()
+            .map(|m| (m.split, m.metric))
+            .collect();
+        let mut want: Vec<(SplitName, Metric)> = SplitName::ALL
+            .into_iter()
+            .flat_map(|s| Metric::of_split(s).map(move |m| (s, m)))
+            .collect();
+        got.sort();
+        want.sort();
+        assert_eq!(got, want);
     }
 }

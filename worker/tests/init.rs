@@ -9,14 +9,14 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
 use worker::init::{Distribution, FanMode, InitScheme};
 use worker::model::{Discriminator, Generator};
-use worker::params::Params;
+use worker::tensors::NamedTensors;
 
 fn stats() -> Value {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/init_stats.json");
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
-fn check_against(params: &Params, expected: &serde_json::Map<String, Value>, what: &str) {
+fn check_against(params: &NamedTensors, expected: &serde_json::Map<String, Value>, what: &str) {
     let mut checked = 0;
     for (name, var, _) in params.iter() {
         let e = &expected[name];
@@ -86,12 +86,12 @@ fn every_scheme_samples_the_fixture_distributions() {
                     .unwrap();
             let discriminator = Discriminator::new(scheme, &mut rng, &Device::Cpu).unwrap();
             check_against(
-                &generator.params,
+                &generator.tensors,
                 nets["gen"].as_object().unwrap(),
                 &format!("{name}.gen"),
             );
             check_against(
-                &discriminator.params,
+                &discriminator.tensors,
                 nets["disc"].as_object().unwrap(),
                 &format!("{name}.disc"),
             );
@@ -112,7 +112,7 @@ fn kaiming_normal_has_the_kaiming_variance() {
         // head.0: Conv2d(26, 16, 3): fan_in 234, fan_out 144.
         let fans = [26.0 * 9.0, 16.0 * 9.0];
         let w: Vec<f32> = generator
-            .params
+            .tensors
             .get("head.0.weight")
             .unwrap()
             .flatten_all()

@@ -13,7 +13,7 @@ use worker::gan::{Gan, GanConfig};
 use worker::init::InitScheme;
 use worker::layers::{Pass, bce_with_logits};
 use worker::optim::AdamConfig;
-use worker::params::Params;
+use worker::tensors::NamedTensors;
 
 fn fixture(name: &str) -> HashMap<String, Tensor> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -65,7 +65,7 @@ fn assert_grad_close(what: &str, got: &Tensor, want: &Tensor) {
 
 /// Every tensor of `params` against `f[prefix + name]`; every float tensor
 /// of the fixture under `prefix` must be compared.
-fn assert_state(f: &HashMap<String, Tensor>, params: &Params, prefix: &str) {
+fn assert_state(f: &HashMap<String, Tensor>, params: &NamedTensors, prefix: &str) {
     let mut compared = 0;
     for (name, var, _) in params.iter() {
         let key = format!("{prefix}{name}");
@@ -93,8 +93,8 @@ fn assert_step_matches_pytorch(file: &str, init: InitScheme, glob_relu: bool) {
         },
     };
     let mut gan = Gan::new(&config, &mut ChaCha8Rng::seed_from_u64(0), &Device::Cpu).unwrap();
-    gan.generator.params.load(&f, "init.gen.").unwrap();
-    gan.discriminator.params.load(&f, "init.disc.").unwrap();
+    gan.generator.tensors.load(&f, "init.gen.").unwrap();
+    gan.discriminator.tensors.load(&f, "init.disc.").unwrap();
     let (x, y, z) = (channels_last(&f["x"]), channels_last(&f["y"]), &f["z"]);
 
     let out_eval = gan.generator.forward(&x, z, Pass::EVAL).unwrap();
@@ -149,8 +149,8 @@ fn assert_step_matches_pytorch(file: &str, init: InitScheme, glob_relu: bool) {
         }
         if k == 1 {
             for (net, params, grads) in [
-                ("disc", &gan.discriminator.params, &out.disc_grads),
-                ("gen", &gan.generator.params, &out.gen_grads),
+                ("disc", &gan.discriminator.tensors, &out.disc_grads),
+                ("gen", &gan.generator.tensors, &out.gen_grads),
             ] {
                 for (name, var) in params.parameters() {
                     let key = format!("grad1.{net}.{name}");
@@ -161,8 +161,8 @@ fn assert_step_matches_pytorch(file: &str, init: InitScheme, glob_relu: bool) {
                 }
             }
         }
-        assert_state(&f, &gan.generator.params, &format!("step{k}.gen."));
-        assert_state(&f, &gan.discriminator.params, &format!("step{k}.disc."));
+        assert_state(&f, &gan.generator.tensors, &format!("step{k}.gen."));
+        assert_state(&f, &gan.discriminator.tensors, &format!("step{k}.disc."));
     }
     let out_eval = gan.generator.forward(&x, z, Pass::EVAL).unwrap();
     assert_close(

@@ -151,22 +151,22 @@ fn a_checkpoint_of_another_configuration_is_refused() {
 #[test]
 fn bad_settings_are_refused_with_the_reason() {
     for (args, reason) in [
-        (vec!["--epochs", "0"], "epochs must be at least 1"),
+        (vec!["--epochs", "0"], "epochs: must be at least 1"),
         (
             vec!["--epochs", "1", "--init", "xavier"],
             "unknown init scheme",
         ),
         (
             vec!["--epochs", "1", "--lr=-1"],
-            "lr must be a positive number",
+            "lr: must be a positive number",
         ),
         (
             vec!["--epochs", "1", "--beta1", "1.5"],
-            "beta1 must lie in [0, 1)",
+            "beta1: must lie in [0, 1)",
         ),
         (
             vec!["--epochs", "1", "--batch-size", "0"],
-            "batch_size must be at least 1",
+            "batch_size: must be at least 1",
         ),
         (vec!["--epochs", "1", "--gen-init", "smart"], ""),
         (vec!["--epochs", "1", "--device", "tpu:0"], "unknown device"),

@@ -8,17 +8,19 @@ use candle_core::{Result, Tensor, Var};
 /// Whether a tensor is learnt by the optimiser or is a BatchNorm buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
+    /// Learnt by the optimiser.
     Parameter,
+    /// A BatchNorm running statistic.
     Buffer,
 }
 
 /// The named tensors of one network.
 #[derive(Debug, Default)]
-pub struct Params {
+pub struct NamedTensors {
     entries: Vec<(String, Var, Kind)>,
 }
 
-impl Params {
+impl NamedTensors {
     /// Registers a tensor under its PyTorch name and returns its variable.
     pub fn add(&mut self, name: &str, value: Tensor, kind: Kind) -> Result<Var> {
         assert!(self.get(name).is_none(), "tensor {name} registered twice");

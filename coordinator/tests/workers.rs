@@ -9,8 +9,11 @@ use std::time::{Duration, Instant};
 
 use coordinator::store::Store;
 use coordinator::testing;
+use proto::metrics::{Metric, Split};
 
-const WORKER: &str = env!("CARGO_BIN_EXE_worker");
+/// The coordinator binary serves `worker run` as its hidden `worker`
+/// command (what `coordinator run` starts); the code is the worker crate's.
+const COORDINATOR: &str = env!("CARGO_BIN_EXE_coordinator");
 
 struct Worker(Child);
 
@@ -23,9 +26,9 @@ impl Drop for Worker {
 
 fn spawn_worker(url: &str, cache: &std::path::Path, name: &str) -> Worker {
     Worker(
-        Command::new(WORKER)
+        Command::new(COORDINATOR)
             .args([
-                "run",
+                "worker",
                 "--coordinator",
                 url,
                 "--checkpoint-every",
@@ -72,7 +75,7 @@ async fn stored_epochs(store: &Store, sweep: i64, epochs: u32) -> Vec<Vec<f64>> 
         let metrics = store.metrics_after(trial.id, 0).await.unwrap();
         let per_epoch = metrics
             .iter()
-            .filter(|m| m.split == "test" && m.metric == "cell_accuracy");
+            .filter(|m| m.value.split == Split::Test && m.value.metric == Metric::CellAccuracy);
         let epochs_seen: Vec<u32> = per_epoch.clone().map(|m| m.epoch).collect();
         assert_eq!(
             epochs_seen,
@@ -80,7 +83,7 @@ async fn stored_epochs(store: &Store, sweep: i64, epochs: u32) -> Vec<Vec<f64>> 
             "trial {}",
             trial.id
         );
-        out.push(per_epoch.map(|m| m.value).collect());
+        out.push(per_epoch.map(|m| m.value.value).collect());
     }
     out
 }

@@ -1,31 +1,42 @@
-//! `worker train`: one trial run locally from flags or a small YAML file.
+//! `worker train`: one trial trained without a coordinator, from flags or a
+//! small YAML file.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
-use candle_core::Device;
+use anyhow::{Context, Result};
+use proto::names::{init_scheme_name, parse_init_scheme};
+use proto::v1 as pb;
 use serde::Deserialize;
 
 use crate::checkpoint;
 use crate::dataset::DatasetSpec;
-use crate::init::InitScheme;
 use crate::train::{TrainConfig, Trainer};
 
 /// A local trial file: every field optional, flags override it.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrialFile {
+    /// Recordings or a generated dataset.
     #[serde(default, with = "serde_yaml_ng::with::singleton_map")]
     pub dataset: Option<DatasetSpec>,
+    /// The generator's init scheme by name.
     pub gen_init: Option<String>,
+    /// The discriminator's init scheme by name.
     pub disc_init: Option<String>,
+    /// The ReLU after the generator's `glob.9` (implied by smart init).
     pub glob_relu: Option<bool>,
+    /// Adam's learning rate.
     pub lr: Option<f64>,
+    /// Adam's first beta.
     pub beta1: Option<f64>,
+    /// Adam's second beta.
     pub beta2: Option<f64>,
+    /// Items per training step.
     pub batch_size: Option<usize>,
+    /// Epochs to train.
     pub epochs: Option<u32>,
+    /// Seed of the weights, the data order and the noise.
     pub seed: Option<u64>,
 }
 
@@ -37,27 +48,37 @@ impl TrialFile {
         serde_yaml_ng::from_str(&text).with_context(|| format!("{}", path.display()))
     }
 
-    /// The file's settings over the notebook's defaults, checked.
+    /// The file's settings over the notebook's defaults, checked by the
+    /// same validation as a sweep's trials ([`proto::config::validate`]).
     pub fn resolve(self) -> Result<(DatasetSpec, TrainConfig)> {
-        let defaults = TrainConfig::default();
-        let scheme = |s: Option<String>| -> Result<InitScheme> {
-            s.map_or(Ok(InitScheme::Default), |s| {
-                s.parse().map_err(anyhow::Error::msg)
+        let defaults = proto::config::notebook_defaults();
+        let scheme = |s: Option<String>, default| -> Result<Option<pb::InitScheme>> {
+            s.map_or(Ok(default), |s| {
+                parse_init_scheme(&s).map(Some).map_err(anyhow::Error::msg)
             })
         };
-        let gen_init = scheme(self.gen_init)?;
-        let config = TrainConfig {
+        let gen_init = scheme(self.gen_init, defaults.gen_init)?;
+        let smart = gen_init
+            .as_ref()
+            .and_then(init_scheme_name)
+            .is_some_and(|n| n == "smart");
+        let batch_size = match self.batch_size {
+            Some(n) => u32::try_from(n).context("batch_size is too large")?,
+            None => defaults.batch_size,
+        };
+        let trial = pb::TrialConfig {
             gen_init,
-            disc_init: scheme(self.disc_init)?,
-            glob_relu: self.glob_relu.unwrap_or(gen_init == InitScheme::Smart),
+            disc_init: scheme(self.disc_init, defaults.disc_init)?,
+            glob_relu: self.glob_relu.unwrap_or(smart),
             lr: self.lr.unwrap_or(defaults.lr),
             beta1: self.beta1.unwrap_or(defaults.beta1),
             beta2: self.beta2.unwrap_or(defaults.beta2),
-            batch_size: self.batch_size.unwrap_or(defaults.batch_size),
+            batch_size,
             epochs: self.epochs.unwrap_or(defaults.epochs),
             seed: self.seed.unwrap_or(defaults.seed),
+            dataset: None,
         };
-        validate(&config)?;
+        let config = TrainConfig::try_from(&trial).map_err(anyhow::Error::msg)?;
         let dataset = self.dataset.context(
             "no dataset: give --data DIR, --generate SEED:TRAIN:TEST or `dataset:` in the file",
         )?;
@@ -65,50 +86,10 @@ impl TrialFile {
     }
 }
 
-/// Checks what the types cannot: positive sizes, a sane learning rate and
-/// betas, and smart init only with the ReLU it was designed for.
-pub fn validate(c: &TrainConfig) -> Result<()> {
-    if c.epochs == 0 {
-        bail!("epochs must be at least 1");
-    }
-    if c.batch_size == 0 {
-        bail!("batch_size must be at least 1");
-    }
-    if !(c.lr.is_finite() && c.lr > 0.0) {
-        bail!("lr must be a positive number, got {}", c.lr);
-    }
-    for (name, beta) in [("beta1", c.beta1), ("beta2", c.beta2)] {
-        if !(0.0..1.0).contains(&beta) {
-            bail!("{name} must lie in [0, 1), got {beta}");
-        }
-    }
-    if c.gen_init == InitScheme::Smart && !c.glob_relu {
-        bail!(
-            "smart init of the generator needs glob_relu: true (the notebook's GenWithSmartInit)"
-        );
-    }
-    Ok(())
-}
-
-/// Parses `cpu` or `cuda:N`.
-pub fn device(name: &str) -> Result<Device> {
-    match name {
-        "cpu" => Ok(Device::Cpu),
-        _ => {
-            let ordinal = name
-                .strip_prefix("cuda:")
-                .and_then(|n| n.parse::<usize>().ok())
-                .with_context(|| format!("unknown device {name:?}; expected cpu or cuda:N"))?;
-            Device::new_cuda(ordinal).with_context(|| {
-                format!("opening {name} (the worker must be built with --features cuda)")
-            })
-        }
-    }
-}
-
 /// Where a local run writes and what it resumes from.
 #[derive(Debug, Default)]
 pub struct RunOptions {
+    /// `cpu` or `cuda:N`.
     pub device: String,
     /// JSON lines of epoch reports; stdout when `None`.
     pub out: Option<PathBuf>,
@@ -120,7 +101,7 @@ pub struct RunOptions {
 
 /// Trains the trial, writing one JSON line of metrics per epoch.
 pub fn run(dataset: &DatasetSpec, config: TrainConfig, opts: &RunOptions) -> Result<()> {
-    let device = device(&opts.device)?;
+    let device = crate::device::parse(&opts.device)?;
     let data = dataset.load()?;
     let mut trainer = Trainer::new(config, &data.train, &data.test, &device)?;
     if let Some(path) = &opts.resume {

@@ -18,17 +18,21 @@ use proto::v1 as pb;
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
 
+use crate::lease::Policy;
 use crate::report::{self, Format};
-use crate::service::Policy;
 use crate::store::{Store, TrialRow, status};
 use crate::{results, server, spec};
 
 /// What `coordinator run` was told.
 #[derive(Debug, Clone)]
 pub struct LocalRun {
+    /// The sweep file.
     pub file: PathBuf,
+    /// Where the sweep is kept (`sqlite://exp025.db` by default).
     pub database_url: String,
+    /// Worker processes to start.
     pub workers: usize,
+    /// `cpu` or `cuda:N`, for every worker.
     pub device: String,
     /// Where the workers' logs go.
     pub log: PathBuf,
@@ -283,10 +287,7 @@ pub async fn run(options: &LocalRun) -> Result<Outcome> {
     let mut server_stopping = server_stopping;
     let server = tokio::spawn(server::serve(
         store.clone(),
-        Policy {
-            lease: Duration::from_secs(30),
-            max_attempts: 3,
-        },
+        Policy::default(),
         listener,
         async move {
             let _ = server_stopping.wait_for(|s| *s).await;
@@ -355,7 +356,7 @@ async fn print_results(store: &Store, sweep_id: i64) -> Result<()> {
     let sweep = store.sweep(sweep_id).await?.context("the sweep")?;
     let request = pb::ResultsRequest {
         sweep_id,
-        split: sweep.metric_split.clone(),
+        split: sweep.objective.split.name().to_string(),
         epoch: None,
     };
     let table = results::results(store, &request).await?;
@@ -383,8 +384,8 @@ async fn print_results(store: &Store, sweep_id: i64) -> Result<()> {
     let all_pairs = table.configurations.len() > 2;
     let compare = pb::CompareRequest {
         sweep_id,
-        metric: sweep.metric.clone(),
-        split: sweep.metric_split.clone(),
+        metric: sweep.objective.metric.name().to_string(),
+        split: sweep.objective.split.name().to_string(),
         all_pairs: true,
         ..Default::default()
     };

@@ -1,0 +1,124 @@
+//! Results by configuration, computed from the stored metrics: summaries
+//! of every metric per configuration, Welch's t-tests between groups of
+//! configurations and learning curves. The gRPC API, the CLI and
+//! `coordinator run` show these same numbers.
+//!
+//! A configuration is a trial's parameters without its seed: the trials
+//! that share a `config_key` are its repeats.
+
+mod compare;
+mod configurations;
+mod curves;
+mod epochs;
+
+use proto::metrics::{Metric, Split};
+use proto::v1 as pb;
+
+pub use compare::compare;
+pub use configurations::labels;
+pub use curves::learning_curves;
+
+use crate::convert;
+use crate::error::Error;
+use crate::stats;
+use crate::store::{Store, SweepRow};
+
+use epochs::{Chosen, Selection, choose, chosen_values, selection};
+
+fn invalid(message: impl Into<String>) -> Error {
+    Error::InvalidArgument(message.into())
+}
+
+/// The request's split; empty means test.
+fn split_or_default(split: &str) -> Result<Split, Error> {
+    match split {
+        "" => Ok(Split::Test),
+        other => Split::parse(other).map_err(invalid),
+    }
+}
+
+fn summary(values: &[f64]) -> pb::Summary {
+    let (s, nan) = stats::summarize_present(values);
+    pb::Summary {
+        n: s.n as u32,
+        nan: nan as u32,
+        mean: s.mean,
+        std: s.std,
+    }
+}
+
+async fn sweep(store: &Store, id: i64) -> Result<SweepRow, Error> {
+    store
+        .sweep(id)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("sweep {id}")))
+}
+
+/// Every metric of `split` per configuration at the selected epoch.
+pub async fn results(store: &Store, r: &pb::ResultsRequest) -> Result<pb::ResultsResponse, Error> {
+    let sweep = sweep(store, r.sweep_id).await?;
+    let split = split_or_default(&r.split)?;
+    let selection = selection(&sweep, split, r.epoch.as_ref())?;
+    let chosen = choose(store, sweep.id, &selection).await?;
+    let index = chosen_values(store, sweep.id, split, &chosen, None).await?;
+    let configurations = chosen
+        .into_iter()
+        .map(
+            |Chosen {
+                 configuration: c,
+                 epoch,
+                 candidates,
+             }| {
+                let present: Vec<(i64, &Vec<(Metric, f64)>)> = c
+                    .trials
+                    .iter()
+                    .filter_map(|t| Some((t.id, index.get(&(t.id, epoch))?)))
+                    .collect();
+                let mut names: Vec<Metric> = present
+                    .iter()
+                    .flat_map(|(_, v)| v.iter().map(|(m, _)| *m))
+                    .collect();
+                names.sort_unstable();
+                names.dedup();
+                let metrics = names
+                    .into_iter()
+                    .map(|metric| {
+                        let (trial_ids, values): (Vec<i64>, Vec<f64>) = present
+                            .iter()
+                            .filter_map(|(id, v)| {
+                                let value = v.iter().find(|(m, _)| *m == metric)?.1;
+                                Some((*id, value))
+                            })
+                            .unzip();
+                        pb::MetricSummary {
+                            summary: Some(summary(&values)),
+                            name: metric.name().to_string(),
+                            values,
+                            trial_ids,
+                        }
+                    })
+                    .collect();
+                pb::ConfigurationResult {
+                    config_key: c.key.clone(),
+                    label: c.label.clone(),
+                    trials: c.trials.len() as u32,
+                    epoch,
+                    trial_ids: present.iter().map(|(id, _)| *id).collect(),
+                    metrics,
+                    candidates,
+                }
+            },
+        )
+        .collect();
+    let (stop_by, stop_maximize) = match &selection {
+        Selection::Stop { by, .. } => (format!("{} {}", by.split, by.metric), by.maximize),
+        _ => (String::new(), false),
+    };
+    Ok(pb::ResultsResponse {
+        sweep: Some(convert::sweep(&sweep)),
+        split: split.name().to_string(),
+        stop_by,
+        stop_maximize,
+        configurations,
+    })
+}

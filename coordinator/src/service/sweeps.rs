@@ -1,0 +1,237 @@
+//! The user side: submit a sweep file, read and cancel sweeps, watch them
+//! as they run, and the results by configuration.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::time::Duration;
+
+use proto::v1::sweep_service_server::SweepService;
+use proto::v1::{self as pb};
+use tokio::sync::{mpsc, watch};
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use super::handle;
+use crate::error::Error;
+use crate::store::{Store, SweepRow};
+use crate::{convert, results, spec};
+
+/// How often a watch looks at the database.
+const WATCH_POLL: Duration = Duration::from_millis(200);
+
+/// The user-facing service.
+#[derive(Debug, Clone)]
+pub struct Sweeps {
+    /// Where sweeps, trials and metrics live.
+    pub store: Store,
+    /// Turns true when the server shuts down; open streams end then.
+    pub stopping: watch::Receiver<bool>,
+}
+
+async fn sweep(s: &Sweeps, id: i64) -> Result<SweepRow, Error> {
+    s.store
+        .sweep(id)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("sweep {id}")))
+}
+
+async fn submit(s: &Sweeps, r: pb::SubmitRequest) -> Result<pb::SubmitResponse, Error> {
+    let plan = spec::parse(&r.yaml).map_err(|source| Error::Spec {
+        file: r.file_name.clone(),
+        source,
+    })?;
+    let id = s.store.create_sweep(&r.yaml, &plan).await?;
+    tracing::info!(
+        sweep = id,
+        file = r.file_name,
+        trials = plan.trials.len(),
+        "sweep submitted"
+    );
+    Ok(pb::SubmitResponse {
+        sweep: Some(convert::sweep(&sweep(s, id).await?)),
+    })
+}
+
+async fn get_sweep(s: &Sweeps, r: pb::GetSweepRequest) -> Result<pb::SweepDetail, Error> {
+    let sweep = sweep(s, r.sweep_id).await?;
+    let trials = s.store.trials(sweep.id).await?;
+    Ok(pb::SweepDetail {
+        sweep: Some(convert::sweep(&sweep)),
+        trials: trials.iter().map(convert::trial).collect(),
+        yaml: sweep.yaml,
+    })
+}
+
+async fn list_sweeps(s: &Sweeps) -> Result<pb::ListSweepsResponse, Error> {
+    let sweeps = s.store.sweeps().await?;
+    Ok(pb::ListSweepsResponse {
+        sweeps: sweeps.iter().map(convert::sweep).collect(),
+    })
+}
+
+async fn cancel_sweep(
+    s: &Sweeps,
+    r: pb::CancelSweepRequest,
+) -> Result<pb::CancelSweepResponse, Error> {
+    let id = r.sweep_id;
+    if !s.store.cancel_sweep(id).await? {
+        return Err(Error::NotFound(format!("sweep {id}")));
+    }
+    tracing::info!(sweep = id, "sweep cancelled");
+    Ok(pb::CancelSweepResponse {
+        sweep: Some(convert::sweep(&sweep(s, id).await?)),
+    })
+}
+
+type WatchEvents = dyn Stream<Item = Result<pb::WatchEvent, Status>> + Send;
+
+async fn watch(s: &Sweeps, r: pb::WatchRequest) -> Result<Pin<Box<WatchEvents>>, Error> {
+    let sweep_id = r.sweep_id;
+    if sweep_id != 0 {
+        sweep(s, sweep_id).await?;
+    }
+    let (tx, rx) = mpsc::channel(64);
+    let store = s.store.clone();
+    let stopping = s.stopping.clone();
+    tokio::spawn(async move {
+        if let Err(e) = send_changes(store, sweep_id, &tx, stopping).await {
+            let _ = tx.send(Err(Status::from(e))).await;
+        }
+    });
+    Ok(Box::pin(ReceiverStream::new(rx)))
+}
+
+/// Polls the database and sends trial changes and newly stored epochs until
+/// the client goes away.
+async fn send_changes(
+    store: Store,
+    sweep_id: i64,
+    tx: &mpsc::Sender<Result<pb::WatchEvent, Status>>,
+    mut stopping: watch::Receiver<bool>,
+) -> Result<(), Error> {
+    use pb::watch_event::Event;
+    // Rows changed in the millisecond of the last poll are read again, so
+    // nothing written in that millisecond is missed; what was sent already
+    // is skipped.
+    let mut since = -1;
+    let mut sent: HashMap<i64, (i64, String)> = HashMap::new();
+    let mut epochs_seen: HashMap<i64, u32> = HashMap::new();
+    loop {
+        let changed = store.trials_changed_since(sweep_id, since - 1).await?;
+        for trial in &changed {
+            since = since.max(trial.updated_ms);
+            let state = (trial.updated_ms, trial.status.clone());
+            if sent.get(&trial.id) == Some(&state)
+                && epochs_seen.get(&trial.id) == Some(&trial.epochs_done)
+            {
+                continue;
+            }
+            sent.insert(trial.id, state);
+            let seen = epochs_seen.entry(trial.id).or_insert(0);
+            if trial.epochs_done > *seen {
+                let metrics = store.metrics_after(trial.id, *seen).await?;
+                for epoch in *seen + 1..=trial.epochs_done {
+                    let event = pb::EpochDone {
+                        sweep_id: trial.sweep_id,
+                        trial_id: trial.id,
+                        epoch,
+                        metrics: metrics
+                            .iter()
+                            .filter(|m| m.epoch == epoch)
+                            .map(|m| pb::Metric::from(m.value))
+                            .collect(),
+                    };
+                    if tx
+                        .send(Ok(pb::WatchEvent {
+                            event: Some(Event::Epoch(event)),
+                        }))
+                        .await
+                        .is_err()
+                    {
+                        return Ok(());
+                    }
+                }
+                *seen = trial.epochs_done;
+            }
+            let event = Event::Trial(convert::trial(trial));
+            if tx
+                .send(Ok(pb::WatchEvent { event: Some(event) }))
+                .await
+                .is_err()
+            {
+                return Ok(());
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(WATCH_POLL) => {}
+            _ = tx.closed() => return Ok(()),
+            _ = stopping.wait_for(|s| *s) => return Ok(()),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl SweepService for Sweeps {
+    async fn submit(
+        &self,
+        request: Request<pb::SubmitRequest>,
+    ) -> Result<Response<pb::SubmitResponse>, Status> {
+        handle("Submit", submit(self, request.into_inner())).await
+    }
+
+    async fn get_sweep(
+        &self,
+        request: Request<pb::GetSweepRequest>,
+    ) -> Result<Response<pb::SweepDetail>, Status> {
+        handle("GetSweep", get_sweep(self, request.into_inner())).await
+    }
+
+    async fn list_sweeps(
+        &self,
+        _: Request<pb::ListSweepsRequest>,
+    ) -> Result<Response<pb::ListSweepsResponse>, Status> {
+        handle("ListSweeps", list_sweeps(self)).await
+    }
+
+    async fn cancel_sweep(
+        &self,
+        request: Request<pb::CancelSweepRequest>,
+    ) -> Result<Response<pb::CancelSweepResponse>, Status> {
+        handle("CancelSweep", cancel_sweep(self, request.into_inner())).await
+    }
+
+    type WatchStream = Pin<Box<WatchEvents>>;
+
+    async fn watch(
+        &self,
+        request: Request<pb::WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        handle("Watch", watch(self, request.into_inner())).await
+    }
+
+    async fn results(
+        &self,
+        request: Request<pb::ResultsRequest>,
+    ) -> Result<Response<pb::ResultsResponse>, Status> {
+        handle("Results", results::results(&self.store, request.get_ref())).await
+    }
+
+    async fn compare(
+        &self,
+        request: Request<pb::CompareRequest>,
+    ) -> Result<Response<pb::CompareResponse>, Status> {
+        handle("Compare", results::compare(&self.store, request.get_ref())).await
+    }
+
+    async fn learning_curves(
+        &self,
+        request: Request<pb::LearningCurvesRequest>,
+    ) -> Result<Response<pb::LearningCurvesResponse>, Status> {
+        handle(
+            "LearningCurves",
+            results::learning_curves(&self.store, request.get_ref()),
+        )
+        .await
+    }
+}
