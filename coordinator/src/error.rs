@@ -41,6 +41,14 @@ pub enum Error {
     /// A worker id that was never registered (NOT_FOUND).
     #[error("unknown worker {0}; register first")]
     UnknownWorker(i64),
+    /// No valid token: missing, malformed, unknown or revoked
+    /// (UNAUTHENTICATED).
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// A valid token of a role that may not make the call
+    /// (PERMISSION_DENIED).
+    #[error("{0}")]
+    PermissionDenied(String),
 }
 
 impl From<Error> for Status {
@@ -67,6 +75,8 @@ impl From<Error> for Status {
                 Status::failed_precondition(e.to_string())
             }
             Error::UnknownWorker(_) => Status::not_found(e.to_string()),
+            Error::Unauthenticated(_) => Status::unauthenticated(e.to_string()),
+            Error::PermissionDenied(_) => Status::permission_denied(e.to_string()),
         }
     }
 }

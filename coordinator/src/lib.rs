@@ -13,8 +13,10 @@ pub mod lease; // the lease rule: policy, the long-poll wait, the reaper
 pub mod store; // every SQL statement, on Postgres or SQLite
 
 // Serving
+pub mod auth; // bearer tokens, roles and the gate every call passes
 pub mod convert; // stored rows to proto messages
 pub mod error; // the one error type and its mapping to gRPC statuses
+pub mod limits; // bounds on everything that arrives from outside
 pub mod server; // the gRPC server with health and reflection
 pub mod service; // the worker and sweep services, one handler shape
 

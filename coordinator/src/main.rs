@@ -4,16 +4,17 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use coordinator::auth::{self, Auth, Role};
 use coordinator::lease::{self, Policy};
 #[cfg(feature = "one-machine")]
 use coordinator::one_machine::{self, LocalRun, Outcome};
 use coordinator::report::{self, Format};
-use coordinator::server;
+use coordinator::server::{self, Tls};
 use coordinator::stats::Alternative;
 use coordinator::store::Store;
+use proto::client::AuthChannel;
 use proto::v1 as pb;
 use proto::v1::sweep_service_client::SweepServiceClient;
-use tonic::transport::Channel;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -28,13 +29,21 @@ struct Cli {
 
 #[derive(Debug, clap::Args)]
 struct Client {
-    /// The coordinator to talk to.
+    /// The coordinator to talk to (https://... for TLS).
     #[arg(
         long,
         env = "EXP025_COORDINATOR",
         default_value = "http://127.0.0.1:50051"
     )]
     coordinator: String,
+    /// A token of role user (or reader, for reading), from `coordinator
+    /// token create`.
+    #[arg(long, env = "EXP025_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// The CA certificate (PEM) that signed the coordinator's TLS
+    /// certificate [default: the system's roots].
+    #[arg(long, env = "EXP025_TLS_CA")]
+    tls_ca: Option<PathBuf>,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -85,7 +94,21 @@ enum Command {
         /// Leases a trial may use before it is failed.
         #[arg(long, default_value_t = lease::DEFAULT_MAX_ATTEMPTS)]
         max_attempts: u32,
+        /// The server's TLS certificate chain (PEM); with --tls-key, serve
+        /// TLS only.
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The private key (PEM) of --tls-cert.
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Serve without tokens: anyone who reaches the port may do
+        /// anything. Refused unless --listen is a loopback address.
+        #[arg(long)]
+        insecure_no_auth: bool,
     },
+    /// Make, list and revoke the bearer tokens calls must carry.
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Submit a sweep file.
     Submit {
         file: PathBuf,
@@ -163,6 +186,57 @@ enum Command {
         #[command(flatten)]
         output: Output,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Make a token and print it (only this once; the database keeps a
+    /// hash).
+    Create {
+        /// What it may do: worker (serve trials), user (submit, cancel and
+        /// read) or reader (read sweeps and results).
+        #[arg(long)]
+        role: Role,
+        /// Who or what it is for, e.g. gpu-cluster or alice; unique.
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        database: Database,
+    },
+    /// List the tokens: name, role, when made and revoked.
+    List {
+        #[command(flatten)]
+        database: Database,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token by name; calls with it are refused from then on.
+    Revoke {
+        name: String,
+        #[command(flatten)]
+        database: Database,
+    },
+}
+
+/// The coordinator's database, which token commands use directly.
+#[derive(Debug, clap::Args)]
+struct Database {
+    /// postgres://USER@HOST/DB, or sqlite://FILE.
+    #[arg(
+        long,
+        env = "EXP025_DATABASE_URL",
+        default_value = "sqlite://exp025.db"
+    )]
+    database_url: String,
+}
+
+impl Database {
+    async fn open(&self) -> Result<Store> {
+        Store::connect(&self.database_url)
+            .await
+            .with_context(|| format!("opening {}", self.database_url))
+    }
 }
 
 /// Which epoch of each trial results read.
@@ -286,28 +360,52 @@ async fn run(command: Command) -> Result<()> {
             listen,
             lease_seconds,
             max_attempts,
+            tls_cert,
+            tls_key,
+            insecure_no_auth,
         } => {
+            if insecure_no_auth && !listen.ip().is_loopback() {
+                anyhow::bail!(
+                    "--insecure-no-auth is refused on {listen}: without tokens only a loopback \
+                     address may be served; make tokens with `coordinator token create`"
+                );
+            }
             let store = Store::connect(&database_url)
                 .await
                 .with_context(|| format!("opening {database_url}"))?;
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("listening on {listen}"))?;
-            tracing::info!(addr = %listener.local_addr()?, backend = ?store.backend(), "coordinator serving");
-            let policy = Policy {
-                lease: Duration::from_secs(lease_seconds),
-                max_attempts,
+            tracing::info!(
+                addr = %listener.local_addr()?,
+                backend = ?store.backend(),
+                tls = tls_cert.is_some(),
+                auth = !insecure_no_auth,
+                "coordinator serving"
+            );
+            let options = server::Options {
+                policy: Policy {
+                    lease: Duration::from_secs(lease_seconds),
+                    max_attempts,
+                },
+                auth: if insecure_no_auth {
+                    Auth::Disabled
+                } else {
+                    Auth::Required
+                },
+                tls: tls_cert.zip(tls_key).map(|(cert, key)| Tls { cert, key }),
             };
             let shutdown = async {
                 let _ = tokio::signal::ctrl_c().await;
                 tracing::info!("shutting down");
             };
-            server::serve(store, policy, listener, shutdown).await
+            server::serve(store, options, listener, shutdown).await
         }
+        Command::Token(command) => token(command).await,
         Command::Submit { file, client } => {
             let yaml = std::fs::read_to_string(&file)
                 .with_context(|| format!("reading {}", file.display()))?;
-            let mut api = connect(&client.coordinator).await?;
+            let mut api = connect(&client).await?;
             let request = pb::SubmitRequest {
                 yaml,
                 file_name: file.display().to_string(),
@@ -330,7 +428,7 @@ async fn run(command: Command) -> Result<()> {
             Ok(())
         }
         Command::Status { sweep, client } => {
-            let mut api = connect(&client.coordinator).await?;
+            let mut api = connect(&client).await?;
             let format = if client.json {
                 Format::Json
             } else {
@@ -359,7 +457,7 @@ async fn run(command: Command) -> Result<()> {
             Ok(())
         }
         Command::Cancel { sweep, client } => {
-            let mut api = connect(&client.coordinator).await?;
+            let mut api = connect(&client).await?;
             let response = api
                 .cancel_sweep(pb::CancelSweepRequest { sweep_id: sweep })
                 .await
@@ -381,7 +479,7 @@ async fn run(command: Command) -> Result<()> {
             metrics,
             output,
         } => {
-            let mut api = connect(&output.client.coordinator).await?;
+            let mut api = connect(&output.client).await?;
             let selection = epoch.selection();
             let request = pb::ResultsRequest {
                 sweep_id: sweep,
@@ -423,7 +521,7 @@ async fn run(command: Command) -> Result<()> {
             epoch,
             output,
         } => {
-            let mut api = connect(&output.client.coordinator).await?;
+            let mut api = connect(&output.client).await?;
             let selection = epoch.selection();
             let request = pb::CompareRequest {
                 sweep_id: sweep,
@@ -451,7 +549,7 @@ async fn run(command: Command) -> Result<()> {
             split,
             output,
         } => {
-            let mut api = connect(&output.client.coordinator).await?;
+            let mut api = connect(&output.client).await?;
             let request = pb::LearningCurvesRequest {
                 sweep_id: sweep,
                 metric,
@@ -467,10 +565,47 @@ async fn run(command: Command) -> Result<()> {
     }
 }
 
-async fn connect(url: &str) -> Result<SweepServiceClient<Channel>> {
-    SweepServiceClient::connect(url.to_string())
-        .await
-        .with_context(|| format!("connecting to the coordinator at {url}"))
+async fn token(command: TokenCommand) -> Result<()> {
+    match command {
+        TokenCommand::Create {
+            role,
+            name,
+            database,
+        } => {
+            let store = database.open().await?;
+            let token = auth::new_token();
+            store.create_token(&name, role, &auth::hash(&token)).await?;
+            eprintln!(
+                "token {name:?} with role {role} made; it is shown only now (pass it with --token or EXP025_TOKEN):"
+            );
+            println!("{token}");
+        }
+        TokenCommand::List { database, json } => {
+            let store = database.open().await?;
+            let tokens = store.tokens().await?;
+            println!(
+                "{}",
+                report::tokens(&tokens, if json { Format::Json } else { Format::Table }).trim_end()
+            );
+        }
+        TokenCommand::Revoke { name, database } => {
+            let store = database.open().await?;
+            if !store.revoke_token(&name).await? {
+                anyhow::bail!("no unrevoked token named {name:?}; see `coordinator token list`");
+            }
+            println!("token {name:?} revoked");
+        }
+    }
+    Ok(())
+}
+
+async fn connect(client: &Client) -> Result<SweepServiceClient<AuthChannel>> {
+    let coordinator = proto::client::Coordinator {
+        url: client.coordinator.clone(),
+        token: client.token.clone(),
+        tls_ca: client.tls_ca.clone(),
+    };
+    Ok(SweepServiceClient::new(coordinator.connect().await?))
 }
 
 /// A gRPC error as the user should read it: the message, and the field

@@ -18,9 +18,10 @@ use proto::v1 as pb;
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
 
+use crate::auth::{self, Auth, Role};
 use crate::lease::Policy;
 use crate::report::{self, Format};
-use crate::store::{Store, TrialRow, status};
+use crate::store::{Store, TrialRow, now_ms, status};
 use crate::{results, server, spec};
 
 /// What `coordinator run` was told.
@@ -110,7 +111,7 @@ async fn sweep_for(store: &Store, file: &str, yaml: &str) -> Result<i64> {
 }
 
 /// Starts `workers` worker processes against `url`.
-fn spawn_workers(options: &LocalRun, workers: usize, url: &str) -> Result<Vec<Child>> {
+fn spawn_workers(options: &LocalRun, workers: usize, url: &str, token: &str) -> Result<Vec<Child>> {
     let log = File::options()
         .create(true)
         .append(true)
@@ -125,6 +126,7 @@ fn spawn_workers(options: &LocalRun, workers: usize, url: &str) -> Result<Vec<Ch
                 .args(["worker", "--coordinator", url, "--device", &options.device])
                 .args(["--name", &format!("local-{i}")])
                 .env(PARENT_ENV, std::process::id().to_string())
+                .env("EXP025_TOKEN", token)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(log.try_clone()?)
@@ -287,14 +289,24 @@ pub async fn run(options: &LocalRun) -> Result<Outcome> {
     let mut server_stopping = server_stopping;
     let server = tokio::spawn(server::serve(
         store.clone(),
-        Policy::default(),
+        server::Options {
+            policy: Policy::default(),
+            auth: Auth::Required,
+            tls: None,
+        },
         listener,
         async move {
             let _ = server_stopping.wait_for(|s| *s).await;
         },
     ));
+    // The workers' own token, revoked when the run ends.
+    let token = auth::new_token();
+    let token_name = format!("coordinator-run-{}-{}", std::process::id(), now_ms());
+    store
+        .create_token(&token_name, Role::Worker, &auth::hash(&token))
+        .await?;
     let workers = options.workers.clamp(1, trials.len());
-    let mut children = spawn_workers(options, workers, &url)?;
+    let mut children = spawn_workers(options, workers, &url, &token)?;
     eprintln!(
         "coordinator on {url}, {workers} worker processes (logs: {}); Ctrl-C stops, running again resumes",
         options.log.display()
@@ -333,6 +345,7 @@ pub async fn run(options: &LocalRun) -> Result<Outcome> {
     stop_workers(&mut children).await;
     let _ = stop_server.send(true);
     server.await??;
+    store.revoke_token(&token_name).await?;
     match outcome? {
         Outcome::Finished => {
             print_results(&store, sweep_id).await?;

@@ -1,31 +1,60 @@
-//! Assembles the coordinator: gRPC services with health and reflection,
-//! and the reaper that returns expired leases to the queue.
+//! Assembles the coordinator: gRPC services behind the token gate, health
+//! and reflection (both versions) open to all, TLS when given, bounded
+//! message sizes, and the reaper that returns expired leases to the queue.
 
 use std::future::Future;
+use std::path::PathBuf;
 
+use anyhow::Context;
 use proto::v1::sweep_service_server::SweepServiceServer;
 use proto::v1::worker_service_server::WorkerServiceServer;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::{Identity, ServerTlsConfig};
 
+use crate::auth::{Auth, Gate};
 use crate::lease::{self, Policy};
+use crate::limits;
 use crate::service::{Sweeps, Workers};
 use crate::store::Store;
+
+/// A certificate chain and its private key, both PEM files.
+#[derive(Debug, Clone)]
+pub struct Tls {
+    /// The server's certificate (and any intermediates).
+    pub cert: PathBuf,
+    /// Its private key.
+    pub key: PathBuf,
+}
+
+/// How the coordinator serves.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Leases and retries.
+    pub policy: Policy,
+    /// Whether calls need tokens.
+    pub auth: Auth,
+    /// TLS, or plaintext when `None`.
+    pub tls: Option<Tls>,
+}
 
 /// Serves the coordinator on `listener` until `shutdown` resolves.
 pub async fn serve(
     store: Store,
-    policy: Policy,
+    options: Options,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<WorkerServiceServer<Workers>>().await;
     health.set_serving::<SweepServiceServer<Sweeps>>().await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let (reflection_v1, reflection_v1alpha) =
+        (reflection().build_v1()?, reflection().build_v1alpha()?);
 
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let shutdown = async move {
@@ -33,16 +62,42 @@ pub async fn serve(
         // Ends open progress and watch streams, so that shutdown completes.
         let _ = stop.send(true);
     };
-    let reaper = tokio::spawn(lease::reap(store.clone(), policy));
-    let result = tonic::transport::Server::builder()
+    let gate = Gate {
+        store: store.clone(),
+        auth: options.auth,
+    };
+    let workers = WorkerServiceServer::new(Workers {
+        store: store.clone(),
+        policy: options.policy,
+        stopping: stopping.clone(),
+        gate: gate.clone(),
+    })
+    .max_decoding_message_size(limits::MAX_MESSAGE_BYTES)
+    .max_encoding_message_size(limits::MAX_MESSAGE_BYTES);
+    let sweeps = SweepServiceServer::new(Sweeps {
+        store: store.clone(),
+        stopping,
+        gate,
+    })
+    .max_decoding_message_size(limits::MAX_MESSAGE_BYTES)
+    .max_encoding_message_size(limits::MAX_MESSAGE_BYTES);
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &options.tls {
+        let read = |path: &PathBuf| {
+            std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+        };
+        let identity = Identity::from_pem(read(&tls.cert)?, read(&tls.key)?);
+        builder = builder
+            .tls_config(ServerTlsConfig::new().identity(identity))
+            .context("the TLS certificate and key")?;
+    }
+    let reaper = tokio::spawn(lease::reap(store, options.policy));
+    let result = builder
         .add_service(health_service)
-        .add_service(reflection)
-        .add_service(WorkerServiceServer::new(Workers {
-            store: store.clone(),
-            policy,
-            stopping: stopping.clone(),
-        }))
-        .add_service(SweepServiceServer::new(Sweeps { store, stopping }))
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(workers)
+        .add_service(sweeps)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await;
     reaper.abort();

@@ -26,6 +26,8 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Deserialize;
 
+use crate::limits;
+
 /// A problem in a sweep file, located.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("line {line}, column {column}: {field}: {message}")]
@@ -95,7 +97,7 @@ pub struct SweepPlan {
 struct SweepFile {
     name: Spanned<String>,
     #[serde(default)]
-    description: Option<String>,
+    description: Option<Spanned<String>>,
     method: Option<Spanned<String>>,
     budget: Option<Spanned<u32>>,
     search_seed: Option<u64>,
@@ -239,12 +241,44 @@ enum Domain {
 
 /// Parses, checks and expands a sweep file.
 pub fn parse(yaml: &str) -> Result<SweepPlan, SpecError> {
+    if yaml.len() > limits::MAX_SWEEP_FILE_BYTES {
+        return Err(SpecError {
+            line: 1,
+            column: 1,
+            field: "(document)".into(),
+            message: format!(
+                "the file is {} bytes; at most {} are allowed",
+                yaml.len(),
+                limits::MAX_SWEEP_FILE_BYTES
+            ),
+        });
+    }
     let options = LoaderOptions::default().error_on_duplicate_keys(true);
     let file: SweepFile =
         marked_yaml::from_yaml_with_options(0, yaml, options).map_err(load_error)?;
     let name = file.name.trim().to_string();
     if name.is_empty() {
         return Err(SpecError::at(&file.name, "name", "must not be empty"));
+    }
+    let too_long = |text: &Spanned<String>, field: &str, max: usize| {
+        let n = text.chars().count();
+        (n > max).then(|| {
+            SpecError::at(
+                text,
+                field,
+                format!("is {n} characters long; at most {max} are allowed"),
+            )
+        })
+    };
+    if let Some(e) = too_long(&file.name, "name", limits::MAX_NAME_CHARS) {
+        return Err(e);
+    }
+    if let Some(e) = file
+        .description
+        .as_ref()
+        .and_then(|d| too_long(d, "description", limits::MAX_TEXT_CHARS))
+    {
+        return Err(e);
     }
     let objective = objective(file.metric.as_ref())?;
     let dataset = dataset(&file.dataset)?;
@@ -279,6 +313,7 @@ pub fn parse(yaml: &str) -> Result<SweepPlan, SpecError> {
         if **budget == 0 {
             return Err(SpecError::at(budget, "budget", "must be at least 1"));
         }
+        check_trials(u64::from(**budget), repeats, budget, "budget")?;
         sample(&domains, **budget, file.search_seed.unwrap_or(0))
     } else {
         if let Some(budget) = &file.budget {
@@ -301,6 +336,14 @@ pub fn parse(yaml: &str) -> Result<SweepPlan, SpecError> {
                 ..span.clone()
             });
         }
+        let configurations = domains
+            .iter()
+            .map(|(_, (d, _))| match d {
+                Domain::Choice(values) => values.len() as u64,
+                _ => 1,
+            })
+            .fold(1u64, u64::saturating_mul);
+        check_trials(configurations, repeats, &file.parameters, "parameters")?;
         grid(&domains)
     };
     let base_seed = file.seed.unwrap_or(0);
@@ -320,10 +363,32 @@ pub fn parse(yaml: &str) -> Result<SweepPlan, SpecError> {
     }
     Ok(SweepPlan {
         name,
-        description: file.description.unwrap_or_default(),
+        description: file.description.map(|d| d.to_string()).unwrap_or_default(),
         objective,
         trials,
     })
+}
+
+/// Refuses a sweep of more than [`limits::MAX_TRIALS`] trials before any is
+/// made.
+fn check_trials<T>(
+    configurations: u64,
+    repeats: u32,
+    at: &Spanned<T>,
+    field: &str,
+) -> Result<(), SpecError> {
+    let trials = configurations.saturating_mul(u64::from(repeats));
+    if trials > limits::MAX_TRIALS {
+        return Err(SpecError::at(
+            at,
+            field,
+            format!(
+                "the sweep expands to {trials} trials ({configurations} configurations x {repeats} repeats); at most {} are allowed",
+                limits::MAX_TRIALS
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn load_error(e: marked_yaml::FromYamlError) -> SpecError {

@@ -12,6 +12,7 @@ use rand::RngExt;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
+use crate::auth::Role;
 use crate::spec::{Objective, SweepPlan};
 
 /// Why a store operation failed. Messages never show SQL.
@@ -32,6 +33,12 @@ pub enum StoreError {
     /// A stored split or metric name outside the vocabulary.
     #[error("stored metric is unknown: {0}")]
     UnknownMetric(String),
+    /// A token name that is taken.
+    #[error("a token named {0:?} exists already (revoked or not); pick another name")]
+    TokenNameTaken(String),
+    /// A stored role name outside the known roles.
+    #[error("stored token role {0:?} is unknown")]
+    UnknownRole(String),
 }
 
 type Result<T> = std::result::Result<T, StoreError>;
@@ -172,6 +179,32 @@ pub struct MetricRow {
     pub epoch: u32,
     /// Which metric of which split, and its value.
     pub value: MetricValue,
+}
+
+/// A token as stored: never the token itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRow {
+    /// The token's id.
+    pub id: i64,
+    /// Who or what it was made for.
+    pub name: String,
+    /// What it may do.
+    pub role: Role,
+    /// When it was made (ms since the Unix epoch).
+    pub created_ms: i64,
+    /// When it was revoked, if it was.
+    pub revoked_ms: Option<i64>,
+}
+
+fn token_row(r: &AnyRow) -> Result<TokenRow> {
+    let role: String = r.try_get("role")?;
+    Ok(TokenRow {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        role: Role::parse(&role).ok_or(StoreError::UnknownRole(role))?,
+        created_ms: r.try_get("created_ms")?,
+        revoked_ms: r.try_get("revoked_ms")?,
+    })
 }
 
 const TRIAL_COLUMNS: &str = "t.id, t.sweep_id, t.config, t.config_key, t.repeat_index, t.status, t.attempts, \
@@ -735,5 +768,59 @@ impl Store {
             .iter()
             .map(metric_row)
             .collect()
+    }
+
+    /// Stores a token's hash under `name` with `role`.
+    pub async fn create_token(&self, name: &str, role: Role, hash: &str) -> Result<TokenRow> {
+        let taken = sqlx::query("SELECT id FROM tokens WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        if taken.is_some() {
+            return Err(StoreError::TokenNameTaken(name.to_string()));
+        }
+        let row = sqlx::query(
+            "INSERT INTO tokens (name, role, hash, created_ms) VALUES ($1, $2, $3, $4) \
+             RETURNING id, name, role, created_ms, revoked_ms",
+        )
+        .bind(name)
+        .bind(role.name())
+        .bind(hash)
+        .bind(now_ms())
+        .fetch_one(&self.pool)
+        .await?;
+        token_row(&row)
+    }
+
+    /// The token with this hash, revoked or not.
+    pub async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRow>> {
+        let row = sqlx::query(
+            "SELECT id, name, role, created_ms, revoked_ms FROM tokens WHERE hash = $1",
+        )
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(token_row).transpose()
+    }
+
+    /// Every token, oldest first.
+    pub async fn tokens(&self) -> Result<Vec<TokenRow>> {
+        let rows =
+            sqlx::query("SELECT id, name, role, created_ms, revoked_ms FROM tokens ORDER BY id")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(token_row).collect()
+    }
+
+    /// Revokes the token named `name`; false when there is none or it was
+    /// revoked already.
+    pub async fn revoke_token(&self, name: &str) -> Result<bool> {
+        let done =
+            sqlx::query("UPDATE tokens SET revoked_ms = $1 WHERE name = $2 AND revoked_ms IS NULL")
+                .bind(now_ms())
+                .bind(name)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() > 0)
     }
 }

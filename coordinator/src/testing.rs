@@ -9,6 +9,7 @@ use proto::v1::worker_service_client::WorkerServiceClient;
 use proto::v1::{self as pb, Directive};
 use tonic::transport::Channel;
 
+use crate::auth::Auth;
 use crate::lease::Policy;
 use crate::store::Store;
 use rand::RngExt;
@@ -120,23 +121,34 @@ impl Running {
     }
 }
 
-/// A coordinator on an ephemeral 127.0.0.1 port.
+/// A coordinator on an ephemeral 127.0.0.1 port, without tokens (the tests
+/// of tokens start their own).
 pub async fn start(url: &str, lease: Duration, max_attempts: u32) -> Running {
     start_at(url, "127.0.0.1:0".parse().unwrap(), lease, max_attempts).await
 }
 
 /// A coordinator on `addr`, e.g. the address of one stopped before.
 pub async fn start_at(url: &str, addr: SocketAddr, lease: Duration, max_attempts: u32) -> Running {
+    let options = crate::server::Options {
+        policy: Policy {
+            lease,
+            max_attempts,
+        },
+        auth: Auth::Disabled,
+        tls: None,
+    };
+    start_with(url, addr, options).await
+}
+
+/// A coordinator on `addr` served as `options` say (tokens, TLS).
+pub async fn start_with(url: &str, addr: SocketAddr, options: crate::server::Options) -> Running {
     let store = Store::connect(url).await.unwrap();
     let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = oneshot::channel();
     let task = tokio::spawn(crate::server::serve(
         store.clone(),
-        Policy {
-            lease,
-            max_attempts,
-        },
+        options,
         listener,
         async {
             let _ = rx.await;

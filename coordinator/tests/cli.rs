@@ -1,5 +1,6 @@
-//! The `coordinator` binary as a user runs it: serve on SQLite, submit the
-//! quickstart sweep, look at it, refuse a bad file, cancel.
+//! The `coordinator` binary as a user runs it: make tokens, serve on SQLite,
+//! submit the quickstart sweep, look at it, refuse a bad file, cancel; and
+//! every refusal of a missing, wrong, revoked or under-privileged token.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -19,6 +20,7 @@ impl Drop for Server {
 fn serve(db: &str) -> (Server, String) {
     let mut child = Command::new(COORDINATOR)
         .args(["serve", "--database-url", db, "--listen", "127.0.0.1:0"])
+        .env_remove("EXP025_TOKEN")
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())
         .spawn()
@@ -34,10 +36,11 @@ fn serve(db: &str) -> (Server, String) {
     (Server(child), format!("http://{addr}"))
 }
 
-fn run(url: &str, args: &[&str]) -> (bool, String, String) {
+/// Runs the binary with `args`; returns success, stdout and stderr.
+fn coordinator(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(COORDINATOR)
         .args(args)
-        .args(["--coordinator", url])
+        .env_remove("EXP025_TOKEN")
         .output()
         .unwrap();
     (
@@ -47,11 +50,37 @@ fn run(url: &str, args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// A client command against `url` with `token`.
+fn as_token(url: &str, token: &str, args: &[&str]) -> (bool, String, String) {
+    let mut all = args.to_vec();
+    all.extend(["--coordinator", url, "--token", token]);
+    coordinator(&all)
+}
+
+/// `coordinator token create`: the token it prints.
+fn token(db: &str, role: &str, name: &str) -> String {
+    let (ok, out, err) = coordinator(&[
+        "token",
+        "create",
+        "--role",
+        role,
+        "--name",
+        name,
+        "--database-url",
+        db,
+    ]);
+    assert!(ok, "{err}");
+    assert!(err.contains("shown only now"), "{err}");
+    out.trim().to_string()
+}
+
 #[test]
 fn submit_status_and_cancel_through_the_cli() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("cli.db").display());
+    let alice = token(&db, "user", "alice");
     let (_server, url) = serve(&db);
+    let run = |url: &str, args: &[&str]| as_token(url, &alice, args);
     let quickstart = concat!(env!("CARGO_MANIFEST_DIR"), "/../sweeps/quickstart.yaml");
 
     let (ok, out, err) = run(&url, &["submit", quickstart]);
@@ -97,4 +126,82 @@ fn submit_status_and_cancel_through_the_cli() {
 
     let (ok, _, err) = run(&url, &["status", "99"]);
     assert!(!ok && err.contains("sweep 99 not found"), "{err}");
+}
+
+#[test]
+fn tokens_are_made_listed_revoked_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("tokens.db").display());
+    let user = token(&db, "user", "alice");
+    let reader = token(&db, "reader", "dashboard");
+    let (_server, url) = serve(&db);
+    let quickstart = concat!(env!("CARGO_MANIFEST_DIR"), "/../sweeps/quickstart.yaml");
+
+    let (ok, _, err) = coordinator(&["status", "--coordinator", &url]);
+    assert!(
+        !ok && err.contains("ListSweeps needs a bearer token"),
+        "{err}"
+    );
+    let (ok, _, err) = as_token(&url, "exp025_nonsense", &["status"]);
+    assert!(!ok && err.contains("unknown token"), "{err}");
+    let (ok, _, err) = as_token(&url, &reader, &["submit", quickstart]);
+    assert!(
+        !ok && err.contains("token \"dashboard\" has role reader; Submit needs user"),
+        "{err}"
+    );
+    let (ok, out, _) = as_token(&url, &reader, &["status", "--json"]);
+    assert!(ok);
+    assert_eq!(out.trim(), "[]", "the refused submit stored nothing");
+    let (ok, _, err) = as_token(&url, &user, &["submit", quickstart]);
+    assert!(ok, "{err}");
+
+    let (ok, out, _) = coordinator(&["token", "list", "--database-url", &db]);
+    assert!(ok);
+    assert!(out.contains("alice") && out.contains("dashboard") && out.contains("reader"));
+    assert!(
+        !out.contains(&user) && !out.contains(&reader),
+        "tokens are never shown again"
+    );
+    let mut stored = Vec::new();
+    for file in ["tokens.db", "tokens.db-wal"] {
+        stored.extend(std::fs::read(dir.path().join(file)).unwrap_or_default());
+    }
+    assert!(
+        !stored.windows(user.len()).any(|w| w == user.as_bytes()),
+        "the database keeps only a hash"
+    );
+
+    let (ok, out, _) = coordinator(&["token", "revoke", "alice", "--database-url", &db]);
+    assert!(ok && out.contains("revoked"), "{out}");
+    let (ok, _, err) = as_token(&url, &user, &["cancel", "1"]);
+    assert!(!ok && err.contains("token \"alice\" was revoked"), "{err}");
+    let (ok, _, err) = coordinator(&["token", "revoke", "alice", "--database-url", &db]);
+    assert!(
+        !ok && err.contains("no unrevoked token named \"alice\""),
+        "{err}"
+    );
+    let (ok, _, err) = coordinator(&[
+        "token",
+        "create",
+        "--role",
+        "user",
+        "--name",
+        "alice",
+        "--database-url",
+        &db,
+    ]);
+    assert!(!ok && err.contains("exists already"), "{err}");
+
+    let (ok, _, err) = coordinator(&[
+        "serve",
+        "--database-url",
+        &db,
+        "--listen",
+        "0.0.0.0:0",
+        "--insecure-no-auth",
+    ]);
+    assert!(
+        !ok && err.contains("--insecure-no-auth is refused on 0.0.0.0:0"),
+        "{err}"
+    );
 }

@@ -3,6 +3,7 @@
 
 #![warn(missing_docs)]
 
+pub mod client; // reaching a coordinator: URL, bearer token, TLS
 pub mod config; // the notebook's default configuration and its validation
 pub mod metrics; // every reported metric: names, splits, direction
 pub mod names; // init scheme names as sweep files and tables write them

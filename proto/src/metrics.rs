@@ -154,6 +154,21 @@ impl Metric {
         )
     }
 
+    /// Whether `value` can be this metric: NaN (undefined), or a finite
+    /// number that is not negative, and at most 1 for a share.
+    pub fn admits(self, value: f64) -> bool {
+        let share = matches!(
+            self,
+            Metric::DiscAccuracy
+                | Metric::CellAccuracy
+                | Metric::BoardAccuracy
+                | Metric::SpawnRecall
+                | Metric::SpawnPrecision
+                | Metric::SpawnValidity
+        );
+        value.is_nan() || (value.is_finite() && value >= 0.0 && (!share || value <= 1.0))
+    }
+
     /// The splits the metric is reported for: both for an evaluation
     /// metric, train alone for the training step's own figures.
     pub fn splits(self) -> &'static [Split] {
@@ -215,13 +230,18 @@ impl From<MetricValue> for v1::Metric {
 impl TryFrom<&v1::Metric> for MetricValue {
     type Error = String;
 
-    /// A reported metric, refused when its split or name is unknown or the
-    /// metric is not reported for that split.
+    /// A reported metric, refused when its split or name is unknown, the
+    /// metric is not reported for that split, or the value cannot be it
+    /// ([`Metric::admits`]).
     fn try_from(m: &v1::Metric) -> Result<Self, String> {
         let split = Split::parse(&m.split)?;
+        let metric = Metric::parse(&m.name, split)?;
+        if !metric.admits(m.value) {
+            return Err(format!("{split} {metric} cannot be {}", m.value));
+        }
         Ok(MetricValue {
             split,
-            metric: Metric::parse(&m.name, split)?,
+            metric,
             value: m.value,
         })
     }
@@ -278,5 +298,15 @@ mod tests {
             };
             assert!(MetricValue::try_from(&bad).is_err(), "{split} {name}");
         }
+        for (metric, value) in [
+            (Metric::BoardAccuracy, f64::INFINITY),
+            (Metric::BoardAccuracy, 1.5),
+            (Metric::DiscLoss, -0.1),
+            (Metric::EpochSeconds, f64::NEG_INFINITY),
+        ] {
+            assert!(!metric.admits(value), "{metric} {value}");
+        }
+        assert!(Metric::SpawnPrecision.admits(f64::NAN));
+        assert!(Metric::GenLoss.admits(7.5));
     }
 }

@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use candle_core::Device;
+use proto::client::{AuthChannel, Coordinator};
 use proto::v1::worker_service_client::WorkerServiceClient;
 use proto::v1::{self as pb, Directive};
 use tokio::sync::{mpsc, watch};
-use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 use crate::checkpoint;
@@ -25,13 +25,20 @@ use crate::train::{EpochReport, TrainConfig, Trainer};
 /// The flags of `worker run`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RunArgs {
-    /// The coordinator's URL.
+    /// The coordinator's URL (https://... for TLS).
     #[arg(
         long,
         env = "EXP025_COORDINATOR",
         default_value = "http://127.0.0.1:50051"
     )]
     pub coordinator: String,
+    /// A token of role worker, from `coordinator token create --role worker`.
+    #[arg(long, env = "EXP025_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// The CA certificate (PEM) that signed the coordinator's TLS
+    /// certificate [default: the system's roots].
+    #[arg(long, env = "EXP025_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
     /// cpu or cuda:N.
     #[arg(long, default_value = "cpu")]
     pub device: String,
@@ -58,7 +65,11 @@ impl RunArgs {
                 .name
                 .unwrap_or_else(|| format!("{}-{}", self.device, std::process::id())),
             cache_dir: self.cache_dir.unwrap_or_else(default_cache_dir),
-            coordinator: self.coordinator,
+            coordinator: Coordinator {
+                url: self.coordinator,
+                token: self.token,
+                tls_ca: self.tls_ca,
+            },
             device: self.device,
             slots: self.slots.max(1),
             checkpoint_every: self.checkpoint_every,
@@ -97,8 +108,8 @@ pub async fn wait_for_signal() {
 /// What `worker run` was told.
 #[derive(Debug, Clone)]
 pub struct RunnerOptions {
-    /// The coordinator's URL.
-    pub coordinator: String,
+    /// Where the coordinator is, and the token and CA to reach it.
+    pub coordinator: Coordinator,
     /// `cpu` or `cuda:N`.
     pub device: String,
     /// Trials trained at once.
@@ -111,11 +122,15 @@ pub struct RunnerOptions {
     pub cache_dir: PathBuf,
 }
 
-type Client = WorkerServiceClient<Channel>;
+type Client = WorkerServiceClient<AuthChannel>;
 
 const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 const LEASE_WAIT_MS: u32 = 5_000;
+/// Once asked to stop, how long a call keeps being retried while the
+/// coordinator does not answer; then the worker gives up and exits, and the
+/// trial's lease expires on the coordinator.
+const STOP_RETRY: Duration = Duration::from_secs(20);
 
 /// Whether a failed call may succeed when tried again (the coordinator or
 /// its database is away), as opposed to a refusal.
@@ -131,15 +146,32 @@ fn transient(status: &Status) -> bool {
 }
 
 /// Calls `f` until it succeeds or fails for good, waiting longer each time.
-async fn retry<T, F, Fut>(what: &str, mut f: F) -> Result<T, Status>
+/// Once `shutdown` is asked for, it gives up after [`STOP_RETRY`] of
+/// failures, so that a worker whose coordinator is gone still exits.
+async fn retry<T, F, Fut>(
+    what: &str,
+    shutdown: &watch::Receiver<bool>,
+    mut f: F,
+) -> Result<T, Status>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, Status>>,
 {
     let mut wait = BACKOFF_START;
+    let mut failing_since_stop: Option<tokio::time::Instant> = None;
     loop {
         match f().await {
             Err(status) if transient(&status) => {
+                if *shutdown.borrow() {
+                    let since = *failing_since_stop.get_or_insert_with(tokio::time::Instant::now);
+                    if since.elapsed() >= STOP_RETRY {
+                        tracing::warn!(
+                            what,
+                            "stopping, and the coordinator does not answer; giving up"
+                        );
+                        return Err(status);
+                    }
+                }
                 tracing::warn!(what, error = %status.message(), retry_in = ?wait, "coordinator unreachable");
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(BACKOFF_MAX);
@@ -163,11 +195,8 @@ struct Ctx {
 /// at the next epoch boundary, checkpoints it and releases its lease.
 pub async fn run(options: RunnerOptions, shutdown: watch::Receiver<bool>) -> Result<()> {
     let device = crate::device::parse(&options.device)?;
-    let channel = Channel::from_shared(options.coordinator.clone())
-        .with_context(|| format!("coordinator URL {}", options.coordinator))?
-        .connect_lazy();
-    let mut client = WorkerServiceClient::new(channel);
-    let registered = retry("register", || {
+    let mut client = WorkerServiceClient::new(options.coordinator.lazy()?);
+    let registered = retry("register", &shutdown, || {
         let mut client = client.clone();
         let request = pb::RegisterRequest {
             protocol_version: proto::PROTOCOL_VERSION,
@@ -207,6 +236,7 @@ pub async fn run(options: RunnerOptions, shutdown: watch::Receiver<bool>) -> Res
 }
 
 async fn slot_loop(ctx: Arc<Ctx>, slot: usize, mut shutdown: watch::Receiver<bool>) -> Result<()> {
+    let stopping = shutdown.clone();
     loop {
         if *shutdown.borrow() {
             return Ok(());
@@ -216,7 +246,7 @@ async fn slot_loop(ctx: Arc<Ctx>, slot: usize, mut shutdown: watch::Receiver<boo
             wait_ms: LEASE_WAIT_MS,
         };
         let leased = tokio::select! {
-            r = retry("lease", || { let mut c = ctx.client.clone(); let r = request; async move { c.lease(r).await } }) => r?,
+            r = retry("lease", &stopping, || { let mut c = ctx.client.clone(); let r = request; async move { c.lease(r).await } }) => r?,
             _ = stopped(&mut shutdown) => return Ok(()),
         };
         if let Some(lease) = leased.into_inner().lease {
@@ -267,6 +297,7 @@ async fn run_trial(ctx: &Ctx, lease: pb::Lease, mut shutdown: watch::Receiver<bo
         trial_id: trial.id,
         lease_id: lease.lease_id,
         pending: VecDeque::new(),
+        shutdown: shutdown.clone(),
     };
     let config = trial
         .config
@@ -391,6 +422,8 @@ struct Reporter {
     trial_id: i64,
     lease_id: String,
     pending: VecDeque<pb::ProgressReport>,
+    /// Bounds the retries once the worker is stopping.
+    shutdown: watch::Receiver<bool>,
 }
 
 impl Reporter {
@@ -417,7 +450,7 @@ impl Reporter {
         } else {
             self.pending.iter().cloned().collect()
         };
-        let directives = retry("report progress", || {
+        let directives = retry("report progress", &self.shutdown, || {
             let mut client = self.client.clone();
             let reports = reports.clone();
             async move {
@@ -456,7 +489,7 @@ impl Reporter {
             trial_id: self.trial_id,
             lease_id: self.lease_id.clone(),
         };
-        let response = retry("get checkpoint", || {
+        let response = retry("get checkpoint", &self.shutdown, || {
             let mut c = self.client.clone();
             let r = request.clone();
             async move { c.get_checkpoint(r).await }
@@ -472,7 +505,7 @@ impl Reporter {
             epoch,
             data,
         };
-        retry("put checkpoint", || {
+        retry("put checkpoint", &self.shutdown, || {
             let mut c = self.client.clone();
             let r = request.clone();
             async move { c.put_checkpoint(r).await }
@@ -486,7 +519,7 @@ impl Reporter {
         let (trial_id, lease_id) = (self.trial_id, self.lease_id.clone());
         match failure {
             None => {
-                retry("complete", || {
+                retry("complete", &self.shutdown, || {
                     let mut c = self.client.clone();
                     let r = pb::CompleteRequest {
                         trial_id,
@@ -498,7 +531,7 @@ impl Reporter {
                 tracing::info!(trial = trial_id, "trial completed");
             }
             Some(reason) => {
-                retry("fail", || {
+                retry("fail", &self.shutdown, || {
                     let mut c = self.client.clone();
                     let r = pb::FailRequest {
                         trial_id,
@@ -520,7 +553,7 @@ impl Reporter {
 
     async fn release(&self) -> Result<()> {
         let (trial_id, lease_id) = (self.trial_id, self.lease_id.clone());
-        retry("release", || {
+        retry("release", &self.shutdown, || {
             let mut c = self.client.clone();
             let r = pb::ReleaseRequest {
                 trial_id,

@@ -6,6 +6,7 @@ mod compare;
 mod curves;
 mod results;
 mod status;
+mod tokens;
 
 use comfy_table::{CellAlignment, ContentArrangement, Table, presets};
 use proto::v1 as pb;
@@ -15,6 +16,7 @@ pub use compare::compare;
 pub use curves::curves;
 pub use results::results;
 pub use status::{detail, sweep_json, sweeps};
+pub use tokens::tokens;
 
 /// The three ways a report can be printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,9 +2,10 @@
 //! progress, finish, checkpoints) and the user side ([`Sweeps`]: submit,
 //! get, list, cancel, watch, results, compare, learning curves).
 //!
-//! Every handler has one shape: the trait method hands the request to a
-//! function of this module's submodules that returns the crate's
-//! [`Error`], and [`handle`] runs it in a span named for the call and turns
+//! Every handler has one shape: the trait method hands the request to
+//! [`handle`] with the role the call needs and a function of this module's
+//! submodules that returns the crate's [`Error`]; `handle` admits the call
+//! by its token, runs the function in a span named for the call and turns
 //! the error into the call's status in one place.
 
 mod sweeps;
@@ -12,21 +13,34 @@ mod workers;
 
 use std::future::Future;
 
-use tonic::{Response, Status};
+use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
 pub use sweeps::Sweeps;
 pub use workers::Workers;
 
+use crate::auth::{Gate, Role};
 use crate::error::Error;
 
-/// Runs one call's body in a span named for the call, and maps its error to
-/// a gRPC status (logging it as the mapping decides).
-async fn handle<T>(
+/// Admits one call by its token (it needs `need`), runs its body on the
+/// request's message in a span named for the call, and maps its error to a
+/// gRPC status (logging it as the mapping decides).
+async fn handle<Req, T, Fut>(
+    gate: &Gate,
     call: &'static str,
-    body: impl Future<Output = Result<T, Error>>,
-) -> Result<Response<T>, Status> {
-    async move { body.await.map(Response::new).map_err(Status::from) }
-        .instrument(tracing::info_span!("rpc", call))
-        .await
+    need: Role,
+    request: Request<Req>,
+    body: impl FnOnce(Req) -> Fut,
+) -> Result<Response<T>, Status>
+where
+    Fut: Future<Output = Result<T, Error>>,
+{
+    async move {
+        gate.admit(request.metadata(), call, need).await?;
+        body(request.into_inner()).await
+    }
+    .instrument(tracing::info_span!("rpc", call))
+    .await
+    .map(Response::new)
+    .map_err(Status::from)
 }

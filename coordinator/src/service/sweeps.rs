@@ -13,7 +13,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::handle;
+use crate::auth::{Gate, Role};
 use crate::error::Error;
+use crate::limits;
 use crate::store::{Store, SweepRow};
 use crate::{convert, results, spec};
 
@@ -27,6 +29,8 @@ pub struct Sweeps {
     pub store: Store,
     /// Turns true when the server shuts down; open streams end then.
     pub stopping: watch::Receiver<bool>,
+    /// Admits calls by their token.
+    pub gate: Gate,
 }
 
 async fn sweep(s: &Sweeps, id: i64) -> Result<SweepRow, Error> {
@@ -37,6 +41,7 @@ async fn sweep(s: &Sweeps, id: i64) -> Result<SweepRow, Error> {
 }
 
 async fn submit(s: &Sweeps, r: pb::SubmitRequest) -> Result<pb::SubmitResponse, Error> {
+    limits::text("file_name", &r.file_name, limits::MAX_NAME_CHARS)?;
     let plan = spec::parse(&r.yaml).map_err(|source| Error::Spec {
         file: r.file_name.clone(),
         source,
@@ -177,28 +182,40 @@ impl SweepService for Sweeps {
         &self,
         request: Request<pb::SubmitRequest>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
-        handle("Submit", submit(self, request.into_inner())).await
+        handle(&self.gate, "Submit", Role::User, request, |r| {
+            submit(self, r)
+        })
+        .await
     }
 
     async fn get_sweep(
         &self,
         request: Request<pb::GetSweepRequest>,
     ) -> Result<Response<pb::SweepDetail>, Status> {
-        handle("GetSweep", get_sweep(self, request.into_inner())).await
+        handle(&self.gate, "GetSweep", Role::Reader, request, |r| {
+            get_sweep(self, r)
+        })
+        .await
     }
 
     async fn list_sweeps(
         &self,
-        _: Request<pb::ListSweepsRequest>,
+        request: Request<pb::ListSweepsRequest>,
     ) -> Result<Response<pb::ListSweepsResponse>, Status> {
-        handle("ListSweeps", list_sweeps(self)).await
+        handle(&self.gate, "ListSweeps", Role::Reader, request, |_| {
+            list_sweeps(self)
+        })
+        .await
     }
 
     async fn cancel_sweep(
         &self,
         request: Request<pb::CancelSweepRequest>,
     ) -> Result<Response<pb::CancelSweepResponse>, Status> {
-        handle("CancelSweep", cancel_sweep(self, request.into_inner())).await
+        handle(&self.gate, "CancelSweep", Role::User, request, |r| {
+            cancel_sweep(self, r)
+        })
+        .await
     }
 
     type WatchStream = Pin<Box<WatchEvents>>;
@@ -207,21 +224,38 @@ impl SweepService for Sweeps {
         &self,
         request: Request<pb::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        handle("Watch", watch(self, request.into_inner())).await
+        handle(&self.gate, "Watch", Role::Reader, request, |r| {
+            watch(self, r)
+        })
+        .await
     }
 
     async fn results(
         &self,
         request: Request<pb::ResultsRequest>,
     ) -> Result<Response<pb::ResultsResponse>, Status> {
-        handle("Results", results::results(&self.store, request.get_ref())).await
+        handle(
+            &self.gate,
+            "Results",
+            Role::Reader,
+            request,
+            |r| async move { results::results(&self.store, &r).await },
+        )
+        .await
     }
 
     async fn compare(
         &self,
         request: Request<pb::CompareRequest>,
     ) -> Result<Response<pb::CompareResponse>, Status> {
-        handle("Compare", results::compare(&self.store, request.get_ref())).await
+        handle(
+            &self.gate,
+            "Compare",
+            Role::Reader,
+            request,
+            |r| async move { results::compare(&self.store, &r).await },
+        )
+        .await
     }
 
     async fn learning_curves(
@@ -229,8 +263,11 @@ impl SweepService for Sweeps {
         request: Request<pb::LearningCurvesRequest>,
     ) -> Result<Response<pb::LearningCurvesResponse>, Status> {
         handle(
+            &self.gate,
             "LearningCurves",
-            results::learning_curves(&self.store, request.get_ref()),
+            Role::Reader,
+            request,
+            |r| async move { results::learning_curves(&self.store, &r).await },
         )
         .await
     }

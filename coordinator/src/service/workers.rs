@@ -15,9 +15,11 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::handle;
+use crate::auth::{Gate, Role};
 use crate::convert;
 use crate::error::Error;
 use crate::lease::{self, Policy};
+use crate::limits;
 use crate::store::{LeaseState, Store};
 
 /// The worker-facing service.
@@ -29,6 +31,8 @@ pub struct Workers {
     pub policy: Policy,
     /// Turns true when the server shuts down; open streams end then.
     pub stopping: watch::Receiver<bool>,
+    /// Admits calls by their token.
+    pub gate: Gate,
 }
 
 fn directive(state: LeaseState) -> Directive {
@@ -70,6 +74,15 @@ async fn register(w: &Workers, r: pb::RegisterRequest) -> Result<pb::RegisterRes
             want: proto::PROTOCOL_VERSION,
         });
     }
+    limits::name("worker name", &r.name)?;
+    limits::name("device", &r.device)?;
+    if !(1..=limits::MAX_SLOTS).contains(&r.slots) {
+        return Err(Error::InvalidArgument(format!(
+            "slots must lie in 1..={}, got {}",
+            limits::MAX_SLOTS,
+            r.slots
+        )));
+    }
     let id = w.store.register_worker(&r.name, &r.device, r.slots).await?;
     tracing::info!(
         worker = id,
@@ -84,6 +97,13 @@ async fn register(w: &Workers, r: pb::RegisterRequest) -> Result<pb::RegisterRes
 }
 
 async fn lease(w: &Workers, r: pb::LeaseRequest) -> Result<pb::LeaseResponse, Error> {
+    if r.wait_ms > limits::MAX_LEASE_WAIT_MS {
+        return Err(Error::InvalidArgument(format!(
+            "wait_ms is {}; a lease waits at most {} ms",
+            r.wait_ms,
+            limits::MAX_LEASE_WAIT_MS
+        )));
+    }
     check_worker(w, r.worker_id).await?;
     let wait = Duration::from_millis(u64::from(r.wait_ms));
     let leased = lease::wait_for_trial(&w.store, w.policy, r.worker_id, wait).await?;
@@ -103,24 +123,67 @@ async fn lease(w: &Workers, r: pb::LeaseRequest) -> Result<pb::LeaseResponse, Er
     })
 }
 
+/// Refuses an epoch outside the trial's `1..=epochs`, or one past the
+/// next epoch to store (reports come in order; a repeated one is fine).
+async fn check_epoch(w: &Workers, trial_id: i64, epoch: u32) -> Result<(), Error> {
+    let trial = w
+        .store
+        .trial(trial_id)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("trial {trial_id}")))?;
+    let epochs = trial.config.epochs;
+    if epoch == 0 || epoch > epochs {
+        return Err(Error::InvalidArgument(format!(
+            "trial {trial_id} has epochs 1..={epochs}, not {epoch}"
+        )));
+    }
+    if epoch > trial.epochs_done + 1 {
+        return Err(Error::InvalidArgument(format!(
+            "trial {trial_id} has stored epochs up to {}; epoch {epoch} is out of order",
+            trial.epochs_done
+        )));
+    }
+    Ok(())
+}
+
+/// The metrics of a report, checked: known names of their split, values
+/// they can take, each (split, metric) at most once.
+fn metrics(r: &pb::ProgressReport) -> Result<Vec<MetricValue>, Error> {
+    let refuse = |e: String| {
+        Error::InvalidArgument(format!(
+            "report of trial {} epoch {}: {e}",
+            r.trial_id, r.epoch
+        ))
+    };
+    let metrics = r
+        .metrics
+        .iter()
+        .map(MetricValue::try_from)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(refuse)?;
+    let mut seen: Vec<_> = metrics.iter().map(|m| (m.split, m.metric)).collect();
+    seen.sort_unstable();
+    if let Some(twice) = seen.windows(2).find(|p| p[0] == p[1]) {
+        let (split, metric) = twice[0];
+        return Err(refuse(format!("{split} {metric} is given twice")));
+    }
+    Ok(metrics)
+}
+
 /// Stores one report (or renews on a heartbeat) and says what to do.
 async fn progress(w: &Workers, r: &pb::ProgressReport) -> Result<pb::ProgressAck, Error> {
     let state = if r.epoch == 0 {
+        if !r.metrics.is_empty() {
+            return Err(Error::InvalidArgument(
+                "a heartbeat (epoch 0) carries no metrics".into(),
+            ));
+        }
         w.store
             .renew(r.trial_id, &r.lease_id, w.policy.lease_ms())
             .await?
     } else {
-        let metrics = r
-            .metrics
-            .iter()
-            .map(MetricValue::try_from)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| {
-                Error::InvalidArgument(format!(
-                    "report of trial {} epoch {}: {e}",
-                    r.trial_id, r.epoch
-                ))
-            })?;
+        let metrics = metrics(r)?;
+        check_epoch(w, r.trial_id, r.epoch).await?;
         w.store
             .record_epoch(
                 r.trial_id,
@@ -185,6 +248,7 @@ async fn complete(w: &Workers, r: pb::CompleteRequest) -> Result<pb::CompleteRes
 }
 
 async fn fail(w: &Workers, r: pb::FailRequest) -> Result<pb::FailResponse, Error> {
+    limits::text("reason", &r.reason, limits::MAX_TEXT_CHARS)?;
     let failed = w
         .store
         .finish(r.trial_id, &r.lease_id, Some(&r.reason))
@@ -204,6 +268,14 @@ async fn put_checkpoint(
     w: &Workers,
     r: pb::PutCheckpointRequest,
 ) -> Result<pb::PutCheckpointResponse, Error> {
+    if r.data.len() > limits::MAX_CHECKPOINT_BYTES {
+        return Err(Error::InvalidArgument(format!(
+            "checkpoint is {} bytes; at most {} are allowed",
+            r.data.len(),
+            limits::MAX_CHECKPOINT_BYTES
+        )));
+    }
+    check_epoch(w, r.trial_id, r.epoch).await?;
     let state = w
         .store
         .put_checkpoint(r.trial_id, &r.lease_id, r.epoch, &r.data)
@@ -235,14 +307,20 @@ impl WorkerService for Workers {
         &self,
         request: Request<pb::RegisterRequest>,
     ) -> Result<Response<pb::RegisterResponse>, Status> {
-        handle("Register", register(self, request.into_inner())).await
+        handle(&self.gate, "Register", Role::Worker, request, |r| {
+            register(self, r)
+        })
+        .await
     }
 
     async fn lease(
         &self,
         request: Request<pb::LeaseRequest>,
     ) -> Result<Response<pb::LeaseResponse>, Status> {
-        handle("Lease", lease(self, request.into_inner())).await
+        handle(&self.gate, "Lease", Role::Worker, request, |r| {
+            lease(self, r)
+        })
+        .await
     }
 
     type ReportProgressStream = Pin<Box<ProgressAcks>>;
@@ -251,10 +329,9 @@ impl WorkerService for Workers {
         &self,
         request: Request<Streaming<pb::ProgressReport>>,
     ) -> Result<Response<Self::ReportProgressStream>, Status> {
-        handle(
-            "ReportProgress",
-            report_progress(self, request.into_inner()),
-        )
+        handle(&self.gate, "ReportProgress", Role::Worker, request, |r| {
+            report_progress(self, r)
+        })
         .await
     }
 
@@ -262,34 +339,46 @@ impl WorkerService for Workers {
         &self,
         request: Request<pb::CompleteRequest>,
     ) -> Result<Response<pb::CompleteResponse>, Status> {
-        handle("Complete", complete(self, request.into_inner())).await
+        handle(&self.gate, "Complete", Role::Worker, request, |r| {
+            complete(self, r)
+        })
+        .await
     }
 
     async fn fail(
         &self,
         request: Request<pb::FailRequest>,
     ) -> Result<Response<pb::FailResponse>, Status> {
-        handle("Fail", fail(self, request.into_inner())).await
+        handle(&self.gate, "Fail", Role::Worker, request, |r| fail(self, r)).await
     }
 
     async fn release(
         &self,
         request: Request<pb::ReleaseRequest>,
     ) -> Result<Response<pb::ReleaseResponse>, Status> {
-        handle("Release", release(self, request.into_inner())).await
+        handle(&self.gate, "Release", Role::Worker, request, |r| {
+            release(self, r)
+        })
+        .await
     }
 
     async fn put_checkpoint(
         &self,
         request: Request<pb::PutCheckpointRequest>,
     ) -> Result<Response<pb::PutCheckpointResponse>, Status> {
-        handle("PutCheckpoint", put_checkpoint(self, request.into_inner())).await
+        handle(&self.gate, "PutCheckpoint", Role::Worker, request, |r| {
+            put_checkpoint(self, r)
+        })
+        .await
     }
 
     async fn get_checkpoint(
         &self,
         request: Request<pb::GetCheckpointRequest>,
     ) -> Result<Response<pb::GetCheckpointResponse>, Status> {
-        handle("GetCheckpoint", get_checkpoint(self, request.into_inner())).await
+        handle(&self.gate, "GetCheckpoint", Role::Worker, request, |r| {
+            get_checkpoint(self, r)
+        })
+        .await
     }
 }
