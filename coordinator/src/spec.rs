@@ -99,10 +99,10 @@ struct SweepFile {
     #[serde(default)]
     description: Option<Spanned<String>>,
     method: Option<Spanned<String>>,
-    budget: Option<Spanned<u32>>,
-    search_seed: Option<u64>,
-    seed: Option<u64>,
-    repeats: Option<Spanned<u32>>,
+    budget: Option<Spanned<String>>,
+    search_seed: Option<Spanned<String>>,
+    seed: Option<Spanned<String>>,
+    repeats: Option<Spanned<String>>,
     metric: Option<MetricFile>,
     dataset: Spanned<DatasetFile>,
     parameters: Spanned<HashMap<Spanned<String>, ParamFile>>,
@@ -283,8 +283,10 @@ pub fn parse(yaml: &str) -> Result<SweepPlan, SpecError> {
     let objective = objective(file.metric.as_ref())?;
     let dataset = dataset(&file.dataset)?;
     let repeats = match &file.repeats {
-        Some(r) if **r == 0 => return Err(SpecError::at(r, "repeats", "must be at least 1")),
-        Some(r) => **r,
+        Some(r) => match whole::<u32>(r, "repeats")? {
+            0 => return Err(SpecError::at(r, "repeats", "must be at least 1")),
+            n => n,
+        },
         None => 1,
     };
     let domains = domains(&file.parameters)?;
@@ -310,11 +312,16 @@ pub fn parse(yaml: &str) -> Result<SweepPlan, SpecError> {
                 "method random needs a budget",
             )
         })?;
-        if **budget == 0 {
+        let n = whole::<u32>(budget, "budget")?;
+        if n == 0 {
             return Err(SpecError::at(budget, "budget", "must be at least 1"));
         }
-        check_trials(u64::from(**budget), repeats, budget, "budget")?;
-        sample(&domains, **budget, file.search_seed.unwrap_or(0))
+        check_trials(u64::from(n), repeats, budget, "budget")?;
+        let search_seed = match &file.search_seed {
+            Some(s) => whole::<u64>(s, "search_seed")?,
+            None => 0,
+        };
+        sample(&domains, n, search_seed)
     } else {
         if let Some(budget) = &file.budget {
             return Err(SpecError::at(
@@ -346,7 +353,10 @@ pub fn parse(yaml: &str) -> Result<SweepPlan, SpecError> {
         check_trials(configurations, repeats, &file.parameters, "parameters")?;
         grid(&domains)
     };
-    let base_seed = file.seed.unwrap_or(0);
+    let base_seed = match &file.seed {
+        Some(s) => whole::<u64>(s, "seed")?,
+        None => 0,
+    };
     let mut trials = Vec::new();
     for values in configurations {
         let (config, key) = configuration(&values, &domains, &dataset)?;
@@ -366,6 +376,17 @@ pub fn parse(yaml: &str) -> Result<SweepPlan, SpecError> {
         description: file.description.map(|d| d.to_string()).unwrap_or_default(),
         objective,
         trials,
+    })
+}
+
+/// A whole number (not negative) of a top-level field such as `repeats`.
+fn whole<T: std::str::FromStr>(value: &Spanned<String>, field: &str) -> Result<T, SpecError> {
+    value.trim().parse().map_err(|_| {
+        SpecError::at(
+            value,
+            field,
+            format!("expected a whole number, got {:?}", value.as_str()),
+        )
     })
 }
 

@@ -369,5 +369,34 @@ async fn health_and_reflection_answer_standard_clients() {
         names.contains(&"exp025.v1.SweepService") && names.contains(&"exp025.v1.WorkerService"),
         "{names:?}"
     );
+
+    // The older v1alpha, which grpcio-reflection and older grpcurl speak.
+    use tonic_reflection::pb::v1alpha as alpha;
+    let mut reflection = alpha::server_reflection_client::ServerReflectionClient::new(
+        Channel::from_shared(server.url())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap(),
+    );
+    let request = alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(
+            alpha::server_reflection_request::MessageRequest::FileContainingSymbol(
+                "exp025.v1.WorkerService".into(),
+            ),
+        ),
+    };
+    let mut responses = reflection
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(alpha::server_reflection_response::MessageResponse::FileDescriptorResponse(files)) =
+        responses.message().await.unwrap().unwrap().message_response
+    else {
+        panic!("the file that holds WorkerService");
+    };
+    assert!(!files.file_descriptor_proto.is_empty());
     server.stop().await;
 }

@@ -101,3 +101,97 @@ fn every_bad_sweep_is_refused_with_its_location() {
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
+
+#[test]
+fn an_oversized_file_and_a_huge_grid_are_refused_before_any_work() {
+    let padding = format!("# {}\n", "x".repeat(1 << 20));
+    let big = format!(
+        "{padding}name: a\ndataset: {{generated: {{seed: 1, train: 8, test: 4}}}}\nparameters: {{}}\n"
+    );
+    let err = spec::parse(&big).unwrap_err();
+    assert_eq!((err.line, err.column), (1, 1));
+    assert!(err.message.contains("at most 1048576 are allowed"), "{err}");
+
+    // 5,000,000 trials: refused from the counts, without expanding them.
+    let values: Vec<String> = (1..=100)
+        .map(|i| format!("{}", f64::from(i) / 1000.0))
+        .collect();
+    let list = values.join(", ");
+    let huge = format!(
+        "name: huge\nrepeats: 5\ndataset: {{generated: {{seed: 1, train: 8, test: 4}}}}\nparameters:\n  lr: {{values: [{list}]}}\n  beta1: {{values: [{list}]}}\n  beta2: {{values: [{list}]}}\n"
+    );
+    let err = spec::parse(&huge).unwrap_err();
+    assert!(err.message.contains("expands to 5000000 trials"), "{err}");
+}
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    const KEYS: [&str; 14] = [
+        "name",
+        "description",
+        "method",
+        "budget",
+        "search_seed",
+        "seed",
+        "repeats",
+        "metric",
+        "dataset",
+        "parameters",
+        "lr",
+        "init",
+        "epochs",
+        "bogus",
+    ];
+    const VALUES: [&str; 16] = [
+        "a",
+        "0",
+        "-1",
+        "1e400",
+        ".nan",
+        "~",
+        "[]",
+        "{}",
+        "[1, 2]",
+        "grid",
+        "random",
+        "{generated: {seed: 1, train: 8, test: 4}}",
+        "{lr: {values: [0.1, 0.2]}}",
+        "{init: {value: smart}, glob_relu: {value: false}}",
+        "{name: board_accuracy}",
+        "'\\u0000'",
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Any text at all: a plan, or an error with a field and a message;
+        /// never a panic.
+        #[test]
+        fn any_text_is_planned_or_refused(text in "(?s).{0,300}") {
+            match spec::parse(&text) {
+                Ok(plan) => prop_assert!(!plan.trials.is_empty()),
+                Err(e) => prop_assert!(!e.field.is_empty() && !e.message.is_empty()),
+            }
+        }
+
+        /// Documents shaped like sweep files, with keys and values mixed at
+        /// random: planned within the bounds, or refused with a location.
+        #[test]
+        fn sweep_shaped_documents_are_planned_or_located(
+            pairs in proptest::collection::vec((0..KEYS.len(), 0..VALUES.len()), 0..10),
+        ) {
+            let yaml: String = pairs
+                .iter()
+                .map(|&(k, v)| format!("{}: {}\n", KEYS[k], VALUES[v]))
+                .collect();
+            match spec::parse(&yaml) {
+                Ok(plan) => prop_assert!(
+                    !plan.trials.is_empty() && plan.trials.len() as u64 <= coordinator::limits::MAX_TRIALS
+                ),
+                Err(e) => prop_assert!(e.line > 0 && e.column > 0, "{e} in\n{yaml}"),
+            }
+        }
+    }
+}

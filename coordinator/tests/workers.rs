@@ -260,3 +260,41 @@ async fn a_cancelled_trial_stops_promptly_and_frees_its_slot() {
     assert!(cancelled.epochs_done < 1000);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_told_to_stop_with_its_coordinator_gone_exits_in_bounded_time() {
+    let db = testing::databases().await.remove(0);
+    let cache = tempfile::tempdir().unwrap();
+    let server = testing::start(&db.url, Duration::from_secs(30), 3).await;
+    let yaml = testing::sweep_yaml(1, 1, 1000);
+    let plan = coordinator::spec::parse(&yaml).unwrap();
+    let sweep = server.store.create_sweep(&yaml, &plan).await.unwrap();
+    let mut worker = spawn_worker(&server.url(), cache.path(), "w");
+    let store = server.store.clone();
+    wait_until("an epoch", Duration::from_secs(60), || async {
+        store.trials(sweep).await.unwrap()[0].epochs_done >= 1
+    })
+    .await;
+    server.stop().await;
+    let stopped_at = Instant::now();
+    let status = Command::new("kill")
+        .args(["-TERM", &worker.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // It finishes its epoch, retries the checkpoint for 20 s, then gives up.
+    let exit = loop {
+        if let Some(exit) = worker.0.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            stopped_at.elapsed() < Duration::from_secs(45),
+            "still running 45 s after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    eprintln!(
+        "the worker exited {:?} after SIGTERM, status {exit:?}",
+        stopped_at.elapsed()
+    );
+}

@@ -115,10 +115,11 @@ impl Coordinator {
             })
     }
 
-    /// The interceptor that adds the token.
+    /// The interceptor that adds the token (none for an empty one).
     pub fn bearer(&self) -> Result<BearerToken, ConnectError> {
         self.token
             .as_ref()
+            .filter(|t| !t.trim().is_empty())
             .map(|t| {
                 format!("Bearer {}", t.trim())
                     .parse()

@@ -32,13 +32,25 @@ impl Split {
         Split::ALL
             .into_iter()
             .find(|s| s.name() == name)
-            .ok_or_else(|| format!("unknown split {name:?}; expected train or test"))
+            .ok_or_else(|| format!("unknown split {:?}; expected train or test", shown(name)))
     }
 }
 
 impl fmt::Display for Split {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+/// A name as an error shows it: at most 40 characters, so that a hostile
+/// megabyte is not echoed back.
+fn shown(name: &str) -> String {
+    const MAX: usize = 40;
+    if name.chars().count() <= MAX {
+        name.to_string()
+    } else {
+        let head: String = name.chars().take(MAX).collect();
+        format!("{head}...")
     }
 }
 
@@ -193,7 +205,8 @@ impl Metric {
             .ok_or_else(|| {
                 let known: Vec<&str> = Metric::of_split(split).map(Metric::name).collect();
                 format!(
-                    "unknown {split} metric {name:?}; expected one of {}",
+                    "unknown {split} metric {:?}; expected one of {}",
+                    shown(name),
                     known.join(", ")
                 )
             })

@@ -8,6 +8,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use ndarray::ArrayD;
+use ndarray_npy::npy::header::Header;
 use ndarray_npy::{ReadNpyError, ReadNpyExt, ReadableElement};
 
 use crate::split::Split;
@@ -134,6 +135,27 @@ pub fn read_item(path: &Path) -> Result<(Board, Board), RecordingsError> {
         path: path.to_path_buf(),
         source,
     })?;
+    let corrupt = |reason: String| RecordingsError::Corrupt {
+        path: path.to_path_buf(),
+        reason,
+    };
+    // The shape first, before anything the header asks for is allocated: a
+    // header may declare far more values than the file holds.
+    let header = Header::from_reader(&mut bytes.as_slice()).map_err(|e| corrupt(e.to_string()))?;
+    let shape = header.shape;
+    if shape.len() != 3 || shape[0] < 2 || shape[1] != ROWS || shape[2] != COLS {
+        return Err(RecordingsError::Shape {
+            path: path.to_path_buf(),
+            shape,
+        });
+    }
+    let declared = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+    if declared.is_none_or(|n| n > bytes.len()) {
+        return Err(corrupt(format!(
+            "the header declares shape {shape:?}, more values than the file's {} bytes hold",
+            bytes.len()
+        )));
+    }
     let values = read_as_i128(&bytes).map_err(|e| match e {
         ReadNpyError::WrongDescriptor(descr) => RecordingsError::Dtype {
             path: path.to_path_buf(),
@@ -144,13 +166,6 @@ pub fn read_item(path: &Path) -> Result<(Board, Board), RecordingsError> {
             reason: other.to_string(),
         },
     })?;
-    let shape = values.shape().to_vec();
-    if shape.len() != 3 || shape[0] < 2 || shape[1] != ROWS || shape[2] != COLS {
-        return Err(RecordingsError::Shape {
-            path: path.to_path_buf(),
-            shape,
-        });
-    }
     let t = shape[0];
     let flat: Vec<i128> = values.iter().copied().collect();
     let board = |k: usize| -> Result<Board, RecordingsError> {

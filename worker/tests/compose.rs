@@ -38,6 +38,10 @@ fn the_compose_file_describes_the_cluster() {
             .any(|a| a.starts_with("postgres://"))
     );
     assert!(s["worker-cpu"]["deploy"]["replicas"].as_u64().unwrap() >= 2);
+    for worker in ["worker-cpu", "worker-gpu"] {
+        let token = s[worker]["environment"]["EXP025_TOKEN"].as_str().unwrap();
+        assert_eq!(token, "${EXP025_WORKER_TOKEN:-}", "{worker}");
+    }
     let devices = &s["worker-gpu"]["deploy"]["resources"]["reservations"]["devices"][0];
     assert_eq!(devices["driver"].as_str(), Some("nvidia"));
     assert_eq!(strings(&devices["capabilities"]), ["gpu"]);

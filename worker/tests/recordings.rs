@@ -173,3 +173,82 @@ fn the_real_recordings_have_the_notebooks_sizes_and_spawns() {
     assert_eq!((test.len(), test.spawn_count()), (440, 40));
     assert_eq!(train.distinct_pairs(), 1492);
 }
+
+#[test]
+fn every_bad_recording_of_the_corpus_is_refused_naming_its_file() {
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bad_recordings");
+    let mut cases: Vec<_> = std::fs::read_dir(&corpus)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    cases.sort();
+    assert!(cases.len() >= 20, "a corpus of at least 20 bad splits");
+    let mut wrong = Vec::new();
+    for dir in cases {
+        let expect = std::fs::read_to_string(dir.join("expect.txt")).unwrap();
+        match load_split(&dir) {
+            Ok(split) => wrong.push(format!("{}: accepted {} items", dir.display(), split.len())),
+            Err(err) => {
+                let text = err.to_string();
+                if !text.contains(expect.trim()) || !text.contains(&*dir.to_string_lossy()) {
+                    wrong.push(format!(
+                        "{}:\n  got:  {text}\n  want: {}",
+                        dir.display(),
+                        expect.trim()
+                    ));
+                }
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn good_file() -> Vec<u8> {
+        let dir = tempfile::tempdir().unwrap();
+        write_item(dir.path(), 0, i32::from);
+        std::fs::read(dir.path().join("0.npy")).unwrap()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Any bytes at all: an error naming the file, or a split; never a
+        /// panic.
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join("0.npy"), &bytes).unwrap();
+            if let Err(err) = load_split(dir.path()) {
+                prop_assert!(err.to_string().contains("0.npy"), "{err}");
+            }
+        }
+
+        /// A good file with some bytes changed: refused with its name, or
+        /// read as boards of 0 and 1 only.
+        #[test]
+        fn corrupted_files_are_refused_or_read_as_boards(
+            changes in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+        ) {
+            let mut bytes = good_file();
+            for (at, value) in changes {
+                let i = at.index(bytes.len());
+                bytes[i] = value;
+            }
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join("0.npy"), &bytes).unwrap();
+            match load_split(dir.path()) {
+                Err(err) => prop_assert!(err.to_string().contains("0.npy"), "{err}"),
+                Ok(split) => {
+                    for i in 0..split.len() {
+                        prop_assert!(split.x(i).iter().chain(split.y(i)).all(|&c| c <= 1));
+                    }
+                }
+            }
+        }
+    }
+}
