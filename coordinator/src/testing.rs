@@ -97,6 +97,136 @@ pub async fn databases() -> Vec<TestDb> {
     dbs
 }
 
+/// A Postgres server of the test's own, in a temporary directory on a free
+/// 127.0.0.1 port, that the test may restart; stopped when dropped. Made
+/// with the `initdb` and `pg_ctl` of the newest `/usr/lib/postgresql/*/bin`
+/// (as user `postgres` when run as root).
+#[derive(Debug)]
+pub struct PrivatePostgres {
+    dir: tempfile::TempDir,
+    bin: std::path::PathBuf,
+    port: u16,
+}
+
+impl PrivatePostgres {
+    /// Starts one, or says SKIPPED and returns `None` where Postgres is not
+    /// installed (a failure when `EXP025_REQUIRE_DB` is set).
+    pub fn start() -> Option<Self> {
+        let mut bins: Vec<_> = std::fs::read_dir("/usr/lib/postgresql")
+            .into_iter()
+            .flatten()
+            .filter_map(|e| Some(e.ok()?.path().join("bin")))
+            .filter(|b| b.join("initdb").exists())
+            .collect();
+        bins.sort();
+        let Some(bin) = bins.pop() else {
+            assert!(
+                std::env::var_os("EXP025_REQUIRE_DB").is_none(),
+                "EXP025_REQUIRE_DB is set but no /usr/lib/postgresql/*/bin/initdb exists"
+            );
+            eprintln!("SKIPPED: no Postgres server binaries (/usr/lib/postgresql/*/bin)");
+            return None;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        if is_root() {
+            let ok = std::process::Command::new("chown")
+                .args(["-R", "postgres"])
+                .arg(dir.path())
+                .status()
+                .unwrap();
+            assert!(ok.success(), "chown to postgres");
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let pg = Self { dir, bin, port };
+        pg.run(
+            "initdb",
+            &[
+                "-D",
+                &pg.data(),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ],
+        );
+        pg.ctl(&["start"]);
+        Some(pg)
+    }
+
+    fn data(&self) -> String {
+        self.dir.path().join("data").display().to_string()
+    }
+
+    /// A Postgres program, to run as user postgres when we are root.
+    fn command(&self, program: &str) -> std::process::Command {
+        let path = self.bin.join(program);
+        if is_root() {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(path);
+            c
+        } else {
+            std::process::Command::new(path)
+        }
+    }
+
+    fn run(&self, program: &str, args: &[&str]) {
+        let out = self.command(program).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{program} {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn ctl(&self, args: &[&str]) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1",
+            self.port,
+            self.dir.path().display()
+        );
+        let log = self.dir.path().join("postgres.log").display().to_string();
+        let data = self.data();
+        let mut all = vec!["-D", &data, "-o", &options, "-l", &log, "-w"];
+        all.extend(args);
+        self.run("pg_ctl", &all);
+    }
+
+    /// Restarts the server the way a crash does: no clean shutdown, then
+    /// recovery from its log.
+    pub fn crash_and_restart(&self) {
+        self.ctl(&["restart", "-m", "immediate"]);
+    }
+
+    /// The URL of its `postgres` database.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let data = self.data();
+        let _ = self
+            .command("pg_ctl")
+            .args(["-D", &data, "stop", "-m", "immediate"])
+            .output();
+    }
+}
+
+/// Whether this process runs as root (who may not run Postgres itself).
+fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+}
+
 /// A coordinator serving on an ephemeral 127.0.0.1 port.
 #[derive(Debug)]
 pub struct Running {

@@ -342,6 +342,7 @@ async fn run_trial(ctx: &Ctx, lease: pb::Lease, mut shutdown: watch::Receiver<bo
         tokio::select! {
             event = inbox.recv() => match event {
                 Some(Event::Epoch(report, state)) => {
+                    tracing::info!(trial = trial.id, epoch = report.epoch, seconds = report.seconds, "epoch trained");
                     reporter.queue(&report);
                     if reporter.flush(&control).await? && let Some(bytes) = state {
                         reporter.put_checkpoint(report.epoch, bytes).await?;
