@@ -284,7 +284,10 @@ async fn nothing_is_lost_to_killed_workers_coordinators_and_databases() {
         .iter()
         .map(|t| t.attempts)
         .sum();
-    eprintln!(
+    // Straight to stderr, past the test harness's capture: CI's log shows it.
+    use std::io::Write as _;
+    let _ = writeln!(
+        std::io::stderr(),
         "fault suite: {worker_kills} workers SIGKILLed, {coordinator_kills} coordinator SIGKILLs and restarts, \
          {postgres_crashes} Postgres crash and restart; {total} epochs stored exactly once, \
          {} epochs trained again, {attempts} leases for {TRIALS} trials, {rows} deterministic metric values equal \

@@ -338,24 +338,35 @@ async fn hostile_requests_are_refused_clearly_and_change_nothing() {
             "train epoch_seconds cannot be -inf",
         );
         v.refused(
-            "an accuracy of 1.5",
+            "an infinite accuracy",
             send_one(
                 &mut a,
-                report(&mine, 2, vec![metric("test", "board_accuracy", 1.5)]),
+                report(
+                    &mine,
+                    2,
+                    vec![metric("test", "board_accuracy", f64::INFINITY)],
+                ),
             )
             .await,
             Code::InvalidArgument,
-            "test board_accuracy cannot be 1.5",
+            "test board_accuracy cannot be inf",
         );
         v.refused(
-            "a negative loss",
+            "an infinite loss among good values",
             send_one(
                 &mut a,
-                report(&mine, 2, vec![metric("train", "disc_loss", -0.5)]),
+                report(
+                    &mine,
+                    2,
+                    vec![
+                        metric("test", "gen_loss", 0.5),
+                        metric("train", "disc_loss", f64::NEG_INFINITY),
+                    ],
+                ),
             )
             .await,
             Code::InvalidArgument,
-            "train disc_loss cannot be -0.5",
+            "train disc_loss cannot be -inf",
         );
         v.refused(
             "a metric twice",
@@ -757,9 +768,13 @@ async fn hostile_requests_are_refused_clearly_and_change_nothing() {
             "{}: nothing changed",
             db.name
         );
-        eprintln!(
+        // Straight to stderr, past the test harness's capture.
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
             "{}: {} hostile requests refused, nothing changed",
-            db.name, v.cases
+            db.name,
+            v.cases
         );
         server.stop().await;
     }
