@@ -54,7 +54,7 @@ fn shown(name: &str) -> String {
     }
 }
 
-/// Every metric a worker reports.
+/// Every metric a worker reports, ordered as [`Metric::all`] lists them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Metric {
     /// Mean over items of BCE(D(x, y), 1) + BCE(D(x, G(x, z)), 0).
@@ -90,25 +90,6 @@ pub enum Metric {
 }
 
 impl Metric {
-    /// Every metric, the notebook's evaluation metrics first.
-    pub const ALL: [Metric; 15] = [
-        Metric::DiscLoss,
-        Metric::GenLoss,
-        Metric::DiscAccuracy,
-        Metric::CellAccuracy,
-        Metric::BoardAccuracy,
-        Metric::SpawnRecall,
-        Metric::SpawnPrecision,
-        Metric::SpawnValidity,
-        Metric::StepDiscLoss,
-        Metric::StepGenLoss,
-        Metric::GenZeroGrads,
-        Metric::DiscZeroGrads,
-        Metric::EpochSeconds,
-        Metric::TrainSeconds,
-        Metric::ItemsPerSecond,
-    ];
-
     /// The evaluation metrics, computed on each split after every epoch.
     pub const EVALUATED: [Metric; 8] = [
         Metric::DiscLoss,
@@ -119,6 +100,17 @@ impl Metric {
         Metric::SpawnRecall,
         Metric::SpawnPrecision,
         Metric::SpawnValidity,
+    ];
+
+    /// The training step's own figures, reported for the train split.
+    pub const STEP: [Metric; 7] = [
+        Metric::StepDiscLoss,
+        Metric::StepGenLoss,
+        Metric::GenZeroGrads,
+        Metric::DiscZeroGrads,
+        Metric::EpochSeconds,
+        Metric::TrainSeconds,
+        Metric::ItemsPerSecond,
     ];
 
     /// The notebook's closing table, in its order.
@@ -176,11 +168,14 @@ impl Metric {
         }
     }
 
-    /// The metrics reported for `split`, in [`Metric::ALL`] order.
+    /// Every metric: the evaluation metrics, then the training step's.
+    pub fn all() -> impl Iterator<Item = Metric> {
+        Metric::EVALUATED.into_iter().chain(Metric::STEP)
+    }
+
+    /// The metrics reported for `split`, in [`Metric::all`] order.
     pub fn of_split(split: Split) -> impl Iterator<Item = Metric> {
-        Metric::ALL
-            .into_iter()
-            .filter(move |m| m.splits().contains(&split))
+        Metric::all().filter(move |m| m.splits().contains(&split))
     }
 
     /// Parses a metric of `split` by name; the error lists the choices.
