@@ -30,6 +30,7 @@ pub fn trial(t: &TrialRow) -> Trial {
         epochs_done: t.epochs_done,
         error: t.error.clone(),
         worker: t.worker.clone(),
+        preemptions: t.preemptions,
     }
 }
 

@@ -146,6 +146,8 @@ pub struct TrialRow {
     pub error: String,
     /// The name of the worker that holds or last held it.
     pub worker: String,
+    /// Times a preempted worker handed it back.
+    pub preemptions: u32,
     /// When it last changed (ms since the Unix epoch).
     pub updated_ms: i64,
 }
@@ -208,7 +210,7 @@ fn token_row(r: &AnyRow) -> Result<TokenRow> {
 }
 
 const TRIAL_COLUMNS: &str = "t.id, t.sweep_id, t.config, t.config_key, t.repeat_index, t.status, t.attempts, \
-     t.epochs_done, t.error, COALESCE(w.name, '') AS worker_name, t.updated_ms";
+     t.epochs_done, t.error, COALESCE(w.name, '') AS worker_name, t.updated_ms, t.preemptions";
 
 fn trial_row(row: &AnyRow) -> Result<TrialRow> {
     let config: Vec<u8> = row.try_get("config")?;
@@ -224,6 +226,7 @@ fn trial_row(row: &AnyRow) -> Result<TrialRow> {
         error: row.try_get("error")?,
         worker: row.try_get("worker_name")?,
         updated_ms: row.try_get("updated_ms")?,
+        preemptions: row.try_get::<i64, _>("preemptions")? as u32,
     })
 }
 
@@ -613,17 +616,20 @@ impl Store {
         Ok(done.rows_affected() > 0)
     }
 
-    /// Returns a held trial to the queue without counting the attempt.
-    pub async fn release(&self, trial_id: i64, lease_id: &str) -> Result<bool> {
+    /// Returns a held trial to the queue without counting the attempt,
+    /// counting a preemption when `preempted`.
+    pub async fn release(&self, trial_id: i64, lease_id: &str, preempted: bool) -> Result<bool> {
         let done = sqlx::query(
             "UPDATE trials SET status = $1, lease_id = NULL, worker_id = NULL, lease_expires_ms = NULL, \
-             attempts = attempts - 1, updated_ms = $2 WHERE id = $3 AND lease_id = $4 AND status = $5",
+             attempts = attempts - 1, preemptions = preemptions + $6, updated_ms = $2 \
+             WHERE id = $3 AND lease_id = $4 AND status = $5",
         )
         .bind(status::QUEUED)
         .bind(now_ms())
         .bind(trial_id)
         .bind(lease_id)
         .bind(status::RUNNING)
+        .bind(i64::from(preempted))
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() > 0)

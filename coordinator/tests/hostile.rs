@@ -31,8 +31,8 @@ async fn snapshot(url: &str) -> String {
         out.push_str(&format!("{sql}: {n}\n"));
     }
     let trials = sqlx::query(
-        "SELECT id, status, attempts, epochs_done, error, COALESCE(lease_id, '') AS lease_id \
-         FROM trials ORDER BY id",
+        "SELECT id, status, attempts, preemptions, epochs_done, error, \
+         COALESCE(lease_id, '') AS lease_id FROM trials ORDER BY id",
     )
     .fetch_all(&mut db)
     .await
@@ -40,10 +40,11 @@ async fn snapshot(url: &str) -> String {
     for t in trials {
         use sqlx::Row;
         out.push_str(&format!(
-            "trial {} {} {} {} {:?} {}\n",
+            "trial {} {} {} {} {} {:?} {}\n",
             t.get::<i64, _>("id"),
             t.get::<String, _>("status"),
             t.get::<i64, _>("attempts"),
+            t.get::<i64, _>("preemptions"),
             t.get::<i64, _>("epochs_done"),
             t.get::<String, _>("error"),
             t.get::<String, _>("lease_id"),
@@ -449,6 +450,7 @@ async fn hostile_requests_are_refused_clearly_and_change_nothing() {
             a.release(pb::ReleaseRequest {
                 trial_id: mine_id,
                 lease_id: forged.lease_id.clone(),
+                preempted: true,
             })
             .await,
             Code::FailedPrecondition,
@@ -459,6 +461,7 @@ async fn hostile_requests_are_refused_clearly_and_change_nothing() {
             a.release(pb::ReleaseRequest {
                 trial_id: mine_id,
                 lease_id: String::new(),
+                preempted: false,
             })
             .await,
             Code::FailedPrecondition,

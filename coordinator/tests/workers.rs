@@ -154,40 +154,60 @@ async fn two_workers_drain_a_sweep_and_a_killed_worker_loses_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_checkpoints_releases_and_exits_cleanly() {
+async fn preemption_signals_checkpoint_and_hand_back_the_trial_without_an_attempt() {
     let db = testing::databases().await.remove(0);
     let cache = tempfile::tempdir().unwrap();
     let server = testing::start(&db.url, Duration::from_secs(30), 3).await;
-    let yaml = testing::sweep_yaml(1, 1, 50);
+    let yaml = testing::sweep_yaml(1, 1, 100);
     let plan = coordinator::spec::parse(&yaml).unwrap();
     let sweep = server.store.create_sweep(&yaml, &plan).await.unwrap();
-    let mut worker = spawn_worker(&server.url(), cache.path(), "w");
     let store = server.store.clone();
-    wait_until("two epochs", Duration::from_secs(60), || async {
-        store.trials(sweep).await.unwrap()[0].epochs_done >= 2
+    // SIGTERM (Slurm's preemption, a deleted pod), then SIGUSR1 (Slurm's
+    // warning before the time limit), each after a few more epochs.
+    for (n, signal) in [(1, "-TERM"), (2, "-USR1")] {
+        let name = format!("w{n}");
+        let before = store.trials(sweep).await.unwrap()[0].epochs_done;
+        let mut worker = spawn_worker(&server.url(), cache.path(), &name);
+        wait_until("two more epochs by it", Duration::from_secs(60), || async {
+            let t = &store.trials(sweep).await.unwrap()[0];
+            t.worker == name && t.epochs_done >= before + 2
+        })
+        .await;
+        let status = Command::new("kill")
+            .args([signal, &worker.0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let exit = tokio::task::spawn_blocking(move || worker.0.wait().unwrap())
+            .await
+            .unwrap();
+        assert!(exit.success(), "exit status {exit:?}");
+        let trial = &server.store.trials(sweep).await.unwrap()[0];
+        assert_eq!(trial.status, "queued", "the lease was released");
+        assert_eq!(
+            (trial.attempts, trial.preemptions),
+            (0, n),
+            "preempted, and no attempt used"
+        );
+        let (epoch, _) = server
+            .store
+            .checkpoint(trial.id)
+            .await
+            .unwrap()
+            .expect("a checkpoint at preemption");
+        assert_eq!(
+            epoch, trial.epochs_done,
+            "checkpoint of the last reported epoch"
+        );
+    }
+    let _worker = spawn_worker(&server.url(), cache.path(), "w3");
+    wait_until("completion", Duration::from_secs(60), || {
+        all_completed(&server.store, sweep)
     })
     .await;
-    let status = Command::new("kill")
-        .args(["-TERM", &worker.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = tokio::task::spawn_blocking(move || worker.0.wait().unwrap())
-        .await
-        .unwrap();
-    assert!(exit.success(), "exit status {exit:?}");
+    stored_epochs(&server.store, sweep, 100).await;
     let trial = &server.store.trials(sweep).await.unwrap()[0];
-    assert_eq!(trial.status, "queued", "the lease was released");
-    let (epoch, _) = server
-        .store
-        .checkpoint(trial.id)
-        .await
-        .unwrap()
-        .expect("a checkpoint at shutdown");
-    assert_eq!(
-        epoch, trial.epochs_done,
-        "checkpoint of the last reported epoch"
-    );
+    assert_eq!((trial.attempts, trial.preemptions), (1, 2));
     server.stop().await;
 }
 

@@ -75,11 +75,11 @@ impl RunArgs {
             checkpoint_every: self.checkpoint_every,
         };
         tokio::runtime::Runtime::new()?.block_on(async {
-            let (stop, stopping) = watch::channel(false);
+            let (stop, stopping) = watch::channel(None);
             tokio::spawn(async move {
-                wait_for_signal().await;
-                tracing::info!("stopping at the next epoch boundary");
-                let _ = stop.send(true);
+                let why = wait_for_signal().await;
+                tracing::info!(?why, "stopping at the next epoch boundary");
+                let _ = stop.send(Some(why));
             });
             run(options, stopping).await
         })
@@ -95,15 +95,31 @@ fn default_cache_dir() -> PathBuf {
     base.join("exp025").join("datasets")
 }
 
-/// Ctrl-C or SIGTERM.
-pub async fn wait_for_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("installing a SIGTERM handler");
+/// Why a worker stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// Ctrl-C: stopped by hand.
+    Asked,
+    /// SIGTERM or SIGUSR1: a cluster engine takes the machine back (Slurm
+    /// preemption or its time-limit warning, a Kubernetes pod deleted). The
+    /// trials handed back count as preempted.
+    Preempted,
+}
+
+/// Waits for Ctrl-C, SIGTERM or SIGUSR1, and says which it was.
+pub async fn wait_for_signal() -> Stop {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    let mut usr1 = signal(SignalKind::user_defined1()).expect("installing a SIGUSR1 handler");
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => Stop::Asked,
+        _ = term.recv() => Stop::Preempted,
+        _ = usr1.recv() => Stop::Preempted,
     }
 }
+
+/// Turns to the reason once the worker is told to stop.
+pub type Stopping = watch::Receiver<Option<Stop>>;
 
 /// What `worker run` was told.
 #[derive(Debug, Clone)]
@@ -148,11 +164,7 @@ fn transient(status: &Status) -> bool {
 /// Calls `f` until it succeeds or fails for good, waiting longer each time.
 /// Once `shutdown` is asked for, it gives up after [`STOP_RETRY`] of
 /// failures, so that a worker whose coordinator is gone still exits.
-async fn retry<T, F, Fut>(
-    what: &str,
-    shutdown: &watch::Receiver<bool>,
-    mut f: F,
-) -> Result<T, Status>
+async fn retry<T, F, Fut>(what: &str, shutdown: &Stopping, mut f: F) -> Result<T, Status>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, Status>>,
@@ -162,7 +174,7 @@ where
     loop {
         match f().await {
             Err(status) if transient(&status) => {
-                if *shutdown.borrow() {
+                if shutdown.borrow().is_some() {
                     let since = *failing_since_stop.get_or_insert_with(tokio::time::Instant::now);
                     if since.elapsed() >= STOP_RETRY {
                         tracing::warn!(
@@ -191,9 +203,9 @@ struct Ctx {
     options: RunnerOptions,
 }
 
-/// Runs slots until `shutdown` turns true; each slot then stops its trial
+/// Runs slots until `shutdown` gives a reason; each slot then stops its trial
 /// at the next epoch boundary, checkpoints it and releases its lease.
-pub async fn run(options: RunnerOptions, shutdown: watch::Receiver<bool>) -> Result<()> {
+pub async fn run(options: RunnerOptions, shutdown: Stopping) -> Result<()> {
     let device = crate::device::parse(&options.device)?;
     let mut client = WorkerServiceClient::new(options.coordinator.lazy()?);
     let registered = retry("register", &shutdown, || {
@@ -235,10 +247,10 @@ pub async fn run(options: RunnerOptions, shutdown: watch::Receiver<bool>) -> Res
     Ok(())
 }
 
-async fn slot_loop(ctx: Arc<Ctx>, slot: usize, mut shutdown: watch::Receiver<bool>) -> Result<()> {
+async fn slot_loop(ctx: Arc<Ctx>, slot: usize, mut shutdown: Stopping) -> Result<()> {
     let stopping = shutdown.clone();
     loop {
-        if *shutdown.borrow() {
+        if shutdown.borrow().is_some() {
             return Ok(());
         }
         let request = pb::LeaseRequest {
@@ -270,8 +282,8 @@ async fn slot_loop(ctx: Arc<Ctx>, slot: usize, mut shutdown: watch::Receiver<boo
 }
 
 /// Resolves once shutdown was asked for.
-async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|s| *s).await;
+async fn stopped(shutdown: &mut Stopping) {
+    let _ = shutdown.wait_for(Option::is_some).await;
 }
 
 /// What the training thread tells the slot.
@@ -290,7 +302,7 @@ const PAUSE: u8 = 1;
 const ABANDON: u8 = 2;
 
 /// Trains one leased trial to its end, a directive to stop, or shutdown.
-async fn run_trial(ctx: &Ctx, lease: pb::Lease, mut shutdown: watch::Receiver<bool>) -> Result<()> {
+async fn run_trial(ctx: &Ctx, lease: pb::Lease, mut shutdown: Stopping) -> Result<()> {
     let trial = lease.trial.context("a lease without a trial")?;
     let mut reporter = Reporter {
         client: ctx.client.clone(),
@@ -423,8 +435,8 @@ struct Reporter {
     trial_id: i64,
     lease_id: String,
     pending: VecDeque<pb::ProgressReport>,
-    /// Bounds the retries once the worker is stopping.
-    shutdown: watch::Receiver<bool>,
+    /// Bounds the retries once the worker is stopping, and says why.
+    shutdown: Stopping,
 }
 
 impl Reporter {
@@ -552,18 +564,26 @@ impl Reporter {
         self.finish(Some(reason)).await
     }
 
+    /// Hands the trial back to the queue, as preempted when a cluster
+    /// engine's signal stopped the worker.
     async fn release(&self) -> Result<()> {
         let (trial_id, lease_id) = (self.trial_id, self.lease_id.clone());
+        let preempted = *self.shutdown.borrow() == Some(Stop::Preempted);
         retry("release", &self.shutdown, || {
             let mut c = self.client.clone();
             let r = pb::ReleaseRequest {
                 trial_id,
                 lease_id: lease_id.clone(),
+                preempted,
             };
             async move { c.release(r).await }
         })
         .await?;
-        tracing::info!(trial = trial_id, "trial released for another worker");
+        tracing::info!(
+            trial = trial_id,
+            preempted,
+            "trial released for another worker"
+        );
         Ok(())
     }
 }

@@ -78,7 +78,8 @@ pub fn detail(d: &pb::SweepDetail, format: Format) -> String {
                 json!({
                     "id": t.id, "config": t.config_key, "repeat": t.repeat,
                     "seed": t.config.as_ref().map(|c| c.seed), "status": trial_status(t),
-                    "attempts": t.attempts, "epochs_done": t.epochs_done,
+                    "attempts": t.attempts, "preemptions": t.preemptions,
+                    "epochs_done": t.epochs_done,
                     "epochs": t.config.as_ref().map(|c| c.epochs), "worker": t.worker,
                     "error": t.error,
                 })
@@ -109,6 +110,13 @@ pub fn detail(d: &pb::SweepDetail, format: Format) -> String {
             t.worker,
             t.config_key
         );
+        if t.preemptions > 0 {
+            let _ = writeln!(
+                out,
+                "        preempted {} times (no attempt counted)",
+                t.preemptions
+            );
+        }
         if !t.error.is_empty() {
             let _ = writeln!(out, "        error: {}", t.error);
         }

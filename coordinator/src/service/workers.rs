@@ -259,8 +259,16 @@ async fn fail(w: &Workers, r: pb::FailRequest) -> Result<pb::FailResponse, Error
 }
 
 async fn release(w: &Workers, r: pb::ReleaseRequest) -> Result<pb::ReleaseResponse, Error> {
-    still_held(w.store.release(r.trial_id, &r.lease_id).await?, r.trial_id)?;
-    tracing::info!(trial = r.trial_id, "trial released");
+    let released = w
+        .store
+        .release(r.trial_id, &r.lease_id, r.preempted)
+        .await?;
+    still_held(released, r.trial_id)?;
+    tracing::info!(
+        trial = r.trial_id,
+        preempted = r.preempted,
+        "trial released"
+    );
     Ok(pb::ReleaseResponse {})
 }
 
