@@ -25,9 +25,11 @@ pub mod report; // tables, CSV and JSON as users read them
 pub mod results; // summaries, t-tests and curves by configuration
 pub mod stats; // Welch's t-test and summaries, equal to scipy
 
-// One machine
+// Workers started for the coordinator (these link the trainer)
 #[cfg(feature = "one-machine")]
 pub mod one_machine; // `coordinator run`: a whole sweep with local workers
+#[cfg(feature = "one-machine")]
+pub mod slurm; // `coordinator slurm`: an sbatch job array of workers
 
 // Test support
 #[cfg(feature = "test-support")]

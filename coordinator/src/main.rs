@@ -169,6 +169,10 @@ enum Command {
         #[command(flatten)]
         output: Output,
     },
+    /// Write (and print) an sbatch script for a Slurm job array of workers
+    /// against a coordinator; --submit submits it and prints the job id.
+    #[cfg(feature = "one-machine")]
+    Slurm(Box<coordinator::slurm::SlurmArgs>),
     /// One worker process of `run` (what `worker run` does).
     #[cfg(feature = "one-machine")]
     #[command(hide = true)]
@@ -325,6 +329,8 @@ fn main() -> Result<()> {
             one_machine::die_with_parent()?;
             args.serve()
         }
+        #[cfg(feature = "one-machine")]
+        Command::Slurm(args) => coordinator::slurm::run(&args),
         command => tokio::runtime::Runtime::new()?.block_on(run(command)),
     }
 }
@@ -332,7 +338,7 @@ fn main() -> Result<()> {
 async fn run(command: Command) -> Result<()> {
     match command {
         #[cfg(feature = "one-machine")]
-        Command::Worker(_) => unreachable!("served before the runtime starts"),
+        Command::Worker(_) | Command::Slurm(_) => unreachable!("run before the runtime starts"),
         #[cfg(feature = "one-machine")]
         Command::Run {
             file,

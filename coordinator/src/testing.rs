@@ -394,3 +394,74 @@ pub fn client_command(program: &str, url: &str, args: &[&str]) -> String {
     assert!(out.status.success(), "coordinator {args:?}: {stderr}");
     String::from_utf8(out.stdout).unwrap()
 }
+
+/// Every deterministic metric of every trial of a sweep, by (configuration,
+/// repeat): (epoch, split, metric) -> the value's bits (so that NaN equals
+/// NaN and nothing is rounded). Wall times are left out. Fails unless every
+/// trial completed with each of its `epochs` epochs stored whole.
+pub type TrialMetrics = std::collections::BTreeMap<
+    (String, u32),
+    std::collections::BTreeMap<(u32, String, String), u64>,
+>;
+
+/// The [`TrialMetrics`] of a finished sweep.
+pub async fn deterministic_metrics(store: &Store, sweep: i64, epochs: u32) -> TrialMetrics {
+    use proto::metrics::Metric;
+    let timing = [
+        Metric::EpochSeconds,
+        Metric::TrainSeconds,
+        Metric::ItemsPerSecond,
+    ];
+    let mut out = TrialMetrics::new();
+    for trial in store.trials(sweep).await.unwrap() {
+        assert_eq!(
+            trial.status, "completed",
+            "trial {}: {}",
+            trial.id, trial.error
+        );
+        let rows = store.metrics_after(trial.id, 0).await.unwrap();
+        let per_epoch = rows.len() / epochs as usize;
+        for epoch in 1..=epochs {
+            let n = rows.iter().filter(|r| r.epoch == epoch).count();
+            assert_eq!(
+                n, per_epoch,
+                "trial {} epoch {epoch} stored whole",
+                trial.id
+            );
+        }
+        let values = rows
+            .iter()
+            .filter(|r| !timing.contains(&r.value.metric))
+            .map(|r| {
+                let key = (
+                    r.epoch,
+                    r.value.split.to_string(),
+                    r.value.metric.to_string(),
+                );
+                (key, r.value.value.to_bits())
+            })
+            .collect();
+        out.insert((trial.config_key.clone(), trial.repeat), values);
+    }
+    out
+}
+
+/// Waits until every trial of the sweep completed; fails after `limit`.
+/// Reads that fail (a database restarting) are tried again.
+pub async fn wait_all_completed(store: &Store, sweep: i64, limit: Duration) {
+    let start = std::time::Instant::now();
+    loop {
+        let done = store
+            .trials(sweep)
+            .await
+            .is_ok_and(|t| t.iter().all(|t| t.status == "completed"));
+        if done {
+            return;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "the sweep did not finish in {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -15,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use coordinator::store::Store;
 use coordinator::testing::{self, PrivatePostgres};
-use proto::metrics::Metric;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -89,69 +87,6 @@ fn serve(db: &str, port: u16, log: &File) -> Proc {
     Proc(child)
 }
 
-/// Every deterministic metric of every trial, by (configuration, repeat):
-/// (epoch, split, metric) -> value. Wall times are left out.
-type Metrics = BTreeMap<(String, u32), BTreeMap<(u32, String, String), u64>>;
-
-async fn metrics(store: &Store, sweep: i64) -> Metrics {
-    let timing = [
-        Metric::EpochSeconds,
-        Metric::TrainSeconds,
-        Metric::ItemsPerSecond,
-    ];
-    let mut out = Metrics::new();
-    for trial in store.trials(sweep).await.unwrap() {
-        assert_eq!(
-            trial.status, "completed",
-            "trial {}: {}",
-            trial.id, trial.error
-        );
-        let rows = store.metrics_after(trial.id, 0).await.unwrap();
-        let per_epoch = rows.len() / EPOCHS as usize;
-        for epoch in 1..=EPOCHS {
-            let n = rows.iter().filter(|r| r.epoch == epoch).count();
-            assert_eq!(
-                n, per_epoch,
-                "trial {} epoch {epoch} stored whole",
-                trial.id
-            );
-        }
-        let values = rows
-            .iter()
-            .filter(|r| !timing.contains(&r.value.metric))
-            .map(|r| {
-                let key = (
-                    r.epoch,
-                    r.value.split.to_string(),
-                    r.value.metric.to_string(),
-                );
-                // Bit patterns, so that NaN equals NaN and nothing is rounded.
-                (key, r.value.value.to_bits())
-            })
-            .collect();
-        out.insert((trial.config_key.clone(), trial.repeat), values);
-    }
-    out
-}
-
-async fn wait_all_completed(store: &Store, sweep: i64, limit: Duration) {
-    let start = Instant::now();
-    loop {
-        let done = store
-            .trials(sweep)
-            .await
-            .is_ok_and(|t| t.iter().all(|t| t.status == "completed"));
-        if done {
-            return;
-        }
-        assert!(
-            start.elapsed() < limit,
-            "the sweep did not finish in {limit:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 #[derive(Debug, Clone, Copy)]
 enum Fault {
     KillWorker,
@@ -176,8 +111,8 @@ async fn nothing_is_lost_to_killed_workers_coordinators_and_databases() {
         let _workers: Vec<Proc> = (0..2)
             .map(|i| worker(&server.url(), &cache, &format!("ref-{i}"), &log))
             .collect();
-        wait_all_completed(&server.store, 1, Duration::from_secs(300)).await;
-        let m = metrics(&server.store, 1).await;
+        testing::wait_all_completed(&server.store, 1, Duration::from_secs(300)).await;
+        let m = testing::deterministic_metrics(&server.store, 1, EPOCHS).await;
         server.stop().await;
         m
     };
@@ -266,7 +201,7 @@ async fn nothing_is_lost_to_killed_workers_coordinators_and_databases() {
     drop(workers);
     drop(coordinator);
 
-    let faulted = metrics(&monitor, sweep.id).await;
+    let faulted = testing::deterministic_metrics(&monitor, sweep.id, EPOCHS).await;
     let rows: usize = faulted.values().map(|m| m.len()).sum();
     assert_eq!(
         faulted, reference,

@@ -57,6 +57,32 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
+    /// The flags as a command line that gives these same arguments, but for
+    /// the token, which is a secret: the worker reads it from its
+    /// environment (`EXP025_TOKEN`).
+    pub fn to_args(&self) -> Vec<String> {
+        let mut args = vec![
+            "--coordinator".to_string(),
+            self.coordinator.clone(),
+            "--device".into(),
+            self.device.clone(),
+            "--slots".into(),
+            self.slots.to_string(),
+            "--checkpoint-every".into(),
+            self.checkpoint_every.to_string(),
+        ];
+        let paths = [("--tls-ca", &self.tls_ca), ("--cache-dir", &self.cache_dir)];
+        for (flag, path) in paths {
+            if let Some(path) = path {
+                args.extend([flag.to_string(), path.display().to_string()]);
+            }
+        }
+        if let Some(name) = &self.name {
+            args.extend(["--name".to_string(), name.clone()]);
+        }
+        args
+    }
+
     /// Serves the coordinator until Ctrl-C or SIGTERM, then stops each
     /// trial at its next epoch boundary, checkpoints and releases it.
     pub fn serve(self) -> Result<()> {
