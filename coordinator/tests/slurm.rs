@@ -185,7 +185,10 @@ async fn a_slurm_job_array_drains_a_sweep_through_a_preemption_and_a_requeue() {
     assert_eq!(handed_back.attempts, 0, "the preemption used no attempt");
     run("scontrol", &["requeue", &task_id]);
     // Slurm holds a requeued task back for a couple of minutes; let it start.
-    run("scontrol", &["update", &format!("JobId={task_id}"), "StartTime=now"]);
+    run(
+        "scontrol",
+        &["update", &format!("JobId={task_id}"), "StartTime=now"],
+    );
 
     testing::wait_all_completed(&server.store, sweep.id, Duration::from_secs(300)).await;
     let task_log = logs.join(format!("exp025-{}_{}.log", job.0, task));

@@ -45,8 +45,9 @@ pub struct RunArgs {
     /// Trials trained at once on the device.
     #[arg(long, default_value_t = 1)]
     pub slots: usize,
-    /// How this worker shows in the coordinator's status.
-    #[arg(long)]
+    /// How this worker shows in the coordinator's status [default:
+    /// DEVICE-PID].
+    #[arg(long, env = "EXP025_WORKER_NAME")]
     pub name: Option<String>,
     /// Send a checkpoint to the coordinator every this many epochs.
     #[arg(long, default_value_t = 10)]

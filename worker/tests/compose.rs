@@ -77,3 +77,61 @@ fn the_worker_commands_are_ones_this_worker_accepts() {
         }
     }
 }
+
+/// Every document of a YAML file of several.
+fn documents(path: &str) -> Vec<Value> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(path);
+    let text = std::fs::read_to_string(path).unwrap();
+    serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .collect()
+}
+
+#[test]
+fn the_kubernetes_workers_run_this_worker_from_the_images_docker_builds() {
+    let help = Command::new(env!("CARGO_BIN_EXE_worker"))
+        .args(["run", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8(help.stdout).unwrap();
+    let job = &documents("deploy/kubernetes/base/workers.yaml")[0];
+    assert_eq!(job["spec"]["completionMode"].as_str(), Some("Indexed"));
+    let rule = &job["spec"]["podFailurePolicy"]["rules"][0];
+    assert_eq!(rule["action"].as_str(), Some("Ignore"));
+    assert_eq!(
+        rule["onPodConditions"][0]["type"].as_str(),
+        Some("DisruptionTarget")
+    );
+    let pod = &job["spec"]["template"]["spec"];
+    let worker = &pod["containers"][0];
+    let command = strings(&worker["command"]);
+    assert_eq!(command[..2], ["worker", "run"]);
+    for flag in command.iter().filter(|a| a.starts_with("--")) {
+        assert!(help.contains(flag.as_str()), "worker run has no {flag}");
+    }
+    for env in ["EXP025_TOKEN", "EXP025_WORKER_NAME"] {
+        assert!(help.contains(env), "worker run reads no {env}");
+    }
+    assert_eq!(
+        worker["resources"]["limits"]["nvidia.com/gpu"].as_u64(),
+        Some(1)
+    );
+    assert_eq!(
+        pod["tolerations"][0]["key"].as_str(),
+        Some("nvidia.com/gpu")
+    );
+
+    // The images are the ones docker/ builds, as docker-compose.yml names them.
+    let services = &compose()["services"];
+    let built = |name: &str| services[name]["image"].as_str().unwrap().to_string();
+    assert_eq!(worker["image"].as_str().unwrap(), built("worker-gpu"));
+    let coordinator = &documents("deploy/kubernetes/base/coordinator.yaml")[1];
+    let container = &coordinator["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["image"].as_str().unwrap(), built("coordinator"));
+    assert_eq!(
+        container["readinessProbe"]["grpc"]["port"].as_u64(),
+        Some(50051)
+    );
+}
