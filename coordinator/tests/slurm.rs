@@ -158,7 +158,7 @@ async fn a_slurm_job_array_drains_a_sweep_through_a_preemption_and_a_requeue() {
     // A task's worker mid-trial: send its batch shell SIGUSR1, as Slurm does
     // before the time limit, and requeue the task once it handed back.
     let store = server.store.clone();
-    let (trial_id, task) = wait_for(
+    let (mid_trial, task) = wait_for(
         "a trial mid-way on a Slurm task",
         Duration::from_secs(120),
         || async {
@@ -173,15 +173,17 @@ async fn a_slurm_job_array_drains_a_sweep_through_a_preemption_and_a_requeue() {
     .await;
     let task_id = format!("{}_{}", job.0, task);
     run("scancel", &["--signal=USR1", "--batch", &task_id]);
+    // Most likely the trial it was on; the next one if that one ended first.
     let handed_back = wait_for(
-        "the preempted trial handed back",
+        "a trial handed back as preempted",
         Duration::from_secs(60),
         || async {
-            let t = store.trial(trial_id).await.ok()??;
-            (t.preemptions == 1).then_some(t)
+            let trials = store.trials(sweep.id).await.ok()?;
+            trials.into_iter().find(|t| t.preemptions == 1)
         },
     )
     .await;
+    let trial_id = handed_back.id;
     assert_eq!(handed_back.attempts, 0, "the preemption used no attempt");
     run("scontrol", &["requeue", &task_id]);
     // Slurm holds a requeued task back for a couple of minutes; let it start.
@@ -223,8 +225,9 @@ async fn a_slurm_job_array_drains_a_sweep_through_a_preemption_and_a_requeue() {
     use std::io::Write as _;
     let _ = writeln!(
         std::io::stderr(),
-        "slurm: job {} of 4 workers drained 8 trials; task {task} got SIGUSR1 mid-trial (trial {trial_id} \
-         handed back at epoch {}, no attempt used) and was requeued, serving again ({served} starts in its log)",
+        "slurm: job {} of 4 workers drained 8 trials; task {task} got SIGUSR1 mid-trial (on trial {mid_trial}; \
+         trial {trial_id} handed back at epoch {}, no attempt used) and was requeued, serving again ({served} \
+         starts in its log)",
         job_name,
         handed_back.epochs_done
     );
