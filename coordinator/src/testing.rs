@@ -307,6 +307,19 @@ pub fn sweep_yaml(configs: usize, repeats: u32, epochs: u32) -> String {
     )
 }
 
+/// A grid sweep of 100 x 100 x 100 configurations x 5 repeats: 5,000,000
+/// trials, which the coordinator must refuse from the counts alone.
+pub fn five_million_trials_yaml() -> String {
+    let values: Vec<String> = (1..=100)
+        .map(|i| format!("{}", f64::from(i) / 1000.0))
+        .collect();
+    let list = values.join(", ");
+    format!(
+        "name: huge\nrepeats: 5\ndataset: {{generated: {{seed: 1, train: 8, test: 4}}}}\n\
+         parameters:\n  lr: {{values: [{list}]}}\n  beta1: {{values: [{list}]}}\n  beta2: {{values: [{list}]}}\n"
+    )
+}
+
 /// A registered worker client.
 pub async fn worker(url: &str) -> (WorkerServiceClient<Channel>, i64) {
     let mut client = WorkerServiceClient::connect(url.to_string()).await.unwrap();

@@ -580,16 +580,11 @@ async fn hostile_requests_are_refused_clearly_and_change_nothing() {
             Code::InvalidArgument,
             "missing field",
         );
-        let list: Vec<String> = (1..=100)
-            .map(|i| format!("{}", f64::from(i) / 1000.0))
-            .collect();
-        let list = list.join(", ");
-        let grid = format!(
-            "name: g\nrepeats: 5\ndataset: {{generated: {{seed: 1, train: 8, test: 4}}}}\nparameters:\n  lr: {{values: [{list}]}}\n  beta1: {{values: [{list}]}}\n  beta2: {{values: [{list}]}}\n"
-        );
         v.refused(
             "a grid of 5,000,000 trials",
-            users.submit(submit(grid, "g.yaml")).await,
+            users
+                .submit(submit(common::five_million_trials_yaml(), "g.yaml"))
+                .await,
             Code::InvalidArgument,
             "expands to 5000000 trials",
         );

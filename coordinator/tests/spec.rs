@@ -113,14 +113,7 @@ fn an_oversized_file_and_a_huge_grid_are_refused_before_any_work() {
     assert!(err.message.contains("at most 1048576 are allowed"), "{err}");
 
     // 5,000,000 trials: refused from the counts, without expanding them.
-    let values: Vec<String> = (1..=100)
-        .map(|i| format!("{}", f64::from(i) / 1000.0))
-        .collect();
-    let list = values.join(", ");
-    let huge = format!(
-        "name: huge\nrepeats: 5\ndataset: {{generated: {{seed: 1, train: 8, test: 4}}}}\nparameters:\n  lr: {{values: [{list}]}}\n  beta1: {{values: [{list}]}}\n  beta2: {{values: [{list}]}}\n"
-    );
-    let err = spec::parse(&huge).unwrap_err();
+    let err = spec::parse(&coordinator::testing::five_million_trials_yaml()).unwrap_err();
     assert!(err.message.contains("expands to 5000000 trials"), "{err}");
 }
 

@@ -58,13 +58,18 @@ fn the_compose_file_describes_the_cluster() {
     }
 }
 
-#[test]
-fn the_worker_commands_are_ones_this_worker_accepts() {
+/// What `worker run --help` says: every flag and environment variable.
+fn worker_run_help() -> String {
     let help = Command::new(env!("CARGO_BIN_EXE_worker"))
         .args(["run", "--help"])
         .output()
         .unwrap();
-    let help = String::from_utf8(help.stdout).unwrap();
+    String::from_utf8(help.stdout).unwrap()
+}
+
+#[test]
+fn the_worker_commands_are_ones_this_worker_accepts() {
+    let help = worker_run_help();
     let c = compose();
     for name in ["worker-cpu", "worker-gpu"] {
         let command = strings(&c["services"][name]["command"]);
@@ -91,11 +96,7 @@ fn documents(path: &str) -> Vec<Value> {
 
 #[test]
 fn the_kubernetes_workers_run_this_worker_from_the_images_docker_builds() {
-    let help = Command::new(env!("CARGO_BIN_EXE_worker"))
-        .args(["run", "--help"])
-        .output()
-        .unwrap();
-    let help = String::from_utf8(help.stdout).unwrap();
+    let help = worker_run_help();
     let job = &documents("deploy/kubernetes/base/workers.yaml")[0];
     assert_eq!(job["spec"]["completionMode"].as_str(), Some("Indexed"));
     let rule = &job["spec"]["podFailurePolicy"]["rules"][0];
