@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use coordinator::store::Store;
 use coordinator::testing::{self, PrivatePostgres};
+use proto::metrics::{Metric, Split};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -203,6 +204,20 @@ async fn nothing_is_lost_to_killed_workers_coordinators_and_databases() {
 
     let faulted = testing::deterministic_metrics(&monitor, sweep.id, EPOCHS).await;
     let rows: usize = faulted.values().map(|m| m.len()).sum();
+    // Every metric of every epoch of every trial, once: nothing lost, nothing doubled.
+    let mut stored = 0;
+    for t in monitor.trials(sweep.id).await.unwrap() {
+        stored += monitor.metrics_after(t.id, 0).await.unwrap().len();
+    }
+    let reported: usize = Split::ALL
+        .iter()
+        .map(|&s| Metric::of_split(s).count())
+        .sum();
+    assert_eq!(
+        stored,
+        TRIALS * EPOCHS as usize * reported,
+        "metric rows stored"
+    );
     assert_eq!(
         faulted, reference,
         "every trial's metrics equal the run without faults"
@@ -224,7 +239,7 @@ async fn nothing_is_lost_to_killed_workers_coordinators_and_databases() {
     let _ = writeln!(
         std::io::stderr(),
         "fault suite: {worker_kills} workers SIGKILLed, {coordinator_kills} coordinator SIGKILLs and restarts, \
-         {postgres_crashes} Postgres crash and restart; {total} epochs stored exactly once, \
+         {postgres_crashes} Postgres crash and restart; {total} epochs ({stored} metric rows) stored exactly once, \
          {} epochs trained again, {attempts} leases for {TRIALS} trials, {rows} deterministic metric values equal \
          to the run without faults ({:.0} s)",
         trained.saturating_sub(total),
