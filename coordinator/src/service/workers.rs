@@ -43,13 +43,6 @@ fn directive(state: LeaseState) -> Directive {
     }
 }
 
-fn held(state: LeaseState, trial_id: i64) -> Result<(), Error> {
-    match state {
-        LeaseState::Held => Ok(()),
-        _ => Err(Error::LeaseLost(trial_id)),
-    }
-}
-
 /// `ok`, or the refusal of a caller that no longer holds the lease.
 fn still_held(ok: bool, trial_id: i64) -> Result<(), Error> {
     if ok {
@@ -288,7 +281,7 @@ async fn put_checkpoint(
         .store
         .put_checkpoint(r.trial_id, &r.lease_id, r.epoch, &r.data)
         .await?;
-    held(state, r.trial_id)?;
+    still_held(state == LeaseState::Held, r.trial_id)?;
     Ok(pb::PutCheckpointResponse {})
 }
 
@@ -300,7 +293,7 @@ async fn get_checkpoint(
         .store
         .renew(r.trial_id, &r.lease_id, w.policy.lease_ms())
         .await?;
-    held(state, r.trial_id)?;
+    still_held(state == LeaseState::Held, r.trial_id)?;
     let checkpoint = w.store.checkpoint(r.trial_id).await?;
     Ok(pb::GetCheckpointResponse {
         checkpoint: checkpoint.map(|(epoch, data)| pb::Checkpoint { epoch, data }),
