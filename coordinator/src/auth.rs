@@ -112,7 +112,9 @@ impl Gate {
         let token = header
             .to_str()
             .ok()
-            .and_then(|h| h.strip_prefix("Bearer "))
+            .and_then(|h| h.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token)
             .ok_or_else(|| {
                 Error::Unauthenticated(
                     "malformed authorization header; expected `Bearer TOKEN`".into(),

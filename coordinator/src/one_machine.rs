@@ -344,8 +344,9 @@ pub async fn run(options: &LocalRun) -> Result<Outcome> {
     }
     stop_workers(&mut children).await;
     let _ = stop_server.send(true);
-    server.await??;
+    let served = server.await;
     store.revoke_token(&token_name).await?;
+    served??;
     match outcome? {
         Outcome::Finished => {
             print_results(&store, sweep_id).await?;

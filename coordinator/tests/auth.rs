@@ -93,6 +93,13 @@ async fn each_role_may_make_its_calls_only_and_refusals_change_nothing() {
 
         // The wrong role: PERMISSION_DENIED, saying which role is needed.
         let reader = tokens[&Role::Reader].as_str();
+        // The scheme's name is case-insensitive (RFC 9110).
+        let mut request = tonic::Request::new(pb::ListSweepsRequest {});
+        let header = format!("bearer {reader}");
+        request
+            .metadata_mut()
+            .insert("authorization", header.parse().unwrap());
+        raw.list_sweeps(request).await.unwrap();
         let err = sweeps(Some(reader))
             .await
             .submit(submit())
