@@ -285,6 +285,17 @@ impl Store {
         self.backend
     }
 
+    /// The SQL for parameter `$n`, a number, stored with NaN as NULL (the
+    /// stored form on both backends: SQLite turns a bound NaN into NULL
+    /// itself). Binding the number always, never an untyped NULL, keeps
+    /// every execution of a prepared statement to one parameter type.
+    fn nan_as_null(&self, n: usize) -> String {
+        match self.backend {
+            Backend::Postgres => format!("NULLIF(${n}, CAST('NaN' AS DOUBLE PRECISION))"),
+            Backend::Sqlite => format!("${n}"),
+        }
+    }
+
     /// Stores a sweep and all its trials in one transaction.
     pub async fn create_sweep(&self, yaml: &str, plan: &SweepPlan) -> Result<i64> {
         let now = now_ms();
@@ -550,39 +561,48 @@ impl Store {
         metrics: &[MetricValue],
         lease_ms: i64,
     ) -> Result<LeaseState> {
-        let state = self.renew(trial_id, lease_id, lease_ms).await?;
-        if state != LeaseState::Held {
-            return Ok(state);
-        }
+        let now = now_ms();
         let mut tx = self.pool.begin().await?;
-        for m in metrics {
-            sqlx::query(
-                "INSERT INTO metrics (trial_id, epoch, split, metric, value) VALUES ($1, $2, $3, $4, $5) \
-                 ON CONFLICT (trial_id, epoch, split, metric) DO NOTHING",
-            )
-            .bind(trial_id)
-            .bind(i64::from(epoch))
-            .bind(m.split.name())
-            .bind(m.metric.name())
-            .bind((!m.value.is_nan()).then_some(m.value))
-            .execute(&mut *tx)
-            .await?;
-        }
-        let updated = sqlx::query(
-            "UPDATE trials SET epochs_done = CASE WHEN epochs_done < $1 THEN $1 ELSE epochs_done END, updated_ms = $2 \
-             WHERE id = $3 AND lease_id = $4 AND status = $5",
+        // Renews the lease and advances the epoch in one statement, which
+        // also tells whether the caller holds the lease.
+        let held = sqlx::query(
+            "UPDATE trials SET lease_expires_ms = $1, updated_ms = $2, \
+             epochs_done = CASE WHEN epochs_done < $3 THEN $3 ELSE epochs_done END \
+             WHERE id = $4 AND lease_id = $5 AND status = $6",
         )
+        .bind(now + lease_ms)
+        .bind(now)
         .bind(i64::from(epoch))
-        .bind(now_ms())
         .bind(trial_id)
         .bind(lease_id)
         .bind(status::RUNNING)
         .execute(&mut *tx)
         .await?;
-        if updated.rows_affected() == 0 {
-            // The lease went away between the renewal and this write.
+        if held.rows_affected() == 0 {
             tx.rollback().await?;
-            return self.renew(trial_id, lease_id, lease_ms).await;
+            return self.lease_state(trial_id).await;
+        }
+        if !metrics.is_empty() {
+            // Every metric of the report in one statement.
+            let rows: Vec<String> = (0..metrics.len())
+                .map(|i| {
+                    let (split, metric, value) = (3 * i + 3, 3 * i + 4, 3 * i + 5);
+                    format!("($1, $2, ${split}, ${metric}, {})", self.nan_as_null(value))
+                })
+                .collect();
+            let sql = format!(
+                "INSERT INTO metrics (trial_id, epoch, split, metric, value) VALUES {} \
+                 ON CONFLICT (trial_id, epoch, split, metric) DO NOTHING",
+                rows.join(", ")
+            );
+            let mut insert = sqlx::query(&sql).bind(trial_id).bind(i64::from(epoch));
+            for m in metrics {
+                insert = insert
+                    .bind(m.split.name())
+                    .bind(m.metric.name())
+                    .bind(m.value);
+            }
+            insert.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(LeaseState::Held)
