@@ -459,22 +459,93 @@ pub async fn deterministic_metrics(store: &Store, sweep: i64, epochs: u32) -> Tr
     out
 }
 
+/// Polls `f` every 100 ms until it gives a value; fails after `limit`,
+/// naming `what` it waited for.
+pub async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(value) = f().await {
+            return value;
+        }
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Polls `done` until it is true; fails after `limit`.
+pub async fn wait_until<F, Fut>(what: &str, limit: Duration, mut done: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    wait_for(what, limit, || {
+        let done = done();
+        async move { done.await.then_some(()) }
+    })
+    .await
+}
+
 /// Waits until every trial of the sweep completed; fails after `limit`.
 /// Reads that fail (a database restarting) are tried again.
 pub async fn wait_all_completed(store: &Store, sweep: i64, limit: Duration) {
-    let start = std::time::Instant::now();
-    loop {
-        let done = store
+    wait_until("the sweep to complete", limit, || async {
+        store
             .trials(sweep)
             .await
-            .is_ok_and(|t| t.iter().all(|t| t.status == "completed"));
-        if done {
-            return;
-        }
-        assert!(
-            start.elapsed() < limit,
-            "the sweep did not finish in {limit:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
+            .is_ok_and(|t| t.iter().all(|t| t.status == "completed"))
+    })
+    .await
+}
+
+/// A child process, killed and reaped when dropped.
+#[derive(Debug)]
+pub struct Process(pub std::process::Child);
+
+impl Process {
+    /// Kills it (SIGKILL) and reaps it now.
+    pub fn kill(mut self) {
+        self.0.kill().unwrap();
+        self.0.wait().unwrap();
     }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A worker process: `program worker` (the coordinator binary's command
+/// that serves `worker run`) against `url`, on one thread, checkpointing
+/// every `checkpoint_every` epochs, logging at info to `log` (or nowhere),
+/// without a token.
+pub fn spawn_worker(
+    program: &str,
+    url: &str,
+    cache: &std::path::Path,
+    name: &str,
+    checkpoint_every: u32,
+    log: Option<&std::fs::File>,
+) -> Process {
+    use std::process::{Command, Stdio};
+    let stderr = log.map_or_else(Stdio::null, |f| Stdio::from(f.try_clone().unwrap()));
+    Process(
+        Command::new(program)
+            .args(["worker", "--coordinator", url, "--name", name])
+            .args(["--checkpoint-every", &checkpoint_every.to_string()])
+            .arg("--cache-dir")
+            .arg(cache)
+            .env("RAYON_NUM_THREADS", "1")
+            .env("RUST_LOG", "info")
+            .env_remove("EXP025_TOKEN")
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap(),
+    )
 }

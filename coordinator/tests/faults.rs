@@ -9,11 +9,11 @@ mod common;
 
 use std::fs::File;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use coordinator::store::Store;
-use coordinator::testing::{self, PrivatePostgres};
+use coordinator::testing::{self, PrivatePostgres, Process};
 use proto::metrics::{Metric, Split};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -31,43 +31,14 @@ fn sweep_yaml() -> String {
     )
 }
 
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Proc {
-    fn kill(mut self) {
-        self.0.kill().unwrap();
-        self.0.wait().unwrap();
-    }
-}
-
-fn worker(url: &str, cache: &Path, name: &str, log: &File) -> Proc {
-    Proc(
-        Command::new(COORDINATOR)
-            .args(["worker", "--coordinator", url, "--checkpoint-every", "2"])
-            .args(["--name", name])
-            .arg("--cache-dir")
-            .arg(cache)
-            .env("RAYON_NUM_THREADS", "1")
-            .env("RUST_LOG", "info")
-            .env_remove("EXP025_TOKEN")
-            .stdout(Stdio::null())
-            .stderr(log.try_clone().unwrap())
-            .spawn()
-            .unwrap(),
-    )
+fn worker(url: &str, cache: &Path, name: &str, log: &File) -> Process {
+    testing::spawn_worker(COORDINATOR, url, cache, name, 2, Some(log))
 }
 
 /// `coordinator serve` on `port`, with short leases so that a killed
 /// worker's trial is leased again quickly, and attempts enough that no
 /// trial fails of the faults.
-fn serve(db: &str, port: u16, log: &File) -> Proc {
+fn serve(db: &str, port: u16, log: &File) -> Process {
     let child = Command::new(COORDINATOR)
         .args(["serve", "--database-url", db, "--insecure-no-auth"])
         .args(["--listen", &format!("127.0.0.1:{port}")])
@@ -85,7 +56,7 @@ fn serve(db: &str, port: u16, log: &File) -> Proc {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    Proc(child)
+    Process(child)
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -109,7 +80,7 @@ async fn nothing_is_lost_to_killed_workers_coordinators_and_databases() {
         let db = testing::databases().await.remove(0);
         let server = testing::start(&db.url, Duration::from_secs(30), 3).await;
         testing::submit(&server.url(), &sweep_yaml()).await;
-        let _workers: Vec<Proc> = (0..2)
+        let _workers: Vec<Process> = (0..2)
             .map(|i| worker(&server.url(), &cache, &format!("ref-{i}"), &log))
             .collect();
         testing::wait_all_completed(&server.store, 1, Duration::from_secs(300)).await;
@@ -129,7 +100,7 @@ async fn nothing_is_lost_to_killed_workers_coordinators_and_databases() {
     let sweep = testing::submit(&url, &sweep_yaml()).await;
     let worker_log = File::create(scratch.path().join("workers.log")).unwrap();
     let mut spawned = 0;
-    let mut spawn = |workers: &mut Vec<Proc>| {
+    let mut spawn = |workers: &mut Vec<Process>| {
         workers.push(worker(&url, &cache, &format!("w{spawned}"), &worker_log));
         spawned += 1;
     };

@@ -540,7 +540,7 @@ async fn hostile_requests_are_refused_clearly_and_change_nothing() {
         };
         let d = "dataset: {generated: {seed: 1, train: 8, test: 4}}\nparameters: {}\n";
         v.refused(
-            "a 1 MB sweep name",
+            "a 1 MiB name, so a file over 1 MiB",
             users
                 .submit(submit(
                     format!("name: {}\n{d}", "n".repeat(1 << 20)),

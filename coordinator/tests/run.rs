@@ -70,12 +70,19 @@ async fn a_sweep_runs_to_its_results_and_a_second_run_only_reports() {
     assert!(stdout.contains("Welch's t-test"), "{stdout}");
     assert!(stdout.lines().any(|l| l.starts_with("t = ")), "{stdout}");
 
-    let trials = store(dir.path()).await.trials(1).await.unwrap();
+    let store = store(dir.path()).await;
+    let trials = store.trials(1).await.unwrap();
     assert!(
         trials
             .iter()
             .all(|t| t.status == "completed" && t.epochs_done == 2)
     );
+    // Its workers had a token of their own, revoked when the run ended.
+    let tokens = store.tokens().await.unwrap();
+    assert_eq!(tokens.len(), 1, "{tokens:?}");
+    assert!(tokens[0].name.starts_with("coordinator-run-"));
+    assert_eq!(tokens[0].role, coordinator::auth::Role::Worker);
+    assert!(tokens[0].revoked_ms.is_some(), "revoked at the end");
     assert!(dir.path().join("exp025-workers.log").exists());
 
     let again = run(dir.path(), &file).output().unwrap();

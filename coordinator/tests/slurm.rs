@@ -6,11 +6,10 @@
 //! and shows in the trial's history, the requeued task serves again, and
 //! the metrics equal the same sweep run without Slurm.
 
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use coordinator::testing;
+use coordinator::testing::{self, wait_for};
 
 const COORDINATOR: &str = env!("CARGO_BIN_EXE_coordinator");
 const EPOCHS: u32 = 20;
@@ -61,34 +60,6 @@ impl Drop for Job {
     }
 }
 
-async fn wait_for<F, Fut, T>(what: &str, limit: Duration, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-fn worker(url: &str, cache: &Path) -> std::process::Child {
-    Command::new(COORDINATOR)
-        .args(["worker", "--coordinator", url, "--checkpoint-every", "2"])
-        .arg("--cache-dir")
-        .arg(cache)
-        .env("RAYON_NUM_THREADS", "1")
-        .env_remove("EXP025_TOKEN")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slurm_job_array_drains_a_sweep_through_a_preemption_and_a_requeue() {
     if !slurm_is_up() {
@@ -105,12 +76,19 @@ async fn a_slurm_job_array_drains_a_sweep_through_a_preemption_and_a_requeue() {
     let reference = {
         let server = testing::start(&dbs[0].url, Duration::from_secs(30), 3).await;
         testing::submit(&server.url(), &sweep_yaml()).await;
-        let mut workers: Vec<_> = (0..2).map(|_| worker(&server.url(), &cache)).collect();
+        let _workers: Vec<_> = (0..2)
+            .map(|i| {
+                testing::spawn_worker(
+                    COORDINATOR,
+                    &server.url(),
+                    &cache,
+                    &format!("ref-{i}"),
+                    2,
+                    None,
+                )
+            })
+            .collect();
         testing::wait_all_completed(&server.store, 1, Duration::from_secs(300)).await;
-        for w in &mut workers {
-            let _ = w.kill();
-            let _ = w.wait();
-        }
         let m = testing::deterministic_metrics(&server.store, 1, EPOCHS).await;
         server.stop().await;
         m

@@ -4,58 +4,19 @@
 //! trial finishing on the other from its checkpoint with the metrics of an
 //! uninterrupted run; SIGTERM checkpoints and releases.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use coordinator::store::Store;
-use coordinator::testing;
+use coordinator::testing::{self, Process, wait_until};
 use proto::metrics::{Metric, Split};
 
 /// The coordinator binary serves `worker run` as its hidden `worker`
 /// command (what `coordinator run` starts); the code is the worker crate's.
 const COORDINATOR: &str = env!("CARGO_BIN_EXE_coordinator");
 
-struct Worker(Child);
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn_worker(url: &str, cache: &std::path::Path, name: &str) -> Worker {
-    Worker(
-        Command::new(COORDINATOR)
-            .args([
-                "worker",
-                "--coordinator",
-                url,
-                "--checkpoint-every",
-                "1",
-                "--name",
-                name,
-            ])
-            .arg("--cache-dir")
-            .arg(cache)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    )
-}
-
-async fn wait_until<F, Fut>(what: &str, limit: Duration, mut done: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !done().await {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+fn spawn_worker(url: &str, cache: &std::path::Path, name: &str) -> Process {
+    testing::spawn_worker(COORDINATOR, url, cache, name, 1, None)
 }
 
 async fn all_completed(store: &Store, sweep: i64) -> bool {
