@@ -54,7 +54,8 @@ async fn two_workers_drain_a_sweep_and_a_killed_worker_loses_nothing() {
     for db in testing::databases().await {
         let cache = tempfile::tempdir().unwrap();
         let server = testing::start(&db.url, Duration::from_secs(2), 5).await;
-        let yaml = testing::sweep_yaml(2, 2, 3);
+        // Enough epochs that the victim is still mid-trial when it is killed.
+        let yaml = testing::sweep_yaml(2, 2, 30);
         let plan = coordinator::spec::parse(&yaml).unwrap();
         let sweep = server.store.create_sweep(&yaml, &plan).await.unwrap();
         let workers = [
@@ -65,7 +66,7 @@ async fn two_workers_drain_a_sweep_and_a_killed_worker_loses_nothing() {
             all_completed(&server.store, sweep)
         })
         .await;
-        let straight = stored_epochs(&server.store, sweep, 3).await;
+        let straight = stored_epochs(&server.store, sweep, 30).await;
         drop(workers);
 
         // The same sweep again; kill one worker once its trial has a checkpoint.
@@ -79,7 +80,7 @@ async fn two_workers_drain_a_sweep_and_a_killed_worker_loses_nothing() {
                 let trials = store.trials(again).await.unwrap();
                 for t in trials
                     .iter()
-                    .filter(|t| t.status == "running" && t.worker == "victim")
+                    .filter(|t| t.status == "running" && t.worker == "victim" && t.epochs_done < 20)
                 {
                     if store.checkpoint(t.id).await.unwrap().is_some() {
                         return true;
@@ -104,7 +105,7 @@ async fn two_workers_drain_a_sweep_and_a_killed_worker_loses_nothing() {
             "{}: one trial was re-leased",
             db.name
         );
-        let resumed = stored_epochs(&server.store, again, 3).await;
+        let resumed = stored_epochs(&server.store, again, 30).await;
         assert_eq!(
             resumed, straight,
             "{}: the same metrics as without the kill",
