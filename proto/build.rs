@@ -13,6 +13,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out.join("exp025_descriptor.bin"),
         descriptors.encode_to_vec(),
     )?;
-    tonic_prost_build::configure().compile_fds(descriptors)?;
+    tonic_prost_build::configure()
+        // A trial is large beside an epoch event.
+        .boxed(".exp025.v1.WatchEvent.event.trial")
+        .compile_fds(descriptors)?;
     Ok(())
 }

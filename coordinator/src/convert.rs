@@ -13,6 +13,7 @@ pub fn trial_status(s: &str) -> TrialStatus {
         status::COMPLETED => TrialStatus::Completed,
         status::FAILED => TrialStatus::Failed,
         status::CANCELLED => TrialStatus::Cancelled,
+        status::STOPPED => TrialStatus::Stopped,
         _ => TrialStatus::Unspecified,
     }
 }
@@ -31,6 +32,10 @@ pub fn trial(t: &TrialRow) -> Trial {
         error: t.error.clone(),
         worker: t.worker.clone(),
         preemptions: t.preemptions,
+        stop_epoch: t.stop_epoch,
+        stop_reason: t.stop_reason.clone(),
+        proposal: t.proposal,
+        proposed_by: t.proposed_by.clone(),
     }
 }
 
@@ -39,7 +44,7 @@ pub fn sweep(s: &SweepRow) -> Sweep {
     let c = s.counts;
     let status = if s.cancelled {
         SweepStatus::Cancelled
-    } else if c.queued + c.running == 0 {
+    } else if s.is_done() {
         SweepStatus::Done
     } else {
         SweepStatus::Active
@@ -59,6 +64,11 @@ pub fn sweep(s: &SweepRow) -> Sweep {
         failed: c.failed,
         cancelled: c.cancelled,
         created_unix_ms: s.created_ms,
+        stopped: c.stopped,
+        method: s.method.name().to_string(),
+        budget: s.budget,
+        proposed: s.proposed,
+        early_stopping: s.early_stopping.clone(),
     }
 }
 

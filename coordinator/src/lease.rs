@@ -67,6 +67,13 @@ pub async fn wait_for_trial(
     }
 }
 
+async fn top_up_after(store: &Store, trial_id: i64) -> Result<(), StoreError> {
+    if let Some(trial) = store.trial(trial_id).await? {
+        crate::search::top_up(store, trial.sweep_id).await?;
+    }
+    Ok(())
+}
+
 /// Every quarter lease, returns expired leases to the queue (or fails their
 /// trials once they used every attempt). Runs until aborted.
 pub async fn reap(store: Store, policy: Policy) {
@@ -75,7 +82,15 @@ pub async fn reap(store: Store, policy: Policy) {
     loop {
         tick.tick().await;
         match store.reap_expired(policy.max_attempts).await {
-            Ok(ids) if !ids.is_empty() => tracing::warn!(?ids, "expired leases reaped"),
+            Ok(ids) if !ids.is_empty() => {
+                tracing::warn!(?ids, "expired leases reaped");
+                // A trial failed for good may make room for a proposal.
+                for id in ids {
+                    if let Err(e) = top_up_after(&store, id).await {
+                        tracing::error!(error = ?e, trial = id, "proposing after a reaped lease failed");
+                    }
+                }
+            }
             Ok(_) => {}
             Err(e) => tracing::error!(error = ?e, "reaper failed; retrying"),
         }

@@ -6,6 +6,8 @@
 #![warn(missing_docs)]
 
 // Sweeps
+pub mod early_stopping; // the median and ASHA rules, by configuration
+pub mod search; // submission, bayes proposals and early stops as results arrive
 pub mod spec; // sweep files: parsing with locations, expansion into trials
 
 // Storage and scheduling

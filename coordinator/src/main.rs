@@ -132,6 +132,13 @@ enum Command {
     /// A configuration is a trial's parameters without its seed; rows are
     /// labelled by the parameters that vary. NaN values (e.g. precision
     /// with no predicted spawns) are left out of mean and std and counted.
+    ///
+    /// Trials stopped early by the sweep's early_stopping rule are not
+    /// failures: a stopped configuration's last epoch is the rung it was
+    /// stopped at, so by default its repeats are read there; with --epoch N
+    /// only trials that reached N are read. The table says how many trials
+    /// were stopped, and for method bayes in which order (and by what) each
+    /// configuration was proposed.
     Results {
         sweep: i64,
         #[command(flatten)]
@@ -146,6 +153,10 @@ enum Command {
     },
     /// Welch's t-test of one metric between two groups of configurations
     /// (scipy.stats.ttest_ind with equal_var=False).
+    ///
+    /// Trials stopped early count with their value at the rung their
+    /// configuration was stopped at (its last epoch), as in `results`; the
+    /// output says how many of each group's trials were stopped.
     Compare {
         sweep: i64,
         /// The metric to compare, e.g. board_accuracy.

@@ -22,7 +22,7 @@ use crate::auth::{self, Auth, Role};
 use crate::lease::Policy;
 use crate::report::{self, Format};
 use crate::store::{Store, TrialRow, now_ms, status};
-use crate::{results, server, spec};
+use crate::{results, search, server, spec};
 
 /// What `coordinator run` was told.
 #[derive(Debug, Clone)]
@@ -97,7 +97,7 @@ async fn sweep_for(store: &Store, file: &str, yaml: &str) -> Result<i64> {
         );
         return Ok(s.id);
     }
-    let id = store.create_sweep(yaml, &plan).await?;
+    let id = search::submit(store, yaml, &plan).await?;
     let mut configurations: Vec<&str> = plan.trials.iter().map(|t| t.config_key.as_str()).collect();
     configurations.sort_unstable();
     configurations.dedup();
@@ -176,8 +176,7 @@ struct Progress {
 impl Progress {
     fn new(trials: &[TrialRow]) -> Self {
         let bars = MultiProgress::new();
-        let total: u64 = trials.iter().map(|t| u64::from(t.config.epochs)).sum();
-        let overall = bars.add(ProgressBar::new(total));
+        let overall = bars.add(ProgressBar::new(0));
         overall.set_style(
             ProgressStyle::with_template(
                 "sweep  [{bar:30}] {pos}/{len} epochs  {msg}  elapsed {elapsed}, ETA {eta}",
@@ -185,14 +184,6 @@ impl Progress {
             .expect("a valid template")
             .progress_chars("=> "),
         );
-        let mut distinct: Vec<&str> = trials.iter().map(|t| t.config_key.as_str()).collect();
-        distinct.sort_unstable();
-        distinct.dedup();
-        let labels = distinct
-            .iter()
-            .map(|k| k.to_string())
-            .zip(results::labels(&distinct))
-            .collect();
         let mut progress = Self {
             bars,
             overall,
@@ -202,7 +193,7 @@ impl Progress {
                 .filter(|t| is_finished(t))
                 .map(|t| (t.id, t.status.clone()))
                 .collect(),
-            labels,
+            labels: HashMap::new(),
         };
         progress.update(trials);
         progress.overall.reset_eta();
@@ -210,8 +201,31 @@ impl Progress {
     }
 
     fn update(&mut self, trials: &[TrialRow]) {
+        // A bayes search adds configurations as it goes.
+        if trials
+            .iter()
+            .any(|t| !self.labels.contains_key(&t.config_key))
+        {
+            let mut distinct: Vec<&str> = trials.iter().map(|t| t.config_key.as_str()).collect();
+            distinct.sort_unstable();
+            distinct.dedup();
+            self.labels = distinct
+                .iter()
+                .map(|k| k.to_string())
+                .zip(results::labels(&distinct))
+                .collect();
+        }
         let done: u64 = trials.iter().map(|t| u64::from(t.epochs_done)).sum();
+        // A trial stopped early trains no further.
+        let total: u64 = trials
+            .iter()
+            .map(|t| match t.status.as_str() {
+                status::STOPPED => u64::from(t.epochs_done),
+                _ => u64::from(t.config.epochs),
+            })
+            .sum();
         let finished = trials.iter().filter(|t| is_finished(t)).count();
+        self.overall.set_length(total);
         self.overall.set_position(done);
         self.overall
             .set_message(format!("{finished}/{} trials", trials.len()));
@@ -222,10 +236,10 @@ impl Progress {
                     bar.finish_and_clear();
                 }
                 if self.finished.insert(t.id, t.status.clone()).is_none() {
-                    let error = if t.error.is_empty() {
-                        String::new()
-                    } else {
-                        format!(": {}", t.error)
+                    let error = match (t.error.as_str(), t.stop_reason.as_str()) {
+                        ("", "") => String::new(),
+                        ("", reason) => format!(": {reason}"),
+                        (error, _) => format!(": {error}"),
                     };
                     self.bars.suspend(|| {
                         eprintln!(
@@ -266,7 +280,12 @@ impl Progress {
 }
 
 fn is_finished(t: &TrialRow) -> bool {
-    [status::COMPLETED, status::FAILED, status::CANCELLED].contains(&t.status.as_str())
+    status::is_final(&t.status)
+}
+
+/// Whether nothing of the sweep is left to run.
+async fn is_done(store: &Store, sweep_id: i64) -> Result<bool> {
+    Ok(store.sweep(sweep_id).await?.context("the sweep")?.is_done())
 }
 
 /// Runs the sweep of `options.file` to the end, or until interrupted.
@@ -278,7 +297,7 @@ pub async fn run(options: &LocalRun) -> Result<Outcome> {
         .with_context(|| format!("opening {}", options.database_url))?;
     let sweep_id = sweep_for(&store, &file, &yaml).await?;
     let trials = store.trials(sweep_id).await?;
-    if trials.iter().all(is_finished) {
+    if is_done(&store, sweep_id).await? {
         print_results(&store, sweep_id).await?;
         return Ok(Outcome::Finished);
     }
@@ -322,7 +341,7 @@ pub async fn run(options: &LocalRun) -> Result<Outcome> {
         }
         let trials = store.trials(sweep_id).await?;
         progress.update(&trials);
-        if trials.iter().all(is_finished) {
+        if is_done(&store, sweep_id).await? {
             break Ok(Outcome::Finished);
         }
         let mut alive = 0;

@@ -71,6 +71,7 @@ pub async fn serve(
         policy: options.policy,
         stopping: stopping.clone(),
         gate: gate.clone(),
+        rules: Default::default(),
     })
     .max_decoding_message_size(limits::MAX_MESSAGE_BYTES)
     .max_encoding_message_size(limits::MAX_MESSAGE_BYTES);

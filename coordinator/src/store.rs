@@ -7,13 +7,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use prost::Message;
 use proto::metrics::{Metric, MetricValue, Split};
-use proto::v1::TrialConfig;
+use proto::v1::{EarlyStopping, TrialConfig};
 use rand::RngExt;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
 use crate::auth::Role;
-use crate::spec::{Objective, SweepPlan};
+use crate::spec::{Method, Objective, PlannedTrial, SweepPlan};
 
 /// Why a store operation failed. Messages never show SQL.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +39,9 @@ pub enum StoreError {
     /// A stored role name outside the known roles.
     #[error("stored token role {0:?} is unknown")]
     UnknownRole(String),
+    /// A stored sweep method outside the known methods.
+    #[error("stored sweep method {0:?} is unknown")]
+    UnknownMethod(String),
 }
 
 type Result<T> = std::result::Result<T, StoreError>;
@@ -78,6 +81,13 @@ pub mod status {
     pub const FAILED: &str = "failed";
     /// Cancelled with its sweep.
     pub const CANCELLED: &str = "cancelled";
+    /// Stopped by the sweep's early-stopping rule.
+    pub const STOPPED: &str = "stopped";
+
+    /// Whether a trial in this status will not run again.
+    pub fn is_final(status: &str) -> bool {
+        [COMPLETED, FAILED, CANCELLED, STOPPED].contains(&status)
+    }
 }
 
 /// A sweep with its trial counts.
@@ -95,6 +105,14 @@ pub struct SweepRow {
     pub objective: Objective,
     /// Whether the sweep was cancelled.
     pub cancelled: bool,
+    /// How it makes its configurations.
+    pub method: Method,
+    /// Configurations it will try.
+    pub budget: u32,
+    /// Configurations made so far.
+    pub proposed: u32,
+    /// Its early-stopping rule, if any.
+    pub early_stopping: Option<EarlyStopping>,
     /// When it was submitted (ms since the Unix epoch).
     pub created_ms: i64,
     /// Its trials by status.
@@ -114,12 +132,23 @@ pub struct StatusCounts {
     pub failed: u32,
     /// Cancelled.
     pub cancelled: u32,
+    /// Stopped early.
+    pub stopped: u32,
 }
 
 impl StatusCounts {
     /// All trials.
     pub fn total(&self) -> u32 {
-        self.queued + self.running + self.completed + self.failed + self.cancelled
+        self.queued + self.running + self.completed + self.failed + self.cancelled + self.stopped
+    }
+}
+
+impl SweepRow {
+    /// Whether nothing more will run: cancelled, or every configuration
+    /// made and none of its trials queued or running.
+    pub fn is_done(&self) -> bool {
+        self.cancelled
+            || (self.counts.queued + self.counts.running == 0 && self.proposed >= self.budget)
     }
 }
 
@@ -150,6 +179,15 @@ pub struct TrialRow {
     pub preemptions: u32,
     /// When it last changed (ms since the Unix epoch).
     pub updated_ms: i64,
+    /// The rung its configuration was stopped at; 0 unless stopped early.
+    pub stop_epoch: u32,
+    /// Why it was stopped early.
+    pub stop_reason: String,
+    /// The order (1-based) in which its configuration was proposed; 0 for
+    /// a sweep made before proposals were recorded.
+    pub proposal: u32,
+    /// What proposed its configuration: grid, random or tpe.
+    pub proposed_by: String,
 }
 
 /// A trial just leased.
@@ -170,6 +208,8 @@ pub enum LeaseState {
     Lost,
     /// The trial (or its sweep) was cancelled.
     Cancelled,
+    /// The sweep's early-stopping rule stopped the trial's configuration.
+    Stopped,
 }
 
 /// One stored metric value (NaN for undefined) of a trial at an epoch.
@@ -210,7 +250,8 @@ fn token_row(r: &AnyRow) -> Result<TokenRow> {
 }
 
 const TRIAL_COLUMNS: &str = "t.id, t.sweep_id, t.config, t.config_key, t.repeat_index, t.status, t.attempts, \
-     t.epochs_done, t.error, COALESCE(w.name, '') AS worker_name, t.updated_ms, t.preemptions";
+     t.epochs_done, t.error, COALESCE(w.name, '') AS worker_name, t.updated_ms, t.preemptions, \
+     t.stop_epoch, t.stop_reason, t.proposal, t.proposed_by";
 
 fn trial_row(row: &AnyRow) -> Result<TrialRow> {
     let config: Vec<u8> = row.try_get("config")?;
@@ -227,6 +268,10 @@ fn trial_row(row: &AnyRow) -> Result<TrialRow> {
         worker: row.try_get("worker_name")?,
         updated_ms: row.try_get("updated_ms")?,
         preemptions: row.try_get::<i64, _>("preemptions")? as u32,
+        stop_epoch: row.try_get::<i64, _>("stop_epoch")? as u32,
+        stop_reason: row.try_get("stop_reason")?,
+        proposal: row.try_get::<i64, _>("proposal")? as u32,
+        proposed_by: row.try_get("proposed_by")?,
     })
 }
 
@@ -296,13 +341,17 @@ impl Store {
         }
     }
 
-    /// Stores a sweep and all its trials in one transaction.
+    /// Stores a sweep and the trials of its plan in one transaction.
     pub async fn create_sweep(&self, yaml: &str, plan: &SweepPlan) -> Result<i64> {
         let now = now_ms();
+        let mut made: Vec<&str> = plan.trials.iter().map(|t| t.config_key.as_str()).collect();
+        made.sort_unstable();
+        made.dedup();
         let mut tx = self.pool.begin().await?;
         let id: i64 = sqlx::query(
-            "INSERT INTO sweeps (name, description, yaml, metric, metric_split, maximize, created_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+            "INSERT INTO sweeps (name, description, yaml, metric, metric_split, maximize, created_ms, \
+             method, budget, proposed, early_stopping) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
         )
         .bind(&plan.name)
         .bind(&plan.description)
@@ -311,26 +360,61 @@ impl Store {
         .bind(plan.objective.split.name())
         .bind(i64::from(plan.objective.maximize))
         .bind(now)
+        .bind(plan.method.name())
+        .bind(i64::from(plan.budget))
+        .bind(made.len() as i64)
+        // Empty for none: a bound NULL would give the cached statement a
+        // second parameter type.
+        .bind(
+            plan.early_stopping
+                .as_ref()
+                .map(|e| e.encode_to_vec())
+                .unwrap_or_default(),
+        )
         .fetch_one(&mut *tx)
         .await?
         .try_get("id")?;
-        for trial in &plan.trials {
-            sqlx::query(
-                "INSERT INTO trials (sweep_id, config, config_key, repeat_index, seed, status, created_ms, updated_ms) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
-            )
-            .bind(id)
-            .bind(trial.config.encode_to_vec())
-            .bind(&trial.config_key)
-            .bind(i64::from(trial.repeat))
-            .bind(trial.config.seed as i64)
-            .bind(status::QUEUED)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
+        insert_trials(&mut tx, id, &plan.trials, now).await?;
         tx.commit().await?;
         Ok(id)
+    }
+
+    /// Adds the trials of the sweep's configuration number `expected + 1`
+    /// unless another one was added since the caller read `expected`
+    /// configurations (then false, and nothing changes).
+    pub async fn add_configuration(
+        &self,
+        sweep_id: i64,
+        expected: u32,
+        trials: &[PlannedTrial],
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let counted = sqlx::query(
+            "UPDATE sweeps SET proposed = proposed + 1 \
+             WHERE id = $1 AND proposed = $2 AND proposed < budget AND cancelled = 0",
+        )
+        .bind(sweep_id)
+        .bind(i64::from(expected))
+        .execute(&mut *tx)
+        .await?;
+        if counted.rows_affected() == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        insert_trials(&mut tx, sweep_id, trials, now_ms()).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Lowers a sweep's budget to the `proposed` configurations it has:
+    /// its search found no configuration it had not tried.
+    pub async fn close_budget(&self, sweep_id: i64, proposed: u32) -> Result<()> {
+        sqlx::query("UPDATE sweeps SET budget = $1 WHERE id = $2 AND proposed = $1")
+            .bind(i64::from(proposed))
+            .bind(sweep_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// All sweeps, newest first, with trial counts.
@@ -375,6 +459,7 @@ impl Store {
                 status::RUNNING => counts.running = n,
                 status::COMPLETED => counts.completed = n,
                 status::FAILED => counts.failed = n,
+                status::STOPPED => counts.stopped = n,
                 _ => counts.cancelled = n,
             }
         }
@@ -390,6 +475,17 @@ impl Store {
                 maximize: row.try_get::<i64, _>("maximize")? != 0,
             },
             cancelled: row.try_get::<i64, _>("cancelled")? != 0,
+            method: {
+                let method: String = row.try_get("method")?;
+                Method::parse(&method).ok_or(StoreError::UnknownMethod(method))?
+            },
+            budget: row.try_get::<i64, _>("budget")? as u32,
+            proposed: row.try_get::<i64, _>("proposed")? as u32,
+            early_stopping: row
+                .try_get::<Option<Vec<u8>>, _>("early_stopping")?
+                .filter(|bytes| !bytes.is_empty())
+                .map(|bytes| EarlyStopping::decode(bytes.as_slice()))
+                .transpose()?,
             created_ms: row.try_get("created_ms")?,
             counts,
         })
@@ -547,8 +643,83 @@ impl Store {
             .transpose()?;
         Ok(match status.as_deref() {
             Some(status::CANCELLED) => LeaseState::Cancelled,
+            Some(status::STOPPED) => LeaseState::Stopped,
             _ => LeaseState::Lost,
         })
+    }
+
+    /// Stops a configuration (of `epochs` epochs) early, at `rung` for
+    /// `reason`: its queued trials and its running ones that have not
+    /// stored their last epoch. Returns how many it stopped.
+    pub async fn stop_configuration(
+        &self,
+        sweep_id: i64,
+        config_key: &str,
+        epochs: u32,
+        rung: u32,
+        reason: &str,
+    ) -> Result<u64> {
+        let now = now_ms();
+        let done = sqlx::query(
+            "UPDATE trials SET status = $1, stop_epoch = $2, stop_reason = $3, lease_id = NULL, \
+             lease_expires_ms = NULL, finished_ms = $4, updated_ms = $4 \
+             WHERE sweep_id = $5 AND config_key = $6 AND status IN ($7, $8) AND epochs_done < $9",
+        )
+        .bind(status::STOPPED)
+        .bind(i64::from(rung))
+        .bind(reason)
+        .bind(now)
+        .bind(sweep_id)
+        .bind(config_key)
+        .bind(status::QUEUED)
+        .bind(status::RUNNING)
+        .bind(i64::from(epochs))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Per trial of the sweep with a value at `epoch` of one metric of one
+    /// split: its configuration, its repeat and the value (NaN for
+    /// undefined).
+    pub async fn rung_values(
+        &self,
+        sweep_id: i64,
+        split: Split,
+        metric: Metric,
+        epoch: u32,
+    ) -> Result<Vec<(String, u32, f64)>> {
+        let rows = sqlx::query(
+            "SELECT t.config_key, t.repeat_index, m.value FROM trials t JOIN metrics m ON m.trial_id = t.id \
+             WHERE t.sweep_id = $1 AND m.epoch = $2 AND m.split = $3 AND m.metric = $4",
+        )
+        .bind(sweep_id)
+        .bind(i64::from(epoch))
+        .bind(split.name())
+        .bind(metric.name())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("config_key")?,
+                    r.try_get::<i64, _>("repeat_index")? as u32,
+                    r.try_get::<Option<f64>, _>("value")?.unwrap_or(f64::NAN),
+                ))
+            })
+            .collect()
+    }
+
+    /// The trials of one configuration of a sweep.
+    pub async fn configuration_size(&self, sweep_id: i64, config_key: &str) -> Result<u32> {
+        let n: i64 =
+            sqlx::query("SELECT COUNT(*) AS n FROM trials WHERE sweep_id = $1 AND config_key = $2")
+                .bind(sweep_id)
+                .bind(config_key)
+                .fetch_one(&self.pool)
+                .await?
+                .try_get("n")?;
+        Ok(n as u32)
     }
 
     /// Stores one epoch's metrics for the lease holder and renews the lease.
@@ -849,4 +1020,31 @@ impl Store {
                 .await?;
         Ok(done.rows_affected() > 0)
     }
+}
+
+/// Inserts planned trials of a sweep, queued.
+async fn insert_trials(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    sweep_id: i64,
+    trials: &[PlannedTrial],
+    now: i64,
+) -> Result<()> {
+    for trial in trials {
+        sqlx::query(
+            "INSERT INTO trials (sweep_id, config, config_key, repeat_index, seed, status, created_ms, \
+             updated_ms, proposal, proposed_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9)",
+        )
+        .bind(sweep_id)
+        .bind(trial.config.encode_to_vec())
+        .bind(&trial.config_key)
+        .bind(i64::from(trial.repeat))
+        .bind(trial.config.seed as i64)
+        .bind(status::QUEUED)
+        .bind(now)
+        .bind(i64::from(trial.proposal))
+        .bind(trial.proposed_by)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
 }

@@ -45,6 +45,92 @@ fn the_example_sweeps_expand_into_their_trials() {
             .all(|t| t.config.epochs == 300 && t.config.batch_size == 4 && t.config.lr == 1e-4)
     );
     assert_eq!(study.objective.metric, Metric::BoardAccuracy);
+    assert_eq!((study.method, study.budget), (spec::Method::Grid, 4));
+    assert!(study.early_stopping.is_none() && study.search.is_none());
+
+    let search =
+        spec::parse(&std::fs::read_to_string(repo().join("sweeps/lr-search.yaml")).unwrap())
+            .unwrap();
+    assert_eq!((search.method, search.budget), (spec::Method::Bayes, 24));
+    assert!(
+        search.trials.is_empty(),
+        "a bayes search proposes as it goes"
+    );
+    let s = search.search.as_ref().unwrap();
+    assert_eq!((s.startup, s.parallel), (8, 2));
+    let rule = search.early_stopping.unwrap();
+    assert_eq!(coordinator::early_stopping::rungs(&rule, 100), [10, 30, 90]);
+    assert_eq!(rule.min_repeats, 0, "all repeats by default");
+}
+
+const BAYES: &str = "name: b\nmethod: bayes\nbudget: 30\nstartup: 4\nsearch_seed: 3\nrepeats: 2\n\
+                     dataset: {generated: {seed: 1, train: 8, test: 4}}\n\
+                     parameters:\n  lr: {distribution: log_uniform, min: 0.00001, max: 0.01}\n\
+                     \x20 batch_size: {distribution: int_uniform, min: 2, max: 8}\n\
+                     \x20 init: {values: [default, smart]}\n";
+
+/// A stand-in objective with its optimum at lr 1e-3, batch size 4, smart.
+fn objective(c: &proto::v1::TrialConfig) -> f64 {
+    let smart = spec::config_key(c).contains("gen_init=smart");
+    -(c.lr.log10() + 3.0).powi(2) - 0.1 * (f64::from(c.batch_size) - 4.0).powi(2)
+        + if smart { 0.5 } else { 0.0 }
+}
+
+#[test]
+fn a_bayes_search_proposes_reproducibly_from_its_history_and_never_repeats_itself() {
+    let plan = spec::parse(BAYES).unwrap();
+    let search = plan.search.unwrap();
+    let mut taken = std::collections::HashSet::new();
+    let mut history = Vec::new();
+    let mut by = Vec::new();
+    for proposal in 1..=12 {
+        let trials = search.propose(&history, &taken, proposal).unwrap();
+        assert_eq!(trials.len(), 2, "one trial per repeat");
+        assert_eq!(
+            trials,
+            search.propose(&history, &taken, proposal).unwrap(),
+            "the same history gives the same proposal"
+        );
+        assert!(trials.iter().all(|t| t.proposal == proposal));
+        assert_eq!(
+            trials
+                .iter()
+                .map(|t| (t.repeat, t.config.seed))
+                .collect::<Vec<_>>(),
+            [(0, 0), (1, 1)]
+        );
+        let c = &trials[0].config;
+        assert!((1e-5..=1e-2).contains(&c.lr) && (2..=8).contains(&c.batch_size));
+        assert!(
+            taken.insert(trials[0].config_key.clone()),
+            "never a configuration twice"
+        );
+        by.push(trials[0].proposed_by);
+        history.push(spec::Observation {
+            config: c.clone(),
+            value: objective(c),
+        });
+    }
+    assert_eq!(
+        by[..4],
+        ["random"; 4],
+        "the start-up configurations are random"
+    );
+    assert!(by[4..].iter().all(|b| *b == "tpe"));
+}
+
+#[test]
+fn a_search_that_has_tried_everything_says_so() {
+    let yaml = "name: b\nmethod: bayes\nbudget: 5\n\
+                dataset: {generated: {seed: 1, train: 8, test: 4}}\n\
+                parameters: {init: {values: [default, smart]}}\n";
+    let search = spec::parse(yaml).unwrap().search.unwrap();
+    let mut taken = std::collections::HashSet::new();
+    for proposal in 1..=2 {
+        let trials = search.propose(&[], &taken, proposal).unwrap();
+        taken.insert(trials[0].config_key.clone());
+    }
+    assert_eq!(search.propose(&[], &taken, 3), None);
 }
 
 #[test]

@@ -20,6 +20,7 @@ fn group_json(g: Option<&pb::Group>) -> Value {
     json!({
         "label": g.label, "config_keys": g.config_keys, "trial_ids": g.trial_ids,
         "epochs": g.epochs, "values": g.values, "summary": summary_json(g.summary.as_ref()),
+        "stopped_early": g.stopped,
     })
 }
 
@@ -116,11 +117,14 @@ pub fn compare(
                 for (name, g) in [("a", &c.a), ("b", &c.b)] {
                     let g = g.clone().unwrap_or_default();
                     let s = g.summary.unwrap_or_default();
-                    let n = if s.nan > 0 {
+                    let mut n = if s.nan > 0 {
                         format!("{} (+{} NaN)", s.n, s.nan)
                     } else {
                         s.n.to_string()
                     };
+                    if g.stopped > 0 {
+                        n.push_str(&format!(", {} stopped early", g.stopped));
+                    }
                     t.add_row(vec![
                         name.to_string(),
                         g.label,

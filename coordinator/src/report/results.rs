@@ -63,7 +63,8 @@ pub fn results(
                     json!({
                         "configuration": c.label, "config_key": c.config_key, "trials": c.trials,
                         "epoch": c.epoch, "trial_ids": c.trial_ids, "metrics": metrics,
-                        "stop_candidates": candidates,
+                        "stop_candidates": candidates, "stopped_early": c.stopped,
+                        "proposal": c.proposal, "proposed_by": c.proposed_by,
                     })
                 })
                 .collect();
@@ -76,9 +77,18 @@ pub fn results(
             .to_string()
         }
         Format::Csv => {
-            let mut header: Vec<String> = ["configuration", "config_key", "trials", "n", "epoch"]
-                .map(String::from)
-                .to_vec();
+            let mut header: Vec<String> = [
+                "configuration",
+                "config_key",
+                "trials",
+                "n",
+                "epoch",
+                "stopped_early",
+                "proposal",
+                "proposed_by",
+            ]
+            .map(String::from)
+            .to_vec();
             for m in &shown {
                 for part in ["mean", "std", "n", "nan"] {
                     header.push(format!("{m}_{part}"));
@@ -92,6 +102,9 @@ pub fn results(
                     c.trials.to_string(),
                     c.trial_ids.len().to_string(),
                     c.epoch.to_string(),
+                    c.stopped.to_string(),
+                    c.proposal.to_string(),
+                    c.proposed_by.clone(),
                 ];
                 for m in &shown {
                     let s = metric(c, m).unwrap_or_default();
@@ -116,8 +129,16 @@ pub fn results(
                 r.split,
                 epoch_words(selection)
             );
+            let stopped: u32 = r.configurations.iter().map(|c| c.stopped).sum();
+            let searched = sweep.method == "bayes";
             let mut header: Vec<String> =
                 ["configuration", "n", "epoch"].map(String::from).to_vec();
+            if searched {
+                header.insert(0, "proposed".into());
+            }
+            if stopped > 0 {
+                header.push("stopped early".into());
+            }
             header.extend(shown.iter().cloned());
             let mut t = table(header);
             for c in &r.configurations {
@@ -126,11 +147,29 @@ pub fn results(
                     format!("{}/{}", c.trial_ids.len(), c.trials),
                     c.epoch.to_string(),
                 ];
+                if searched {
+                    row.insert(0, format!("#{} {}", c.proposal, c.proposed_by));
+                }
+                if stopped > 0 {
+                    row.push(if c.stopped > 0 {
+                        format!("{} at epoch {}", c.stopped, c.epoch)
+                    } else {
+                        String::new()
+                    });
+                }
                 row.extend(shown.iter().map(|m| mean_std(metric(c, m).as_ref())));
                 t.add_row(row);
             }
             out.push_str(&render(t, 1));
             out.push('\n');
+            if stopped > 0 {
+                out.push_str(&format!(
+                    "\n{stopped} trials were stopped early by the sweep's rule; a configuration \
+                     stopped early is read at the rung it was stopped at (its `epoch`); see \
+                     `coordinator status {}` for the reasons\n",
+                    sweep.id
+                ));
+            }
             if !r.stop_by.is_empty() {
                 out.push_str(&stop_table(r));
             }

@@ -23,6 +23,7 @@ fn trial_status(t: &pb::Trial) -> &'static str {
         TrialStatus::Completed => "completed",
         TrialStatus::Failed => "failed",
         TrialStatus::Cancelled => "cancelled",
+        TrialStatus::Stopped => "stopped",
         TrialStatus::Unspecified => "?",
     }
 }
@@ -33,8 +34,41 @@ pub fn sweep_json(s: &pb::Sweep) -> Value {
         "id": s.id, "name": s.name, "description": s.description, "status": sweep_status(s),
         "metric": s.metric, "metric_split": s.metric_split, "maximize": s.maximize,
         "trials": s.trials, "queued": s.queued, "running": s.running, "completed": s.completed,
-        "failed": s.failed, "cancelled": s.cancelled, "created_unix_ms": s.created_unix_ms,
+        "failed": s.failed, "cancelled": s.cancelled, "stopped": s.stopped,
+        "created_unix_ms": s.created_unix_ms, "method": s.method, "budget": s.budget,
+        "proposed": s.proposed,
+        "early_stopping": s.early_stopping.as_ref().map(early_stopping_words),
     })
+}
+
+/// A sweep's early-stopping rule in words.
+pub fn early_stopping_words(e: &pb::EarlyStopping) -> String {
+    let method = pb::EarlyStoppingMethod::try_from(e.method).unwrap_or_default();
+    let rungs = if e.rungs.is_empty() {
+        match method {
+            pb::EarlyStoppingMethod::Asha => {
+                format!("rungs at {} x {}^k", e.grace, e.reduction_factor)
+            }
+            _ => format!("rungs every {} epochs from {}", e.interval, e.grace),
+        }
+    } else {
+        let list: Vec<String> = e.rungs.iter().map(u32::to_string).collect();
+        format!("rungs at epochs {}", list.join(", "))
+    };
+    let repeats = match e.min_repeats {
+        0 => "all repeats".to_string(),
+        n => format!("{n} repeats"),
+    };
+    match method {
+        pb::EarlyStoppingMethod::Asha => format!(
+            "asha (reduction factor {}), {rungs}, judged on {repeats}",
+            e.reduction_factor
+        ),
+        _ => format!(
+            "median rule (after {} other configurations), {rungs}, judged on {repeats}",
+            e.min_configurations
+        ),
+    }
 }
 
 /// Every sweep: a line each with its trial counts, or a JSON array.
@@ -46,13 +80,22 @@ pub fn sweeps(sweeps: &[pb::Sweep], format: Format) -> String {
         return "no sweeps yet; submit one with `coordinator submit FILE`".to_string();
     }
     let mut out = format!(
-        "{:>4}  {:<24} {:<9} {:>6} {:>6} {:>7} {:>9} {:>6} {:>9}\n",
-        "id", "name", "status", "trials", "queued", "running", "completed", "failed", "cancelled"
+        "{:>4}  {:<24} {:<9} {:>6} {:>6} {:>7} {:>9} {:>7} {:>6} {:>9}\n",
+        "id",
+        "name",
+        "status",
+        "trials",
+        "queued",
+        "running",
+        "completed",
+        "stopped",
+        "failed",
+        "cancelled"
     );
     for s in sweeps {
         let _ = writeln!(
             out,
-            "{:>4}  {:<24} {:<9} {:>6} {:>6} {:>7} {:>9} {:>6} {:>9}",
+            "{:>4}  {:<24} {:<9} {:>6} {:>6} {:>7} {:>9} {:>7} {:>6} {:>9}",
             s.id,
             s.name,
             sweep_status(s),
@@ -60,6 +103,7 @@ pub fn sweeps(sweeps: &[pb::Sweep], format: Format) -> String {
             s.queued,
             s.running,
             s.completed,
+            s.stopped,
             s.failed,
             s.cancelled
         );
@@ -81,7 +125,8 @@ pub fn detail(d: &pb::SweepDetail, format: Format) -> String {
                     "attempts": t.attempts, "preemptions": t.preemptions,
                     "epochs_done": t.epochs_done,
                     "epochs": t.config.as_ref().map(|c| c.epochs), "worker": t.worker,
-                    "error": t.error,
+                    "error": t.error, "stop_epoch": t.stop_epoch, "stop_reason": t.stop_reason,
+                    "proposal": t.proposal, "proposed_by": t.proposed_by,
                 })
             })
             .collect();
@@ -90,26 +135,40 @@ pub fn detail(d: &pb::SweepDetail, format: Format) -> String {
     let mut out = String::new();
     if let Some(s) = &d.sweep {
         out.push_str(&sweeps(std::slice::from_ref(s), format));
+        if s.method == "bayes" {
+            let _ = writeln!(
+                out,
+                "method bayes: {} of {} configurations proposed (order and proposer per trial below)",
+                s.proposed, s.budget
+            );
+        }
+        if let Some(e) = &s.early_stopping {
+            let _ = writeln!(out, "early stopping: {}", early_stopping_words(e));
+        }
         out.push('\n');
     }
     let _ = writeln!(
         out,
-        "{:>6}  {:<10} {:>6} {:>8} {:>8}  {:<12} configuration",
-        "trial", "status", "repeat", "epochs", "attempts", "worker"
+        "{:>6}  {:<10} {:>6} {:>8} {:>8}  {:<12} {:<12} configuration",
+        "trial", "status", "repeat", "epochs", "attempts", "worker", "proposed"
     );
     for t in &d.trials {
         let epochs = t.config.as_ref().map_or(0, |c| c.epochs);
         let _ = writeln!(
             out,
-            "{:>6}  {:<10} {:>6} {:>8} {:>8}  {:<12} {}",
+            "{:>6}  {:<10} {:>6} {:>8} {:>8}  {:<12} {:<12} {}",
             t.id,
             trial_status(t),
             t.repeat,
             format!("{}/{}", t.epochs_done, epochs),
             t.attempts,
             t.worker,
+            format!("#{} {}", t.proposal, t.proposed_by),
             t.config_key
         );
+        if !t.stop_reason.is_empty() {
+            let _ = writeln!(out, "        stopped early: {}", t.stop_reason);
+        }
         if t.preemptions > 0 {
             let _ = writeln!(
                 out,

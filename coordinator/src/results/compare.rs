@@ -6,7 +6,7 @@ use proto::v1 as pb;
 use crate::convert;
 use crate::error::Error;
 use crate::stats;
-use crate::store::Store;
+use crate::store::{Store, status};
 
 use super::configurations::{Configuration, select};
 use super::epochs::{Chosen, choose, chosen_values, selection, values_at};
@@ -40,6 +40,7 @@ pub async fn compare(store: &Store, r: &pb::CompareRequest) -> Result<pb::Compar
             let epoch = *epoch;
             g.config_keys.push(c.key.clone());
             for (t, v) in values_at(c, &index, epoch, metric) {
+                g.stopped += u32::from(t.status == status::STOPPED);
                 g.trial_ids.push(t.id);
                 g.epochs.push(epoch);
                 g.values.push(v);

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use crate::error::Error;
-use crate::store::TrialRow;
+use crate::store::{TrialRow, status};
 
 use super::invalid;
 
@@ -15,9 +15,20 @@ use super::invalid;
 pub(super) struct Configuration {
     pub key: String,
     pub label: String,
-    /// The configuration's last epoch.
+    /// The configuration's last epoch: its configured one, or the rung the
+    /// early-stopping rule stopped it at.
     pub epochs: u32,
     pub trials: Vec<TrialRow>,
+}
+
+impl Configuration {
+    /// Its trials stopped early.
+    pub fn stopped(&self) -> u32 {
+        self.trials
+            .iter()
+            .filter(|t| t.status == status::STOPPED)
+            .count() as u32
+    }
 }
 
 /// `key=value` pairs of a config key, in its order.
@@ -51,6 +62,9 @@ pub(super) fn configurations(trials: Vec<TrialRow>) -> Vec<Configuration> {
     }
     for c in &mut out {
         c.trials.sort_by_key(|t| (t.repeat, t.id));
+        if let Some(rung) = c.trials.iter().map(|t| t.stop_epoch).find(|e| *e > 0) {
+            c.epochs = rung;
+        }
     }
     let labels = labels(&out.iter().map(|c| c.key.as_str()).collect::<Vec<_>>());
     for (c, label) in out.iter_mut().zip(labels) {

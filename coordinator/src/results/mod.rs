@@ -99,6 +99,9 @@ pub async fn results(store: &Store, r: &pb::ResultsRequest) -> Result<pb::Result
                     })
                     .collect();
                 pb::ConfigurationResult {
+                    stopped: c.stopped(),
+                    proposal: c.trials[0].proposal,
+                    proposed_by: c.trials[0].proposed_by.clone(),
                     config_key: c.key.clone(),
                     label: c.label.clone(),
                     trials: c.trials.len() as u32,

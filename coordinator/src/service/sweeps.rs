@@ -17,7 +17,7 @@ use crate::auth::{Gate, Role};
 use crate::error::Error;
 use crate::limits;
 use crate::store::{Store, SweepRow};
-use crate::{convert, results, spec};
+use crate::{convert, results, search, spec};
 
 /// How often a watch looks at the database.
 const WATCH_POLL: Duration = Duration::from_millis(200);
@@ -46,7 +46,7 @@ async fn submit(s: &Sweeps, r: pb::SubmitRequest) -> Result<pb::SubmitResponse, 
         file: r.file_name.clone(),
         source,
     })?;
-    let id = s.store.create_sweep(&r.yaml, &plan).await?;
+    let id = search::submit(&s.store, &r.yaml, &plan).await?;
     tracing::info!(
         sweep = id,
         file = r.file_name,
@@ -159,7 +159,7 @@ async fn send_changes(
                 }
                 *seen = trial.epochs_done;
             }
-            let event = Event::Trial(convert::trial(trial));
+            let event = Event::Trial(Box::new(convert::trial(trial)));
             if tx
                 .send(Ok(pb::WatchEvent { event: Some(event) }))
                 .await

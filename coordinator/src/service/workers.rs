@@ -20,7 +20,8 @@ use crate::convert;
 use crate::error::Error;
 use crate::lease::{self, Policy};
 use crate::limits;
-use crate::store::{LeaseState, Store};
+use crate::search::{self, Rules};
+use crate::store::{LeaseState, Store, TrialRow};
 
 /// The worker-facing service.
 #[derive(Debug, Clone)]
@@ -33,6 +34,8 @@ pub struct Workers {
     pub stopping: watch::Receiver<bool>,
     /// Admits calls by their token.
     pub gate: Gate,
+    /// The sweeps' early-stopping rules, read once each.
+    pub rules: Rules,
 }
 
 fn directive(state: LeaseState) -> Directive {
@@ -40,6 +43,7 @@ fn directive(state: LeaseState) -> Directive {
         LeaseState::Held => Directive::Continue,
         LeaseState::Lost => Directive::Stop,
         LeaseState::Cancelled => Directive::Cancelled,
+        LeaseState::Stopped => Directive::StoppedEarly,
     }
 }
 
@@ -116,9 +120,9 @@ async fn lease(w: &Workers, r: pb::LeaseRequest) -> Result<pb::LeaseResponse, Er
     })
 }
 
-/// Refuses an epoch outside the trial's `1..=epochs`, or one past the
+/// The trial, unless the epoch lies outside its `1..=epochs` or past the
 /// next epoch to store (reports come in order; a repeated one is fine).
-async fn check_epoch(w: &Workers, trial_id: i64, epoch: u32) -> Result<(), Error> {
+async fn check_epoch(w: &Workers, trial_id: i64, epoch: u32) -> Result<TrialRow, Error> {
     let trial = w
         .store
         .trial(trial_id)
@@ -135,6 +139,14 @@ async fn check_epoch(w: &Workers, trial_id: i64, epoch: u32) -> Result<(), Error
             "trial {trial_id} has stored epochs up to {}; epoch {epoch} is out of order",
             trial.epochs_done
         )));
+    }
+    Ok(trial)
+}
+
+/// Proposes what a method bayes sweep may need once a trial has ended.
+async fn ended(w: &Workers, trial_id: i64) -> Result<(), Error> {
+    if let Some(trial) = w.store.trial(trial_id).await? {
+        search::top_up(&w.store, trial.sweep_id).await?;
     }
     Ok(())
 }
@@ -176,8 +188,9 @@ async fn progress(w: &Workers, r: &pb::ProgressReport) -> Result<pb::ProgressAck
             .await?
     } else {
         let metrics = metrics(r)?;
-        check_epoch(w, r.trial_id, r.epoch).await?;
-        w.store
+        let trial = check_epoch(w, r.trial_id, r.epoch).await?;
+        match w
+            .store
             .record_epoch(
                 r.trial_id,
                 &r.lease_id,
@@ -186,8 +199,14 @@ async fn progress(w: &Workers, r: &pb::ProgressReport) -> Result<pb::ProgressAck
                 w.policy.lease_ms(),
             )
             .await?
+        {
+            LeaseState::Held if w.rules.after_epoch(&w.store, &trial, r.epoch).await? => {
+                LeaseState::Stopped
+            }
+            state => state,
+        }
     };
-    if state != LeaseState::Held {
+    if !matches!(state, LeaseState::Held | LeaseState::Stopped) {
         tracing::warn!(
             trial = r.trial_id,
             epoch = r.epoch,
@@ -237,6 +256,7 @@ async fn complete(w: &Workers, r: pb::CompleteRequest) -> Result<pb::CompleteRes
         r.trial_id,
     )?;
     tracing::info!(trial = r.trial_id, "trial completed");
+    ended(w, r.trial_id).await?;
     Ok(pb::CompleteResponse {})
 }
 
@@ -248,6 +268,7 @@ async fn fail(w: &Workers, r: pb::FailRequest) -> Result<pb::FailResponse, Error
         .await?;
     still_held(failed, r.trial_id)?;
     tracing::warn!(trial = r.trial_id, reason = r.reason, "trial failed");
+    ended(w, r.trial_id).await?;
     Ok(pb::FailResponse {})
 }
 

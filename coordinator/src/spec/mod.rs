@@ -3,7 +3,7 @@
 //!
 //! ```yaml
 //! name: init-study
-//! method: grid            # or random, with `budget` and `search_seed`
+//! method: grid            # random (with `budget`, `search_seed`) or bayes (below)
 //! repeats: 3              # trials per configuration; repeat r has seed `seed + r`
 //! seed: 0
 //! metric: {name: board_accuracy, split: test, goal: maximize}
@@ -13,7 +13,17 @@
 //!   init: {values: [default, kaiming_fan_in_zero_bias, smart]}
 //!   lr: {value: 0.0001}
 //!   epochs: {value: 300}
+//! early_stopping: {method: asha, grace: 10, reduction_factor: 3}   # optional
 //! ```
+//!
+//! `method: bayes` proposes `budget` configurations one at a time with a
+//! Tree-structured Parzen Estimator ([`bayes`]); `early_stopping` stops
+//! configurations, never single trials ([`early_stopping`]).
+
+mod bayes;
+mod early_stopping;
+
+pub use bayes::{Observation, Search};
 
 use std::collections::HashMap;
 
@@ -77,6 +87,39 @@ pub struct PlannedTrial {
     pub config_key: String,
     /// Which repeat of its configuration (0-based).
     pub repeat: u32,
+    /// The order (1-based) in which its configuration was proposed.
+    pub proposal: u32,
+    /// What proposed it: `grid`, `random` or `tpe`.
+    pub proposed_by: &'static str,
+}
+
+/// How a sweep makes its configurations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// Every combination of the listed values, made at submission.
+    Grid,
+    /// `budget` configurations drawn at submission.
+    Random,
+    /// `budget` configurations proposed one at a time as results arrive.
+    Bayes,
+}
+
+impl Method {
+    /// The name in sweep files and in the store.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Grid => "grid",
+            Method::Random => "random",
+            Method::Bayes => "bayes",
+        }
+    }
+
+    /// The method of a stored name.
+    pub fn parse(name: &str) -> Option<Self> {
+        [Method::Grid, Method::Random, Method::Bayes]
+            .into_iter()
+            .find(|m| m.name() == name)
+    }
 }
 
 /// A checked, expanded sweep.
@@ -88,7 +131,17 @@ pub struct SweepPlan {
     pub description: String,
     /// The metric the sweep optimises.
     pub objective: Objective,
-    /// Configurations x repeats, in configuration order.
+    /// How its configurations are made.
+    pub method: Method,
+    /// The configurations it will try (for grid and random, all of
+    /// `trials`' configurations).
+    pub budget: u32,
+    /// Its early-stopping rule, if any.
+    pub early_stopping: Option<proto::v1::EarlyStopping>,
+    /// For method bayes, the search that proposes its configurations.
+    pub search: Option<Search>,
+    /// Configurations x repeats, in configuration order; empty for method
+    /// bayes, whose trials its search proposes.
     pub trials: Vec<PlannedTrial>,
 }
 
@@ -101,11 +154,14 @@ struct SweepFile {
     method: Option<Spanned<String>>,
     budget: Option<Spanned<String>>,
     search_seed: Option<Spanned<String>>,
+    startup: Option<Spanned<String>>,
+    parallel: Option<Spanned<String>>,
     seed: Option<Spanned<String>>,
     repeats: Option<Spanned<String>>,
     metric: Option<MetricFile>,
     dataset: Spanned<DatasetFile>,
     parameters: Spanned<HashMap<Spanned<String>, ParamFile>>,
+    early_stopping: Option<Spanned<early_stopping::EarlyStoppingFile>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -230,7 +286,7 @@ impl Param {
 }
 
 /// How a parameter takes its values.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 enum Domain {
     Fixed(Value),
     Choice(Vec<Value>),
@@ -290,44 +346,47 @@ pub fn parse(yaml: &str) -> Result<SweepPlan, SpecError> {
         None => 1,
     };
     let domains = domains(&file.parameters)?;
-    let random = match &file.method {
-        None => false,
-        Some(m) => match m.as_str() {
-            "grid" => false,
-            "random" => true,
-            other => {
-                return Err(SpecError::at(
-                    m,
-                    "method",
-                    format!("unknown method {other:?}; expected grid or random"),
-                ));
-            }
-        },
-    };
-    let configurations = if random {
-        let budget = file.budget.as_ref().ok_or_else(|| {
+    let method = match &file.method {
+        None => Method::Grid,
+        Some(m) => Method::parse(m.as_str()).ok_or_else(|| {
             SpecError::at(
-                file.method.as_ref().expect("random was given"),
-                "budget",
-                "method random needs a budget",
+                m,
+                "method",
+                format!(
+                    "unknown method {:?}; expected grid, random or bayes",
+                    m.as_str()
+                ),
             )
-        })?;
-        let n = whole::<u32>(budget, "budget")?;
-        if n == 0 {
-            return Err(SpecError::at(budget, "budget", "must be at least 1"));
+        })?,
+    };
+    for (given, field) in [(&file.startup, "startup"), (&file.parallel, "parallel")] {
+        if let Some(v) = given.as_ref().filter(|_| method != Method::Bayes) {
+            return Err(SpecError::at(
+                v,
+                field,
+                format!("only method bayes takes {field}"),
+            ));
         }
-        check_trials(u64::from(n), repeats, budget, "budget")?;
-        let search_seed = match &file.search_seed {
-            Some(s) => whole::<u64>(s, "search_seed")?,
-            None => 0,
-        };
-        sample(&domains, n, search_seed)
-    } else {
+    }
+    let base_seed = match &file.seed {
+        Some(s) => whole::<u64>(s, "seed")?,
+        None => 0,
+    };
+    let search_seed = match &file.search_seed {
+        Some(s) => whole::<u64>(s, "search_seed")?,
+        None => 0,
+    };
+    let early_stopping = file
+        .early_stopping
+        .as_ref()
+        .map(|e| early_stopping::rule(e, repeats))
+        .transpose()?;
+    let (budget, configurations) = if method == Method::Grid {
         if let Some(budget) = &file.budget {
             return Err(SpecError::at(
                 budget,
                 "budget",
-                "only method random takes a budget",
+                "method grid tries every combination; only random and bayes take a budget",
             ));
         }
         if let Some((p, span)) = domains.iter().find_map(|(p, (d, span))| {
@@ -339,7 +398,7 @@ pub fn parse(yaml: &str) -> Result<SweepPlan, SpecError> {
         }) {
             return Err(SpecError {
                 field: format!("parameters.{}.distribution", p.name()),
-                message: "distributions need method: random".into(),
+                message: "distributions need method: random or bayes".into(),
                 ..span.clone()
             });
         }
@@ -351,32 +410,88 @@ pub fn parse(yaml: &str) -> Result<SweepPlan, SpecError> {
             })
             .fold(1u64, u64::saturating_mul);
         check_trials(configurations, repeats, &file.parameters, "parameters")?;
-        grid(&domains)
-    };
-    let base_seed = match &file.seed {
-        Some(s) => whole::<u64>(s, "seed")?,
-        None => 0,
-    };
-    let mut trials = Vec::new();
-    for values in configurations {
-        let (config, key) = configuration(&values, &domains, &dataset)?;
-        for repeat in 0..repeats {
-            trials.push(PlannedTrial {
-                config: TrialConfig {
-                    seed: base_seed + u64::from(repeat),
-                    ..config.clone()
-                },
-                config_key: key.clone(),
-                repeat,
-            });
+        (configurations as u32, grid(&domains))
+    } else {
+        let budget = file.budget.as_ref().ok_or_else(|| {
+            SpecError::at(
+                file.method.as_ref().expect("random and bayes are named"),
+                "budget",
+                format!("method {} needs a budget", method.name()),
+            )
+        })?;
+        let n = whole::<u32>(budget, "budget")?;
+        if n == 0 {
+            return Err(SpecError::at(budget, "budget", "must be at least 1"));
         }
+        check_trials(u64::from(n), repeats, budget, "budget")?;
+        let configurations = match method {
+            Method::Random => sample(&domains, n, search_seed),
+            _ => Vec::new(),
+        };
+        (n, configurations)
+    };
+    let search = (method == Method::Bayes)
+        .then(|| {
+            Search::new(
+                &file,
+                Space {
+                    domains: domains.clone(),
+                    dataset: dataset.clone(),
+                    repeats,
+                    base_seed,
+                },
+                search_seed,
+                budget,
+                objective,
+            )
+        })
+        .transpose()?;
+    let mut trials = Vec::new();
+    for (i, values) in configurations.iter().enumerate() {
+        let (config, key) = configuration(values, &domains, &dataset)?;
+        trials.extend(repeated(
+            &config,
+            &key,
+            repeats,
+            base_seed,
+            i as u32 + 1,
+            method.name(),
+        ));
     }
     Ok(SweepPlan {
         name,
         description: file.description.map(|d| d.to_string()).unwrap_or_default(),
         objective,
+        method,
+        budget,
+        early_stopping,
+        search,
         trials,
     })
+}
+
+/// The `repeats` trials of one configuration: repeat r has seed
+/// `base_seed + r`.
+fn repeated(
+    config: &TrialConfig,
+    key: &str,
+    repeats: u32,
+    base_seed: u64,
+    proposal: u32,
+    proposed_by: &'static str,
+) -> Vec<PlannedTrial> {
+    (0..repeats)
+        .map(|repeat| PlannedTrial {
+            config: TrialConfig {
+                seed: base_seed + u64::from(repeat),
+                ..config.clone()
+            },
+            config_key: key.to_string(),
+            repeat,
+            proposal,
+            proposed_by,
+        })
+        .collect()
 }
 
 /// A whole number (not negative) of a top-level field such as `repeats`.
@@ -552,6 +667,15 @@ fn dataset(d: &Spanned<DatasetFile>) -> Result<Dataset, SpecError> {
 }
 
 type Domains = Vec<(Param, (Domain, SpecError))>;
+
+/// What turns a combination of parameter values into trials.
+#[derive(Debug, Clone, PartialEq)]
+struct Space {
+    domains: Domains,
+    dataset: Dataset,
+    repeats: u32,
+    base_seed: u64,
+}
 
 fn domains(params: &Spanned<HashMap<Spanned<String>, ParamFile>>) -> Result<Domains, SpecError> {
     let mut out: Domains = Vec::new();
