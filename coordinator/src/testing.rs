@@ -549,3 +549,66 @@ pub fn spawn_worker(
             .unwrap(),
     )
 }
+
+/// What a simulated worker reports for a trial's epoch.
+pub type Reporter = dyn Fn(&pb::TrialConfig, u32) -> Vec<pb::Metric> + Send + Sync;
+
+/// A worker that trains nothing: it registers, leases (waiting up to a
+/// second), reports each epoch with `report`'s metrics on one progress
+/// stream per trial, and completes, until `stop` turns true. A directive to
+/// stop ends the trial without completing it, as a real worker does.
+/// Returns the epochs it reported.
+pub async fn simulated_worker(
+    url: String,
+    report: std::sync::Arc<Reporter>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> u64 {
+    let (mut client, worker_id) = worker(&url).await;
+    let mut reported = 0;
+    while !*stop.borrow() {
+        let request = pb::LeaseRequest {
+            worker_id,
+            wait_ms: 1000,
+        };
+        let leased = tokio::select! {
+            leased = client.lease(request) => leased.unwrap().into_inner().lease,
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        let Some(lease) = leased else { continue };
+        let trial = lease.trial.unwrap();
+        let config = trial.config.unwrap();
+        let reports: Vec<pb::ProgressReport> = (lease.resume_from_epoch + 1..=config.epochs)
+            .map(|epoch| pb::ProgressReport {
+                trial_id: trial.id,
+                lease_id: lease.lease_id.clone(),
+                epoch,
+                metrics: report(&config, epoch),
+            })
+            .collect();
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let mut acks = client
+            .report_progress(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+            .unwrap()
+            .into_inner();
+        let mut held = true;
+        for r in reports {
+            tx.send(r).await.unwrap();
+            let ack = acks.message().await.unwrap().unwrap();
+            reported += 1;
+            if Directive::try_from(ack.directive) != Ok(Directive::Continue) {
+                held = false;
+                break;
+            }
+        }
+        drop(tx);
+        if held {
+            let request = pb::CompleteRequest {
+                trial_id: trial.id,
+                lease_id: lease.lease_id,
+            };
+            client.complete(request).await.unwrap();
+        }
+    }
+    reported
+}

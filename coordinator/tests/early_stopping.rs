@@ -2,8 +2,10 @@
 //! 127.0.0.1 port (SQLite, and Postgres when given), two worker processes
 //! training for real, and a sweep whose outcome is known in advance: a
 //! learning rate of 1e-12 cannot learn, 1e-3 does. The hopeless
-//! configurations are stopped at the first rung (their queued repeats never
-//! start), the good ones run to the end, and a second run decides the same.
+//! configurations are stopped at the first rung, the good ones run to the
+//! end, and a second run decides the same. Then, with clients that play
+//! workers, what a stop does to a configuration's trials: the running ones
+//! are told at once or at their next report, the queued one never starts.
 
 use std::time::Duration;
 
@@ -13,15 +15,14 @@ use proto::v1 as pb;
 
 const COORDINATOR: &str = env!("CARGO_BIN_EXE_coordinator");
 
-/// Two learning rates x two epoch counts, 3 repeats, judged at epoch 2 on
-/// two repeats (with two workers the first repeat runs a few epochs ahead
-/// of the second, and the third is queued). Up to the rung both
+/// Two learning rates x two epoch counts, 2 repeats (leased together by the
+/// two workers), judged at epoch 2. Up to the rung both
 /// good configurations train identically (same lr, same seeds), so neither
 /// can be behind the other there; the discriminator of a configuration that
 /// cannot learn stays at accuracy 0.5, the others reach about 1.
 fn sweep(rule: &str) -> String {
     format!(
-        "name: hopeless\nrepeats: 3\nmetric: {{name: disc_accuracy, split: test}}\n\
+        "name: hopeless\nrepeats: 2\nmetric: {{name: disc_accuracy, split: test}}\n\
          dataset: {{generated: {{seed: 1, train: 100, test: 40}}}}\n\
          parameters:\n  lr: {{values: [0.001, 1.0e-12]}}\n  epochs: {{values: [10, 12]}}\n\
          \x20 batch_size: {{value: 4}}\n\
@@ -61,17 +62,9 @@ async fn run(server: &testing::Running, yaml: &str) -> Decisions {
             assert!(t.stop_reason.is_empty());
         }
     }
-    // min_repeats 2 of 3: each hopeless configuration was judged on two
-    // running repeats while its third was still queued, and stopped it.
-    let never_started = trials
-        .iter()
-        .filter(|t| t.status == status::STOPPED && t.epochs_done == 0 && t.attempts == 0)
-        .count();
-    assert_eq!(never_started, 2, "a queued repeat of each hopeless one");
-
     let sweep_row = store.sweep(sweep).await.unwrap().unwrap();
-    assert_eq!(sweep_row.counts.stopped, 6);
-    assert_eq!(sweep_row.counts.completed, 6);
+    assert_eq!(sweep_row.counts.stopped, 4);
+    assert_eq!(sweep_row.counts.completed, 4);
     let results = coordinator::results::results(
         store,
         &pb::ResultsRequest {
@@ -84,7 +77,7 @@ async fn run(server: &testing::Running, yaml: &str) -> Decisions {
     .unwrap();
     for c in &results.configurations {
         let hopeless = c.config_key.contains("lr=0.000000000001");
-        assert_eq!(c.stopped, if hopeless { 3 } else { 0 }, "{}", c.label);
+        assert_eq!(c.stopped, if hopeless { 2 } else { 0 }, "{}", c.label);
         let last = if hopeless {
             2
         } else if c.config_key.contains("epochs=10") {
@@ -128,11 +121,11 @@ async fn hopeless_configurations_stop_at_the_first_rung_and_the_same_way_each_ru
             .collect();
         for (rule, words) in [
             (
-                "{method: asha, rungs: [2], reduction_factor: 2, min_repeats: 2}",
+                "{method: asha, rungs: [2], reduction_factor: 2}",
                 "asha at epoch 2",
             ),
             (
-                "{method: median, rungs: [2], min_configurations: 1, min_repeats: 2}",
+                "{method: median, rungs: [2], min_configurations: 1}",
                 "median rule at epoch 2",
             ),
         ] {
@@ -144,9 +137,104 @@ async fn hopeless_configurations_stop_at_the_first_rung_and_the_same_way_each_ru
                 .filter(|d| !d.4.is_empty())
                 .map(|d| d.4.as_str())
                 .collect();
-            assert_eq!(reasons.len(), 6);
+            assert_eq!(reasons.len(), 4);
             assert!(reasons.iter().all(|r| r.starts_with(words)), "{reasons:?}");
         }
+        server.stop().await;
+    }
+}
+
+fn epoch(lease: &pb::Lease, epoch: u32, accuracy: f64) -> pb::ProgressReport {
+    pb::ProgressReport {
+        trial_id: lease.trial.as_ref().unwrap().id,
+        lease_id: lease.lease_id.clone(),
+        epoch,
+        metrics: vec![pb::Metric {
+            split: "test".into(),
+            name: "board_accuracy".into(),
+            value: accuracy,
+        }],
+    }
+}
+
+#[tokio::test]
+async fn a_stop_reaches_every_trial_of_the_configuration() {
+    for db in testing::databases().await {
+        let server = testing::start(&db.url, Duration::from_secs(30), 3).await;
+        let yaml = "name: s\nrepeats: 3\ndataset: {generated: {seed: 1, train: 8, test: 4}}\n\
+                    parameters: {lr: {values: [0.001, 0.0001]}, epochs: {value: 5}}\n\
+                    early_stopping: {method: median, rungs: [2], min_configurations: 1, min_repeats: 2}\n";
+        let sweep = testing::submit(&server.url(), yaml).await.id;
+        let (mut client, worker) = testing::worker(&server.url()).await;
+        let mut leases = Vec::new();
+        for _ in 0..5 {
+            leases.push(testing::lease(&mut client, worker).await.unwrap());
+        }
+        let trial = |i: usize| leases[i].trial.clone().unwrap();
+        // The first configuration (repeats 0..3 are leases 0..3) is judged
+        // on two repeats with nothing to compare: it goes on.
+        for lease in &leases[..2] {
+            let acks = testing::send(
+                &mut client,
+                vec![epoch(lease, 1, 0.8), epoch(lease, 2, 0.9)],
+            )
+            .await;
+            assert_eq!(acks, [pb::Directive::Continue; 2]);
+        }
+        // The second (leases 3 and 4; its third repeat stays queued) is
+        // behind on the same repeats: stopped when its second repeat
+        // reaches the rung.
+        let acks = testing::send(
+            &mut client,
+            vec![epoch(&leases[3], 1, 0.05), epoch(&leases[3], 2, 0.1)],
+        )
+        .await;
+        assert_eq!(acks, [pb::Directive::Continue; 2]);
+        let acks = testing::send(
+            &mut client,
+            vec![epoch(&leases[4], 1, 0.1), epoch(&leases[4], 2, 0.2)],
+        )
+        .await;
+        assert_eq!(acks, [pb::Directive::Continue, pb::Directive::StoppedEarly]);
+        // Its other running repeat hears it at its next report, which is
+        // not stored; completing is refused.
+        let acks = testing::send(&mut client, vec![epoch(&leases[3], 3, 0.3)]).await;
+        assert_eq!(acks, [pb::Directive::StoppedEarly]);
+        let refused = client
+            .complete(pb::CompleteRequest {
+                trial_id: trial(3).id,
+                lease_id: leases[3].lease_id.clone(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(
+            refused.code(),
+            tonic::Code::FailedPrecondition,
+            "{refused:?}"
+        );
+
+        let trials = server.store.trials(sweep).await.unwrap();
+        let stopped: Vec<(u32, u32, u32)> = trials
+            .iter()
+            .filter(|t| t.status == status::STOPPED)
+            .map(|t| (t.repeat, t.epochs_done, t.attempts))
+            .collect();
+        assert_eq!(
+            stopped,
+            [(0, 2, 1), (1, 2, 1), (2, 0, 0)],
+            "{}: the queued repeat never started",
+            db.name
+        );
+        for t in trials.iter().filter(|t| t.status == status::STOPPED) {
+            assert_eq!(t.stop_epoch, 2);
+            assert_eq!(
+                t.stop_reason,
+                "median rule at epoch 2: mean test board_accuracy 0.1500 over 2 repeats is worse \
+                 than the median 0.9000 of the other 1 configurations at this rung"
+            );
+        }
+        // Nothing is left to lease.
+        assert_eq!(testing::lease(&mut client, worker).await, None);
         server.stop().await;
     }
 }

@@ -1,6 +1,7 @@
-//! Method bayes: a Tree-structured Parzen Estimator (the `optimizer`
-//! crate's, as Optuna and Hyperopt do it) proposes configurations one at a
-//! time from the results of those already tried.
+//! Method bayes: a Tree-structured Parzen Estimator (the `tpe` crate's,
+//! one estimator per parameter as Hyperopt and Optuna's default do it)
+//! proposes configurations one at a time from the results of those already
+//! tried, after `startup` drawn at random as method random draws.
 //!
 //! ```yaml
 //! method: bayes
@@ -13,24 +14,22 @@
 //! A configuration is observed once all its trials have ended: its value is
 //! the mean over its repeats of the sweep's metric at each one's last
 //! epoch (a configuration stopped early is observed at its stopping rung).
-//! The estimator is rebuilt from those observations for every proposal,
+//! The estimators are rebuilt from those observations for every proposal,
 //! seeded by the search seed and the proposal's number, so a proposal
-//! depends on nothing but the observations before it.
+//! depends on nothing but the observations before it. Learning rates and
+//! other log-uniform parameters are modelled on the log scale.
 
 use std::collections::HashSet;
 
-use optimizer::param::ParamValue;
-use optimizer::parameter::{CategoricalParam, FloatParam, IntParam, Parameter};
-use optimizer::sampler::tpe::TpeSampler;
-use optimizer::{Direction, Study, Trial};
 use proto::v1::TrialConfig;
-use rand::RngExt;
-use rand::SeedableRng;
+use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use tpe::TpeOptimizer;
+use tpe::density_estimation::DefaultEstimatorBuilder;
 
 use super::{
     Domain, Objective, Param, PlannedTrial, Space, SpecError, SweepFile, Value, configuration,
-    repeated, whole,
+    repeated, sample, whole,
 };
 
 /// Asks before giving up on finding a configuration the sweep has not
@@ -58,49 +57,73 @@ pub struct Search {
     maximize: bool,
 }
 
-/// One searched parameter as the estimator sees it.
-enum Knob {
-    Float(FloatParam),
-    Int(IntParam),
-    Choice(CategoricalParam<usize>, Vec<Value>),
+/// How a searched parameter maps to the estimator's axis.
+enum Axis {
+    Linear,
+    Log,
+    Whole,
+    Choice(Vec<Value>),
+}
+
+/// One searched parameter: its axis and its estimator.
+struct Knob {
+    axis: Axis,
+    estimator: TpeOptimizer<DefaultEstimatorBuilder>,
 }
 
 impl Knob {
     fn of(domain: &Domain) -> Option<Self> {
-        Some(match domain {
-            Domain::Fixed(_) => return None,
-            Domain::Choice(values) if values.len() < 2 => return None,
-            Domain::Choice(values) => Knob::Choice(
-                CategoricalParam::new((0..values.len()).collect()),
-                values.clone(),
+        let (axis, range) = match domain {
+            Domain::Choice(values) if values.len() >= 2 => (
+                Axis::Choice(values.clone()),
+                tpe::categorical_range(values.len()),
             ),
-            Domain::Uniform(a, b) if a == b => return None,
-            Domain::Uniform(a, b) => Knob::Float(FloatParam::new(*a, *b)),
-            Domain::LogUniform(a, b) if a == b => return None,
-            Domain::LogUniform(a, b) => Knob::Float(FloatParam::new(*a, *b).log_scale()),
-            Domain::IntUniform(a, b) if a == b => return None,
-            Domain::IntUniform(a, b) => Knob::Int(IntParam::new(i64::from(*a), i64::from(*b))),
+            Domain::Uniform(a, b) if a < b => (Axis::Linear, tpe::range(*a, *b)),
+            Domain::LogUniform(a, b) if a < b => (Axis::Log, tpe::range(a.ln(), b.ln())),
+            // Whole numbers a..=b as the reals a..b+1, floored.
+            Domain::IntUniform(a, b) if a < b => {
+                (Axis::Whole, tpe::range(f64::from(*a), f64::from(*b) + 1.0))
+            }
+            _ => return None,
+        };
+        let builder = match axis {
+            Axis::Choice(_) => tpe::histogram_estimator(),
+            _ => tpe::parzen_estimator(),
+        };
+        Some(Self {
+            estimator: TpeOptimizer::new(builder, range.expect("checked bounds")),
+            axis,
         })
     }
 
     /// The estimator's coordinate of a tried value.
-    fn coordinate(&self, value: &Value) -> Option<(optimizer::parameter::ParamId, ParamValue)> {
-        Some(match (self, value) {
-            (Knob::Float(p), Value::Float(x)) => (p.id(), ParamValue::Float(*x)),
-            (Knob::Int(p), Value::Int(n)) => (p.id(), ParamValue::Int(i64::from(*n))),
-            (Knob::Choice(p, values), v) => (
-                p.id(),
-                ParamValue::Categorical(values.iter().position(|c| c == v)?),
-            ),
+    fn coordinate(&self, value: &Value) -> Option<f64> {
+        Some(match (&self.axis, value) {
+            (Axis::Linear, Value::Float(x)) => *x,
+            (Axis::Log, Value::Float(x)) => x.ln(),
+            (Axis::Whole, Value::Int(n)) => f64::from(*n) + 0.5,
+            (Axis::Choice(values), v) => values.iter().position(|c| c == v)? as f64,
             _ => return None,
         })
     }
 
-    fn suggest(&self, trial: &mut Trial) -> Option<Value> {
-        Some(match self {
-            Knob::Float(p) => Value::Float(p.suggest(trial).ok()?),
-            Knob::Int(p) => Value::Int(u32::try_from(p.suggest(trial).ok()?).ok()?),
-            Knob::Choice(p, values) => values.get(p.suggest(trial).ok()?)?.clone(),
+    fn tell(&mut self, value: &Value, loss: f64) {
+        if let Some(x) = self.coordinate(value) {
+            // The range is half open: a value at its top (min == max
+            // aside) is told just inside it.
+            if self.estimator.tell(x, loss).is_err() {
+                let _ = self.estimator.tell(x - x.abs().max(1.0) * 1e-12, loss);
+            }
+        }
+    }
+
+    fn ask(&mut self, rng: &mut rand_08::rngs::StdRng) -> Option<Value> {
+        let x = self.estimator.ask(rng).ok()?;
+        Some(match &self.axis {
+            Axis::Linear => Value::Float(x),
+            Axis::Log => Value::Float(x.exp()),
+            Axis::Whole => Value::Int(x.floor() as u32),
+            Axis::Choice(values) => values.get(x as usize)?.clone(),
         })
     }
 }
@@ -171,59 +194,44 @@ impl Search {
         proposal: u32,
     ) -> Option<Vec<PlannedTrial>> {
         let domains = &self.space.domains;
-        let knobs: Vec<Option<Knob>> = domains.iter().map(|(_, (d, _))| Knob::of(d)).collect();
         // One stream of seeds per sweep, a seed per proposal.
         let seed = ChaCha8Rng::seed_from_u64(self.seed)
             .random_iter::<u64>()
             .nth(proposal as usize)
             .expect("an endless stream");
-        let sampler = TpeSampler::builder()
-            .n_startup_trials(self.startup as usize)
-            .seed(seed)
-            .build()
-            .expect("default gamma and bandwidth are valid");
-        let direction = if self.maximize {
-            Direction::Maximize
-        } else {
-            Direction::Minimize
-        };
-        let study: Study<f64> = Study::with_sampler(direction, sampler);
-        for observed in history.iter().filter(|o| o.value.is_finite()) {
-            let coordinates = domains
-                .iter()
-                .zip(&knobs)
-                .filter_map(|((param, _), knob)| {
-                    knob.as_ref()?
-                        .coordinate(&value_of(*param, &observed.config))
-                })
-                .collect();
-            study.enqueue(coordinates);
-            let mut trial = study.ask();
-            for knob in knobs.iter().flatten() {
-                knob.suggest(&mut trial);
+        let observed: Vec<&Observation> = history.iter().filter(|o| o.value.is_finite()).collect();
+        let random = observed.len() < self.startup as usize;
+        let mut knobs: Vec<Option<Knob>> = domains.iter().map(|(_, (d, _))| Knob::of(d)).collect();
+        for o in &observed {
+            // The estimators minimise.
+            let loss = if self.maximize { -o.value } else { o.value };
+            for ((param, _), knob) in domains.iter().zip(&mut knobs) {
+                if let Some(knob) = knob {
+                    knob.tell(&value_of(*param, &o.config), loss);
+                }
             }
-            study.tell(trial, Ok::<_, String>(observed.value));
         }
-        let proposed_by = if history.len() < self.startup as usize {
-            "random"
-        } else {
-            "tpe"
-        };
+        let mut rng = <rand_08::rngs::StdRng as rand_08::SeedableRng>::seed_from_u64(seed);
+        let mut draws = sample(domains, ASKS as u32, seed).into_iter();
+        let proposed_by = if random { "random" } else { "tpe" };
         (0..ASKS).find_map(|_| {
-            let mut trial = study.ask();
-            let values = domains
-                .iter()
-                .zip(&knobs)
-                .map(|((_, (domain, _)), knob)| match (knob, domain) {
-                    (Some(knob), _) => knob.suggest(&mut trial),
-                    (None, Domain::Fixed(v)) => Some(v.clone()),
-                    (None, Domain::Choice(vs)) => vs.first().cloned(),
-                    (None, Domain::Uniform(a, _) | Domain::LogUniform(a, _)) => {
-                        Some(Value::Float(*a))
-                    }
-                    (None, Domain::IntUniform(a, _)) => Some(Value::Int(*a)),
-                })
-                .collect::<Option<Vec<Value>>>()?;
+            let values = if random {
+                draws.next()?
+            } else {
+                domains
+                    .iter()
+                    .zip(&mut knobs)
+                    .map(|((_, (domain, _)), knob)| match (knob, domain) {
+                        (Some(knob), _) => knob.ask(&mut rng),
+                        (None, Domain::Fixed(v)) => Some(v.clone()),
+                        (None, Domain::Choice(vs)) => vs.first().cloned(),
+                        (None, Domain::Uniform(a, _) | Domain::LogUniform(a, _)) => {
+                            Some(Value::Float(*a))
+                        }
+                        (None, Domain::IntUniform(a, _)) => Some(Value::Int(*a)),
+                    })
+                    .collect::<Option<Vec<Value>>>()?
+            };
             let (config, key) = configuration(&values, domains, &self.space.dataset).ok()?;
             (!taken.contains(&key)).then(|| {
                 repeated(
