@@ -44,8 +44,10 @@ impl Policy {
 
 /// The longest a Lease call waits for work.
 pub const MAX_WAIT: Duration = Duration::from_secs(30);
-/// How often a waiting Lease call looks at the queue.
-const POLL: Duration = Duration::from_millis(200);
+/// How often a waiting Lease call looks at the queue unwoken: a safety net
+/// for a lost notification (waiters are woken when trials are queued, see
+/// [`Store::queued`]).
+const POLL: Duration = Duration::from_secs(2);
 
 /// Leases the oldest queued trial to `worker_id`, waiting up to `wait`
 /// (at most [`MAX_WAIT`]) for one to be queued.
@@ -57,13 +59,19 @@ pub async fn wait_for_trial(
 ) -> Result<Option<Leased>, StoreError> {
     let deadline = tokio::time::Instant::now() + wait.min(MAX_WAIT);
     loop {
+        // Registered before looking, so that a trial queued in between
+        // still wakes this call.
+        let queued = store.queued().notified();
+        tokio::pin!(queued);
+        queued.as_mut().enable();
         if let Some(leased) = store.lease(worker_id, policy.lease_ms()).await? {
             return Ok(Some(leased));
         }
-        if tokio::time::Instant::now() >= deadline {
-            return Ok(None);
+        tokio::select! {
+            _ = queued => {}
+            _ = tokio::time::sleep(POLL) => {}
+            _ = tokio::time::sleep_until(deadline) => return Ok(None),
         }
-        tokio::time::sleep(POLL).await;
     }
 }
 

@@ -21,6 +21,7 @@ pub mod error; // the one error type and its mapping to gRPC statuses
 pub mod limits; // bounds on everything that arrives from outside
 pub mod server; // the gRPC server with health and reflection
 pub mod service; // the worker and sweep services, one handler shape
+pub mod telemetry; // Prometheus metrics: calls, reports, leases, queues, workers
 
 // Results
 pub mod report; // tables, CSV and JSON as users read them

@@ -12,6 +12,7 @@ use coordinator::report::{self, Format};
 use coordinator::server::{self, Tls};
 use coordinator::stats::Alternative;
 use coordinator::store::Store;
+use coordinator::telemetry;
 use proto::client::AuthChannel;
 use proto::v1 as pb;
 use proto::v1::sweep_service_client::SweepServiceClient;
@@ -105,6 +106,10 @@ enum Command {
         /// anything. Refused unless --listen is a loopback address.
         #[arg(long)]
         insecure_no_auth: bool,
+        /// Serve Prometheus metrics at http://ADDR/metrics (plain HTTP:
+        /// keep it on a private network), e.g. 0.0.0.0:9464.
+        #[arg(long)]
+        metrics_addr: Option<SocketAddr>,
     },
     /// Make, list and revoke the bearer tokens calls must carry.
     #[command(subcommand)]
@@ -380,6 +385,7 @@ async fn run(command: Command) -> Result<()> {
             tls_cert,
             tls_key,
             insecure_no_auth,
+            metrics_addr,
         } => {
             if insecure_no_auth && !listen.ip().is_loopback() {
                 anyhow::bail!(
@@ -393,6 +399,11 @@ async fn run(command: Command) -> Result<()> {
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("listening on {listen}"))?;
+            if let Some(addr) = metrics_addr {
+                telemetry::serve(addr, store.clone(), Duration::from_secs(lease_seconds))
+                    .with_context(|| format!("serving metrics on {addr}"))?;
+                tracing::info!("Prometheus metrics at http://{addr}/metrics");
+            }
             tracing::info!(
                 addr = %listener.local_addr()?,
                 backend = ?store.backend(),

@@ -98,15 +98,19 @@ async fn sweep_for(store: &Store, file: &str, yaml: &str) -> Result<i64> {
         return Ok(s.id);
     }
     let id = search::submit(store, yaml, &plan).await?;
-    let mut configurations: Vec<&str> = plan.trials.iter().map(|t| t.config_key.as_str()).collect();
-    configurations.sort_unstable();
-    configurations.dedup();
-    eprintln!(
-        "sweep {id} ({}): {} trials of {} configurations",
-        plan.name,
-        plan.trials.len(),
-        configurations.len()
-    );
+    if let Some(search) = &plan.search {
+        eprintln!(
+            "sweep {id} ({}): a bayes search of {} configurations, {} at a time",
+            plan.name, plan.budget, search.parallel
+        );
+    } else {
+        eprintln!(
+            "sweep {id} ({}): {} trials of {} configurations",
+            plan.name,
+            plan.trials.len(),
+            plan.budget
+        );
+    }
     Ok(id)
 }
 

@@ -3,14 +3,17 @@
 //! by the URL; both run the same queries, but for the row lock Postgres
 //! takes when it leases).
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prost::Message;
 use proto::metrics::{Metric, MetricValue, Split};
 use proto::v1::{EarlyStopping, TrialConfig};
 use rand::RngExt;
 use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::postgres::PgListener;
 use sqlx::{AnyPool, Row};
+use tokio::sync::Notify;
 
 use crate::auth::Role;
 use crate::spec::{Method, Objective, PlannedTrial, SweepPlan};
@@ -60,6 +63,53 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// Woken when trials are queued, here or (on Postgres, through
+    /// LISTEN/NOTIFY) by another coordinator on the same database.
+    queued: Arc<Notify>,
+}
+
+/// The Postgres channel that says trials were queued; the payload is how
+/// many.
+const QUEUED_CHANNEL: &str = "exp025_queued";
+
+/// Wakes up to `n` waiters (one per trial queued; a waiter that finds
+/// nothing waits again).
+fn wake(queued: &Notify, n: u64) {
+    for _ in 0..n.min(4096) {
+        queued.notify_one();
+    }
+}
+
+/// Passes the notifications of trials queued by any coordinator on the
+/// database to this one's waiters, until the store is gone.
+async fn listen(url: String, queued: Weak<Notify>) {
+    let mut listener = loop {
+        match PgListener::connect(&url).await {
+            Ok(mut l) => match l.listen(QUEUED_CHANNEL).await {
+                Ok(()) => break l,
+                Err(e) => tracing::warn!(error = %e, "LISTEN failed; retrying"),
+            },
+            Err(e) => tracing::warn!(error = %e, "queue listener cannot connect; retrying"),
+        }
+        if queued.strong_count() == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    loop {
+        let notification = listener.recv().await;
+        let Some(queued) = queued.upgrade() else {
+            return;
+        };
+        match notification {
+            Ok(n) => wake(&queued, n.payload().parse().unwrap_or(1)),
+            Err(e) => {
+                // recv reconnects on the next call; waiters poll meanwhile.
+                tracing::warn!(error = %e, "queue listener lost its connection");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
 }
 
 /// Milliseconds since the Unix epoch.
@@ -322,7 +372,40 @@ impl Store {
                 sqlx::migrate!("../migrations/sqlite").run(&pool).await?;
             }
         }
-        Ok(Self { pool, backend })
+        let queued = Arc::new(Notify::new());
+        if backend == Backend::Postgres {
+            tokio::spawn(listen(url, Arc::downgrade(&queued)));
+        }
+        Ok(Self {
+            pool,
+            backend,
+            queued,
+        })
+    }
+
+    /// Notified when trials are queued (see [`crate::lease`]).
+    pub fn queued(&self) -> &Notify {
+        &self.queued
+    }
+
+    /// Tells waiting lease calls, here and on every coordinator of the
+    /// database, that `n` trials were queued.
+    async fn announce(&self, n: u64) -> Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        match self.backend {
+            // The listener passes it on to this coordinator too.
+            Backend::Postgres => {
+                sqlx::query("SELECT pg_notify($1, $2)")
+                    .bind(QUEUED_CHANNEL)
+                    .bind(n.to_string())
+                    .execute(&self.pool)
+                    .await?;
+            }
+            Backend::Sqlite => wake(&self.queued, n),
+        }
+        Ok(())
     }
 
     /// Which database is behind the store.
@@ -376,6 +459,7 @@ impl Store {
         .try_get("id")?;
         insert_trials(&mut tx, id, &plan.trials, now).await?;
         tx.commit().await?;
+        self.announce(plan.trials.len() as u64).await?;
         Ok(id)
     }
 
@@ -403,6 +487,7 @@ impl Store {
         }
         insert_trials(&mut tx, sweep_id, trials, now_ms()).await?;
         tx.commit().await?;
+        self.announce(trials.len() as u64).await?;
         Ok(true)
     }
 
@@ -556,6 +641,42 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(found.rows_affected() > 0)
+    }
+
+    /// (sweep, status, trials) of every sweep's queued and running trials.
+    pub async fn unfinished_counts(&self) -> Result<Vec<(i64, String, u64)>> {
+        let rows = sqlx::query(
+            "SELECT sweep_id, status, COUNT(*) AS n FROM trials WHERE status IN ($1, $2) \
+             GROUP BY sweep_id, status",
+        )
+        .bind(status::QUEUED)
+        .bind(status::RUNNING)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("sweep_id")?,
+                    r.try_get("status")?,
+                    r.try_get::<i64, _>("n")? as u64,
+                ))
+            })
+            .collect()
+    }
+
+    /// Workers that hold a running trial or asked for one within `within`.
+    pub async fn active_workers(&self, within: Duration) -> Result<u64> {
+        let since = now_ms() - within.as_millis() as i64;
+        let n: i64 = sqlx::query(
+            "SELECT COUNT(*) AS n FROM workers w WHERE w.last_seen_ms > $1 \
+             OR EXISTS (SELECT 1 FROM trials t WHERE t.worker_id = w.id AND t.status = $2)",
+        )
+        .bind(since)
+        .bind(status::RUNNING)
+        .fetch_one(&self.pool)
+        .await?
+        .try_get("n")?;
+        Ok(n as u64)
     }
 
     /// Records a worker and returns its id.
@@ -823,6 +944,7 @@ impl Store {
         .bind(i64::from(preempted))
         .execute(&self.pool)
         .await?;
+        self.announce(done.rows_affected()).await?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -840,6 +962,7 @@ impl Store {
         .bind(status::RUNNING)
         .execute(&self.pool)
         .await?;
+        self.announce(done.rows_affected()).await?;
         Ok(done.rows_affected())
     }
 
@@ -853,7 +976,7 @@ impl Store {
                error = CASE WHEN attempts >= $1 THEN 'lease expired on each of ' || attempts || ' attempts; last worker did not report in time' ELSE error END, \
                finished_ms = CASE WHEN attempts >= $1 THEN $4 ELSE NULL END, \
                lease_id = NULL, worker_id = NULL, lease_expires_ms = NULL, updated_ms = $4 \
-             WHERE status = $5 AND lease_expires_ms < $4 RETURNING id",
+             WHERE status = $5 AND lease_expires_ms < $4 RETURNING id, status",
         )
         .bind(i64::from(max_attempts))
         .bind(status::FAILED)
@@ -862,6 +985,14 @@ impl Store {
         .bind(status::RUNNING)
         .fetch_all(&self.pool)
         .await?;
+        let requeued = rows
+            .iter()
+            .filter(|r| {
+                r.try_get::<String, _>("status")
+                    .is_ok_and(|s| s == status::QUEUED)
+            })
+            .count();
+        self.announce(requeued as u64).await?;
         rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
     }
 

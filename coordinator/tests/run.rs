@@ -224,3 +224,56 @@ async fn a_run_killed_hard_leaves_no_workers_and_resumes() {
     assert!(trials.iter().any(|t| t.status == "running"), "{trials:?}");
     resume_to_the_end(dir.path(), &file, epochs).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bayes_search_with_early_stopping_runs_its_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("search.yaml");
+    std::fs::write(
+        &path,
+        "name: search\nmethod: bayes\nbudget: 6\nstartup: 3\nparallel: 2\nrepeats: 2\n\
+         metric: {name: disc_accuracy, split: test}\n\
+         dataset: {generated: {seed: 3, train: 16, test: 8}}\n\
+         parameters:\n  lr: {distribution: log_uniform, min: 1.0e-12, max: 0.01}\n  epochs: {value: 4}\n\
+         early_stopping: {method: median, rungs: [2], min_configurations: 2}\n",
+    )
+    .unwrap();
+    let file = path.display().to_string();
+    let out = run(dir.path(), &file).output().unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("sweep 1 (search): a bayes search of 6 configurations, 2 at a time"),
+        "{stderr}"
+    );
+    let store = store(dir.path()).await;
+    let sweep = store.sweep(1).await.unwrap().unwrap();
+    assert!(sweep.is_done());
+    assert_eq!((sweep.proposed, sweep.budget), (6, 6));
+    let trials = store.trials(1).await.unwrap();
+    assert_eq!(trials.len(), 12);
+    let mut order: Vec<(u32, &str)> = trials
+        .iter()
+        .map(|t| (t.proposal, t.proposed_by.as_str()))
+        .collect();
+    order.dedup();
+    assert_eq!(
+        order,
+        [
+            (1, "random"),
+            (2, "random"),
+            (3, "random"),
+            (4, "tpe"),
+            (5, "tpe"),
+            (6, "tpe")
+        ]
+    );
+    assert!(
+        trials
+            .iter()
+            .all(|t| t.status == "completed" || t.status == "stopped"),
+        "{trials:?}"
+    );
+    assert!(stdout.contains("#1 random"), "{stdout}");
+    assert!(stdout.contains("#6 tpe"), "{stdout}");
+}

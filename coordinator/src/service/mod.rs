@@ -21,6 +21,7 @@ pub use workers::Workers;
 
 use crate::auth::{Gate, Role};
 use crate::error::Error;
+use crate::telemetry;
 
 /// Admits one call by its token (it needs `need`), runs its body on the
 /// request's message in a span named for the call, and maps its error to a
@@ -35,12 +36,15 @@ async fn handle<Req, T, Fut>(
 where
     Fut: Future<Output = Result<T, Error>>,
 {
-    async move {
+    let started = std::time::Instant::now();
+    let result = async move {
         gate.admit(request.metadata(), call, need).await?;
         body(request.into_inner()).await
     }
     .instrument(tracing::info_span!("rpc", call))
     .await
     .map(Response::new)
-    .map_err(Status::from)
+    .map_err(Status::from);
+    telemetry::rpc(call, started.elapsed(), result.as_ref().err());
+    result
 }

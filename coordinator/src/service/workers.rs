@@ -22,6 +22,7 @@ use crate::lease::{self, Policy};
 use crate::limits;
 use crate::search::{self, Rules};
 use crate::store::{LeaseState, Store, TrialRow};
+use crate::telemetry;
 
 /// The worker-facing service.
 #[derive(Debug, Clone)]
@@ -106,6 +107,7 @@ async fn lease(w: &Workers, r: pb::LeaseRequest) -> Result<pb::LeaseResponse, Er
     let leased = lease::wait_for_trial(&w.store, w.policy, r.worker_id, wait).await?;
     Ok(pb::LeaseResponse {
         lease: leased.map(|leased| {
+            telemetry::leased();
             tracing::info!(
                 trial = leased.trial.id,
                 worker = r.worker_id,
@@ -237,8 +239,15 @@ async fn report_progress(
                 _ = stopping.wait_for(|s| *s) => None,
             };
             let Some(report) = report else { break };
+            let arrived = std::time::Instant::now();
             let ack = match report {
-                Ok(r) => progress(&w, &r).await.map_err(Status::from),
+                Ok(r) => {
+                    let ack = progress(&w, &r).await.map_err(Status::from);
+                    if ack.is_ok() && r.epoch > 0 {
+                        telemetry::report(arrived.elapsed());
+                    }
+                    ack
+                }
                 Err(status) => Err(status),
             };
             let failed = ack.is_err();

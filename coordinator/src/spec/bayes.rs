@@ -200,7 +200,9 @@ impl Search {
             .nth(proposal as usize)
             .expect("an endless stream");
         let observed: Vec<&Observation> = history.iter().filter(|o| o.value.is_finite()).collect();
-        let random = observed.len() < self.startup as usize;
+        // The first `startup` proposals are drawn at random, whatever has
+        // been observed when they are made.
+        let random = proposal <= self.startup;
         let mut knobs: Vec<Option<Knob>> = domains.iter().map(|(_, (d, _))| Knob::of(d)).collect();
         for o in &observed {
             // The estimators minimise.
