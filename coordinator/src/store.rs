@@ -16,6 +16,7 @@ use sqlx::{AnyPool, Row};
 use tokio::sync::Notify;
 
 use crate::auth::Role;
+use crate::packed;
 use crate::spec::{Method, Objective, PlannedTrial, SweepPlan};
 
 /// Why a store operation failed. Messages never show SQL.
@@ -325,19 +326,103 @@ fn trial_row(row: &AnyRow) -> Result<TrialRow> {
     })
 }
 
-fn metric_row(r: &AnyRow) -> Result<MetricRow> {
-    let split =
-        Split::parse(&r.try_get::<String, _>("split")?).map_err(StoreError::UnknownMetric)?;
-    let name: String = r.try_get("metric")?;
-    Ok(MetricRow {
-        trial_id: r.try_get("trial_id")?,
-        epoch: r.try_get::<i64, _>("epoch")? as u32,
-        value: MetricValue {
-            split,
-            metric: Metric::parse(&name, split).map_err(StoreError::UnknownMetric)?,
-            value: r.try_get::<Option<f64>, _>("value")?.unwrap_or(f64::NAN),
-        },
-    })
+/// The metrics of one stored epoch row (`trial_id`, `epoch`, `metrics`).
+fn epoch_rows(r: &AnyRow) -> Result<Vec<MetricRow>> {
+    let trial_id: i64 = r.try_get("trial_id")?;
+    let epoch = r.try_get::<i64, _>("epoch")? as u32;
+    let bytes: Vec<u8> = r.try_get("metrics")?;
+    let values = packed::unpack(&bytes).ok_or_else(|| {
+        StoreError::UnknownMetric(format!(
+            "trial {trial_id} epoch {epoch}: unreadable metrics"
+        ))
+    })?;
+    Ok(values
+        .into_iter()
+        .map(|value| MetricRow {
+            trial_id,
+            epoch,
+            value,
+        })
+        .collect())
+}
+
+/// Moves the rows of the metrics table (one per metric, before migration
+/// 0005) into epochs, a batch of trials per transaction, then drops it.
+/// Safe to stop and run again, and to run from two coordinators at once.
+async fn move_old_metrics(pool: &AnyPool, backend: Backend) -> Result<()> {
+    let exists = match backend {
+        Backend::Postgres => {
+            "SELECT COUNT(*) AS n FROM pg_tables WHERE tablename = 'metrics' AND schemaname = current_schema()"
+        }
+        Backend::Sqlite => {
+            "SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'metrics'"
+        }
+    };
+    if sqlx::query(exists)
+        .fetch_one(pool)
+        .await?
+        .try_get::<i64, _>("n")?
+        == 0
+    {
+        return Ok(());
+    }
+    let mut moved = 0u64;
+    loop {
+        let mut tx = pool.begin().await?;
+        let trials: Vec<i64> =
+            sqlx::query("SELECT DISTINCT trial_id FROM metrics ORDER BY trial_id LIMIT 100")
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|r| r.try_get("trial_id"))
+                .collect::<std::result::Result<_, _>>()?;
+        if trials.is_empty() {
+            sqlx::query("DROP TABLE metrics").execute(&mut *tx).await?;
+            tx.commit().await?;
+            if moved > 0 {
+                tracing::info!(epochs = moved, "metrics moved to one row per epoch");
+            }
+            return Ok(());
+        }
+        let list: Vec<String> = trials.iter().map(i64::to_string).collect();
+        let list = list.join(", ");
+        let rows = sqlx::query(&format!(
+            "SELECT trial_id, epoch, split, metric, value FROM metrics WHERE trial_id IN ({list})"
+        ))
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut by_epoch: std::collections::BTreeMap<(i64, i64), Vec<MetricValue>> =
+            std::collections::BTreeMap::new();
+        for r in &rows {
+            let split = Split::parse(&r.try_get::<String, _>("split")?)
+                .map_err(StoreError::UnknownMetric)?;
+            let name: String = r.try_get("metric")?;
+            by_epoch
+                .entry((r.try_get("trial_id")?, r.try_get("epoch")?))
+                .or_default()
+                .push(MetricValue {
+                    split,
+                    metric: Metric::parse(&name, split).map_err(StoreError::UnknownMetric)?,
+                    value: r.try_get::<Option<f64>, _>("value")?.unwrap_or(f64::NAN),
+                });
+        }
+        for ((trial_id, epoch), values) in &by_epoch {
+            sqlx::query(
+                "INSERT INTO epochs (trial_id, epoch, metrics) VALUES ($1, $2, $3) \
+                 ON CONFLICT (trial_id, epoch) DO NOTHING",
+            )
+            .bind(trial_id)
+            .bind(epoch)
+            .bind(packed::pack(values))
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(&format!("DELETE FROM metrics WHERE trial_id IN ({list})"))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        moved += by_epoch.len() as u64;
+    }
 }
 
 impl Store {
@@ -372,6 +457,7 @@ impl Store {
                 sqlx::migrate!("../migrations/sqlite").run(&pool).await?;
             }
         }
+        move_old_metrics(&pool, backend).await?;
         let queued = Arc::new(Notify::new());
         if backend == Backend::Postgres {
             tokio::spawn(listen(url, Arc::downgrade(&queued)));
@@ -411,17 +497,6 @@ impl Store {
     /// Which database is behind the store.
     pub fn backend(&self) -> Backend {
         self.backend
-    }
-
-    /// The SQL for parameter `$n`, a number, stored with NaN as NULL (the
-    /// stored form on both backends: SQLite turns a bound NaN into NULL
-    /// itself). Binding the number always, never an untyped NULL, keeps
-    /// every execution of a prepared statement to one parameter type.
-    fn nan_as_null(&self, n: usize) -> String {
-        match self.backend {
-            Backend::Postgres => format!("NULLIF(${n}, CAST('NaN' AS DOUBLE PRECISION))"),
-            Backend::Sqlite => format!("${n}"),
-        }
     }
 
     /// Stores a sweep and the trials of its plan in one transaction.
@@ -811,24 +886,27 @@ impl Store {
         epoch: u32,
     ) -> Result<Vec<(String, u32, f64)>> {
         let rows = sqlx::query(
-            "SELECT t.config_key, t.repeat_index, m.value FROM trials t JOIN metrics m ON m.trial_id = t.id \
-             WHERE t.sweep_id = $1 AND m.epoch = $2 AND m.split = $3 AND m.metric = $4",
+            "SELECT t.config_key, t.repeat_index, e.trial_id, e.epoch, e.metrics FROM trials t \
+             JOIN epochs e ON e.trial_id = t.id WHERE t.sweep_id = $1 AND e.epoch = $2",
         )
         .bind(sweep_id)
         .bind(i64::from(epoch))
-        .bind(split.name())
-        .bind(metric.name())
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok((
+        let mut out = Vec::new();
+        for r in &rows {
+            if let Some(m) = epoch_rows(r)?
+                .into_iter()
+                .find(|m| m.value.split == split && m.value.metric == metric)
+            {
+                out.push((
                     r.try_get("config_key")?,
                     r.try_get::<i64, _>("repeat_index")? as u32,
-                    r.try_get::<Option<f64>, _>("value")?.unwrap_or(f64::NAN),
-                ))
-            })
-            .collect()
+                    m.value.value,
+                ));
+            }
+        }
+        Ok(out)
     }
 
     /// The trials of one configuration of a sweep.
@@ -875,26 +953,15 @@ impl Store {
             return self.lease_state(trial_id).await;
         }
         if !metrics.is_empty() {
-            // Every metric of the report in one statement.
-            let rows: Vec<String> = (0..metrics.len())
-                .map(|i| {
-                    let (split, metric, value) = (3 * i + 3, 3 * i + 4, 3 * i + 5);
-                    format!("($1, $2, ${split}, ${metric}, {})", self.nan_as_null(value))
-                })
-                .collect();
-            let sql = format!(
-                "INSERT INTO metrics (trial_id, epoch, split, metric, value) VALUES {} \
-                 ON CONFLICT (trial_id, epoch, split, metric) DO NOTHING",
-                rows.join(", ")
-            );
-            let mut insert = sqlx::query(&sql).bind(trial_id).bind(i64::from(epoch));
-            for m in metrics {
-                insert = insert
-                    .bind(m.split.name())
-                    .bind(m.metric.name())
-                    .bind(m.value);
-            }
-            insert.execute(&mut *tx).await?;
+            sqlx::query(
+                "INSERT INTO epochs (trial_id, epoch, metrics) VALUES ($1, $2, $3) \
+                 ON CONFLICT (trial_id, epoch) DO NOTHING",
+            )
+            .bind(trial_id)
+            .bind(i64::from(epoch))
+            .bind(packed::pack(metrics))
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(LeaseState::Held)
@@ -1038,14 +1105,20 @@ impl Store {
     /// Metrics of a trial from epoch `after + 1` on, in epoch order.
     pub async fn metrics_after(&self, trial_id: i64, after: u32) -> Result<Vec<MetricRow>> {
         let rows = sqlx::query(
-            "SELECT trial_id, epoch, split, metric, value FROM metrics WHERE trial_id = $1 AND epoch > $2 \
-             ORDER BY epoch, split, metric",
+            "SELECT trial_id, epoch, metrics FROM epochs WHERE trial_id = $1 AND epoch > $2 \
+             ORDER BY epoch",
         )
         .bind(trial_id)
         .bind(i64::from(after))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(metric_row).collect()
+        let mut out = Vec::new();
+        for r in &rows {
+            let mut epoch = epoch_rows(r)?;
+            epoch.sort_by_key(|m| (m.value.split.name(), m.value.metric.name()));
+            out.extend(epoch);
+        }
+        Ok(out)
     }
 
     /// Values of one split for the trials of a sweep, at the given epochs
@@ -1060,42 +1133,35 @@ impl Store {
         metric: Option<Metric>,
         config_keys: Option<&[&str]>,
     ) -> Result<Vec<MetricRow>> {
-        let mut sql = "SELECT m.trial_id, m.epoch, m.split, m.metric, m.value FROM trials t \
-                       JOIN metrics m ON m.trial_id = t.id WHERE t.sweep_id = $1 AND m.split = $2"
+        let mut sql = "SELECT e.trial_id, e.epoch, e.metrics FROM trials t \
+                       JOIN epochs e ON e.trial_id = t.id WHERE t.sweep_id = $1"
             .to_string();
-        let mut binds: Vec<&str> = Vec::new();
         if let Some(epochs) = epochs {
             if epochs.is_empty() {
                 return Ok(Vec::new());
             }
             let list: Vec<String> = epochs.iter().map(u32::to_string).collect();
-            sql.push_str(&format!(" AND m.epoch IN ({})", list.join(", ")));
+            sql.push_str(&format!(" AND e.epoch IN ({})", list.join(", ")));
         }
-        if let Some(metric) = metric {
-            binds.push(metric.name());
-            sql.push_str(&format!(" AND m.metric = ${}", binds.len() + 2));
-        }
-        if let Some(keys) = config_keys {
+        let keys = config_keys.unwrap_or_default();
+        if config_keys.is_some() {
             if keys.is_empty() {
                 return Ok(Vec::new());
             }
-            let first = binds.len() + 3;
-            binds.extend(keys);
-            let params: Vec<String> = (first..first + keys.len())
-                .map(|i| format!("${i}"))
-                .collect();
+            let params: Vec<String> = (2..2 + keys.len()).map(|i| format!("${i}")).collect();
             sql.push_str(&format!(" AND t.config_key IN ({})", params.join(", ")));
         }
-        let mut query = sqlx::query(&sql).bind(sweep_id).bind(split.name());
-        for value in binds {
-            query = query.bind(value);
+        let mut query = sqlx::query(&sql).bind(sweep_id);
+        for key in keys {
+            query = query.bind(*key);
         }
-        query
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(metric_row)
-            .collect()
+        let mut out = Vec::new();
+        for r in query.fetch_all(&self.pool).await? {
+            out.extend(epoch_rows(&r)?.into_iter().filter(|m| {
+                m.value.split == split && metric.is_none_or(|metric| m.value.metric == metric)
+            }));
+        }
+        Ok(out)
     }
 
     /// Stores a token's hash under `name` with `role`.

@@ -23,7 +23,7 @@ async fn snapshot(url: &str) -> String {
     for sql in [
         "SELECT COUNT(*) AS n FROM sweeps",
         "SELECT COUNT(*) AS n FROM workers",
-        "SELECT COUNT(*) AS n FROM metrics",
+        "SELECT COUNT(*) AS n FROM epochs",
         "SELECT COUNT(*) AS n FROM checkpoints",
         "SELECT CAST(COALESCE(SUM(epoch), 0) AS BIGINT) AS n FROM checkpoints",
     ] {

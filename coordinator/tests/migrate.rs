@@ -1,0 +1,123 @@
+//! A database made by an earlier coordinator (schema up to migration 0004,
+//! a row per metric) migrates forward when a coordinator connects: every
+//! value, NaN included, comes back from the one-row-per-epoch table, and
+//! the old table is gone. On SQLite, and Postgres when given.
+
+use std::path::{Path, PathBuf};
+
+use coordinator::store::Store;
+use proto::metrics::{Metric, Split};
+use sqlx::Connection;
+
+/// The migrations of `backend` up to `last`, copied to a directory of their
+/// own (sqlx reads a directory).
+fn migrations_up_to(backend: &str, last: u32, into: &Path) -> PathBuf {
+    let from = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../migrations")
+        .join(backend);
+    let dir = into.join(backend);
+    std::fs::create_dir_all(&dir).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        let version: u32 = name[..4].parse().unwrap();
+        if version <= last {
+            std::fs::copy(&path, dir.join(&name)).unwrap();
+        }
+    }
+    dir
+}
+
+#[tokio::test]
+async fn a_database_with_a_row_per_metric_moves_to_a_row_per_epoch() {
+    for db in coordinator::testing::databases().await {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = migrations_up_to(db.name, 4, tmp.path());
+        sqlx::any::install_default_drivers();
+        let url = if db.name == "sqlite" {
+            format!("{}?mode=rwc", db.url)
+        } else {
+            db.url.clone()
+        };
+        let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
+        sqlx::migrate::Migrator::new(dir.as_path())
+            .await
+            .unwrap()
+            .run(&mut conn)
+            .await
+            .unwrap();
+        // What a coordinator of that schema stored: a sweep, two trials,
+        // three epochs of three metrics (one undefined, as NULL).
+        let yaml = coordinator::testing::sweep_yaml(1, 2, 3);
+        let plan = coordinator::spec::parse(&yaml).unwrap();
+        sqlx::query(
+            "INSERT INTO sweeps (name, description, yaml, metric, metric_split, maximize, created_ms, \
+             method, budget, proposed) VALUES ('old', '', $1, 'board_accuracy', 'test', 1, 0, 'grid', 1, 1)",
+        )
+        .bind(&yaml)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        for (i, t) in plan.trials.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO trials (sweep_id, config, config_key, repeat_index, seed, status, \
+                 epochs_done, created_ms, updated_ms) VALUES (1, $1, $2, $3, $4, 'completed', 3, 0, 0)",
+            )
+            .bind(prost::Message::encode_to_vec(&t.config))
+            .bind(&t.config_key)
+            .bind(i as i64)
+            .bind(i as i64)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+            for epoch in 1..=3i64 {
+                let base = (i as f64) + epoch as f64 / 10.0;
+                for (split, metric, value) in [
+                    ("test", "board_accuracy", Some(base)),
+                    ("test", "spawn_precision", None),
+                    ("train", "gen_loss", Some(-base)),
+                ] {
+                    // NaN was stored as NULL.
+                    let value = value.map_or("NULL".to_string(), |v| format!("{v:?}"));
+                    sqlx::query(&format!(
+                        "INSERT INTO metrics (trial_id, epoch, split, metric, value) \
+                         VALUES ($1, $2, $3, $4, {value})"
+                    ))
+                    .bind(i as i64 + 1)
+                    .bind(epoch)
+                    .bind(split)
+                    .bind(metric)
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                }
+            }
+        }
+        conn.close().await.unwrap();
+
+        let store = Store::connect(&db.url).await.unwrap();
+        for trial in 1..=2i64 {
+            let rows = store.metrics_after(trial, 0).await.unwrap();
+            assert_eq!(rows.len(), 9, "{}", db.name);
+            for r in &rows {
+                let base = (trial - 1) as f64 + f64::from(r.epoch) / 10.0;
+                match (r.value.split, r.value.metric) {
+                    (Split::Test, Metric::BoardAccuracy) => assert_eq!(r.value.value, base),
+                    (Split::Test, Metric::SpawnPrecision) => assert!(r.value.value.is_nan()),
+                    (Split::Train, Metric::GenLoss) => assert_eq!(r.value.value, -base),
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+        }
+        // The old table is gone; a second connect has nothing to move.
+        let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
+        assert!(
+            sqlx::query("SELECT COUNT(*) AS n FROM metrics")
+                .fetch_one(&mut conn)
+                .await
+                .is_err()
+        );
+        drop(Store::connect(&db.url).await.unwrap());
+        assert_eq!(store.metrics_after(1, 2).await.unwrap().len(), 3);
+    }
+}
