@@ -10,7 +10,9 @@
 
 use std::time::Duration;
 
-use crate::store::{Leased, Store, StoreError};
+use crate::error::Error;
+use crate::service::Leases;
+use crate::store::{Leasing, Store, StoreError};
 
 /// Lease and retry policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,14 +51,15 @@ pub const MAX_WAIT: Duration = Duration::from_secs(30);
 /// [`Store::queued`]).
 const POLL: Duration = Duration::from_secs(2);
 
-/// Leases the oldest queued trial to `worker_id`, waiting up to `wait`
-/// (at most [`MAX_WAIT`]) for one to be queued.
+/// Leases the oldest queued trial to `worker_id` (through `leases`, which
+/// serves many callers at once), waiting up to `wait` (at most
+/// [`MAX_WAIT`]) for one to be queued.
 pub async fn wait_for_trial(
     store: &Store,
-    policy: Policy,
+    leases: &Leases,
     worker_id: i64,
     wait: Duration,
-) -> Result<Option<Leased>, StoreError> {
+) -> Result<Leasing, Error> {
     let deadline = tokio::time::Instant::now() + wait.min(MAX_WAIT);
     loop {
         // Registered before looking, so that a trial queued in between
@@ -64,13 +67,14 @@ pub async fn wait_for_trial(
         let queued = store.queued().notified();
         tokio::pin!(queued);
         queued.as_mut().enable();
-        if let Some(leased) = store.lease(worker_id, policy.lease_ms()).await? {
-            return Ok(Some(leased));
+        match leases.lease(worker_id).await? {
+            Leasing::Empty => {}
+            answer => return Ok(answer),
         }
         tokio::select! {
             _ = queued => {}
             _ = tokio::time::sleep(POLL) => {}
-            _ = tokio::time::sleep_until(deadline) => return Ok(None),
+            _ = tokio::time::sleep_until(deadline) => return Ok(Leasing::Empty),
         }
     }
 }

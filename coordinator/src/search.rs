@@ -136,33 +136,50 @@ async fn observations(
         .collect())
 }
 
-/// Early-stopping rules by sweep, read once: a sweep's rule never changes.
+/// What the coordinator needs to know of a sweep on every report, read
+/// once: a sweep's method and rule never change.
 #[derive(Debug, Clone, Default)]
-pub struct Rules(Arc<Mutex<HashMap<i64, Option<Arc<Rule>>>>>);
+pub struct SweepFacts(Arc<Mutex<HashMap<i64, Option<Arc<Facts>>>>>);
 
-/// A sweep's early-stopping rule and the metric it judges by.
+/// A sweep's method, and its early-stopping rule with the metric it judges
+/// by.
 #[derive(Debug)]
-pub struct Rule {
-    stopping: EarlyStopping,
+pub struct Facts {
+    method: Method,
+    stopping: Option<EarlyStopping>,
     objective: Objective,
 }
 
-impl Rules {
-    async fn of(&self, store: &Store, sweep_id: i64) -> Result<Option<Arc<Rule>>, StoreError> {
-        if let Some(rule) = self.0.lock().expect("not poisoned").get(&sweep_id) {
-            return Ok(rule.clone());
+impl SweepFacts {
+    async fn of(&self, store: &Store, sweep_id: i64) -> Result<Option<Arc<Facts>>, StoreError> {
+        if let Some(facts) = self.0.lock().expect("not poisoned").get(&sweep_id) {
+            return Ok(facts.clone());
         }
-        let rule = store.sweep(sweep_id).await?.and_then(|s| {
-            Some(Arc::new(Rule {
-                stopping: s.early_stopping?,
+        let facts = store.sweep(sweep_id).await?.map(|s| {
+            Arc::new(Facts {
+                method: s.method,
+                stopping: s.early_stopping,
                 objective: s.objective,
-            }))
+            })
         });
         self.0
             .lock()
             .expect("not poisoned")
-            .insert(sweep_id, rule.clone());
-        Ok(rule)
+            .insert(sweep_id, facts.clone());
+        Ok(facts)
+    }
+
+    /// After a trial of the sweep ended: proposes what a method bayes sweep
+    /// may now need.
+    pub async fn after_end(&self, store: &Store, sweep_id: i64) -> Result<(), StoreError> {
+        if self
+            .of(store, sweep_id)
+            .await?
+            .is_some_and(|f| f.method == Method::Bayes)
+        {
+            top_up(store, sweep_id).await?;
+        }
+        Ok(())
     }
 
     /// Judges the configuration of `trial`, which has just stored `epoch`,
@@ -174,13 +191,16 @@ impl Rules {
         trial: &TrialRow,
         epoch: u32,
     ) -> Result<bool, StoreError> {
-        let Some(rule) = self.of(store, trial.sweep_id).await? else {
+        let Some(facts) = self.of(store, trial.sweep_id).await? else {
             return Ok(false);
         };
-        if !early_stopping::is_rung(&rule.stopping, epoch, trial.config.epochs) {
+        let Some(stopping) = &facts.stopping else {
+            return Ok(false);
+        };
+        if !early_stopping::is_rung(stopping, epoch, trial.config.epochs) {
             return Ok(false);
         }
-        let objective = rule.objective;
+        let objective = facts.objective;
         let values = store
             .rung_values(trial.sweep_id, objective.split, objective.metric, epoch)
             .await?;
@@ -189,7 +209,7 @@ impl Rules {
         for (key, repeat, value) in &values {
             by_key.entry(key).or_default().insert(*repeat, *value);
         }
-        let needed = match rule.stopping.min_repeats {
+        let needed = match stopping.min_repeats {
             0 => {
                 store
                     .configuration_size(trial.sweep_id, &trial.config_key)
@@ -212,13 +232,9 @@ impl Rules {
             })
             .collect();
         let mine: Vec<f64> = mine.into_values().collect();
-        let Some(reason) = early_stopping::judge(
-            &rule.stopping,
-            &objective,
-            epoch,
-            Standing::of(&mine),
-            &others,
-        ) else {
+        let Some(reason) =
+            early_stopping::judge(stopping, &objective, epoch, Standing::of(&mine), &others)
+        else {
             return Ok(false);
         };
         let stopped = store

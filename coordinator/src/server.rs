@@ -15,7 +15,7 @@ use tonic::transport::{Identity, ServerTlsConfig};
 use crate::auth::{Auth, Gate};
 use crate::lease::{self, Policy};
 use crate::limits;
-use crate::service::{Sweeps, Workers};
+use crate::service::{Leases, Reports, Sweeps, Workers};
 use crate::store::Store;
 
 /// A certificate chain and its private key, both PEM files.
@@ -71,7 +71,9 @@ pub async fn serve(
         policy: options.policy,
         stopping: stopping.clone(),
         gate: gate.clone(),
-        rules: Default::default(),
+        sweeps: Default::default(),
+        reports: Reports::reports(store.clone(), options.policy.lease_ms()),
+        leases: Leases::leases(store.clone(), options.policy.lease_ms()),
     })
     .max_decoding_message_size(limits::MAX_MESSAGE_BYTES)
     .max_encoding_message_size(limits::MAX_MESSAGE_BYTES);

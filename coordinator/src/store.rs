@@ -3,6 +3,7 @@
 //! by the URL; both run the same queries, but for the row lock Postgres
 //! takes when it leases).
 
+use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -43,6 +44,9 @@ pub enum StoreError {
     /// A stored role name outside the known roles.
     #[error("stored token role {0:?} is unknown")]
     UnknownRole(String),
+    /// A batch of reports could not be stored (the cause is logged).
+    #[error("{0}")]
+    Batch(String),
     /// A stored sweep method outside the known methods.
     #[error("stored sweep method {0:?} is unknown")]
     UnknownMethod(String),
@@ -250,6 +254,17 @@ pub struct Leased {
     pub trial: TrialRow,
 }
 
+/// The answer to one worker asking for a trial.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Leasing {
+    /// A trial, leased to it.
+    Leased(Box<Leased>),
+    /// Nothing was queued.
+    Empty,
+    /// The worker id was never registered.
+    UnknownWorker,
+}
+
 /// What a lease holder may do next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LeaseState {
@@ -261,6 +276,32 @@ pub enum LeaseState {
     Cancelled,
     /// The sweep's early-stopping rule stopped the trial's configuration.
     Stopped,
+}
+
+/// One epoch of one trial, as a worker reported it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EpochReport {
+    /// The trial.
+    pub trial_id: i64,
+    /// The lease the worker holds.
+    pub lease_id: String,
+    /// The epoch (1-based).
+    pub epoch: u32,
+    /// Its metrics, each (split, metric) once.
+    pub metrics: Vec<MetricValue>,
+}
+
+/// What became of one report of a batch.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Recorded {
+    /// Stored (or stored before) and the lease renewed: the trial as read.
+    Held(Box<TrialRow>),
+    /// The caller does not hold the lease (why); nothing stored.
+    NotHeld(LeaseState),
+    /// The epoch lies outside the trial's epochs or past the next one.
+    Refused(String),
+    /// No such trial.
+    Unknown,
 }
 
 /// One stored metric value (NaN for undefined) of a trial at an epoch.
@@ -444,8 +485,12 @@ impl Store {
         } else {
             return Err(StoreError::UnsupportedUrl(url.to_string()));
         };
+        // No ping before each use: it doubled every statement's round
+        // trips; a connection found broken fails its statement, and every
+        // caller retries (workers) or reports it (users).
         let pool = AnyPoolOptions::new()
-            .max_connections(if backend == Backend::Sqlite { 4 } else { 16 })
+            .max_connections(if backend == Backend::Sqlite { 4 } else { 32 })
+            .test_before_acquire(false)
             .connect(&url)
             .await?;
         match backend {
@@ -769,44 +814,92 @@ impl Store {
         .try_get("id")?)
     }
 
-    /// Whether a worker id was registered.
-    pub async fn worker_exists(&self, id: i64) -> Result<bool> {
-        let n = sqlx::query("UPDATE workers SET last_seen_ms = $1 WHERE id = $2")
-            .bind(now_ms())
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(n.rows_affected() > 0)
-    }
-
-    /// Atomically takes the oldest queued trial for `worker_id`, holding it
-    /// for `lease_ms`.
-    pub async fn lease(&self, worker_id: i64, lease_ms: i64) -> Result<Option<Leased>> {
+    /// Takes the oldest queued trials, one for each worker asking (in
+    /// order), holding each for `lease_ms`, in one statement; a worker's
+    /// last_seen is renewed in another. A trial goes to one worker only,
+    /// whatever other coordinators share the database.
+    pub async fn lease_many(&self, workers: &[i64], lease_ms: i64) -> Result<Vec<Leasing>> {
+        if workers.is_empty() {
+            return Ok(Vec::new());
+        }
         let now = now_ms();
-        let lease_id = format!("{:032x}", rand::rng().random::<u128>());
+        let mut ids: Vec<i64> = workers.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
+        let list: Vec<String> = ids.iter().map(i64::to_string).collect();
+        let known: Vec<i64> = sqlx::query(&format!(
+            "UPDATE workers SET last_seen_ms = $1 WHERE id IN ({}) RETURNING id",
+            list.join(", ")
+        ))
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| r.try_get("id"))
+        .collect::<std::result::Result<_, _>>()?;
+        let asking: Vec<(usize, i64, String)> = workers
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| known.contains(w))
+            .map(|(i, w)| (i, *w, format!("{:032x}", rand::rng().random::<u128>())))
+            .collect();
+        let mut answers: Vec<Leasing> = workers
+            .iter()
+            .map(|w| {
+                if known.contains(w) {
+                    Leasing::Empty
+                } else {
+                    Leasing::UnknownWorker
+                }
+            })
+            .collect();
+        if asking.is_empty() {
+            return Ok(answers);
+        }
         let lock = match self.backend {
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
         };
+        let values: Vec<String> = (0..asking.len())
+            .map(|i| format!("(${}, ${}, ${})", 3 * i + 5, 3 * i + 6, 3 * i + 7))
+            .collect();
         let sql = format!(
-            "UPDATE trials SET status = $1, lease_id = $2, worker_id = $3, lease_expires_ms = $4, \
-             attempts = attempts + 1, started_ms = COALESCE(started_ms, $5), updated_ms = $5 \
-             WHERE id = (SELECT id FROM trials WHERE status = $6 ORDER BY id LIMIT 1{lock}) RETURNING id"
+            "WITH picked AS (SELECT id FROM trials WHERE status = $1 ORDER BY id LIMIT {n}{lock}), \
+             ranked AS (SELECT id, ROW_NUMBER() OVER (ORDER BY id) AS rn FROM picked), \
+             asking (rn, lease, worker) AS (VALUES {values}) \
+             UPDATE trials SET status = $2, lease_id = asking.lease, worker_id = asking.worker, \
+               lease_expires_ms = $3, attempts = attempts + 1, started_ms = COALESCE(started_ms, $4), \
+               updated_ms = $4 \
+             FROM ranked JOIN asking ON asking.rn = ranked.rn WHERE trials.id = ranked.id \
+             RETURNING trials.id, trials.sweep_id, trials.config, trials.config_key, \
+               trials.repeat_index, trials.status, trials.attempts, trials.epochs_done, trials.error, \
+               (SELECT name FROM workers WHERE workers.id = trials.worker_id) AS worker_name, \
+               trials.updated_ms, trials.preemptions, trials.stop_epoch, trials.stop_reason, \
+               trials.proposal, trials.proposed_by, trials.lease_id AS lease",
+            n = asking.len(),
+            values = values.join(", ")
         );
-        let row = sqlx::query(&sql)
-            .bind(status::RUNNING)
-            .bind(&lease_id)
-            .bind(worker_id)
-            .bind(now + lease_ms)
-            .bind(now)
+        let mut query = sqlx::query(&sql)
             .bind(status::QUEUED)
-            .fetch_optional(&self.pool)
-            .await?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let trial = self.trial(row.try_get("id")?).await?.expect("just leased");
-        Ok(Some(Leased { lease_id, trial }))
+            .bind(status::RUNNING)
+            .bind(now + lease_ms)
+            .bind(now);
+        for (rank, (_, worker, lease)) in asking.iter().enumerate() {
+            query = query
+                .bind(rank as i64 + 1)
+                .bind(lease.clone())
+                .bind(*worker);
+        }
+        for row in query.fetch_all(&self.pool).await? {
+            let lease: String = row.try_get("lease")?;
+            if let Some((i, _, _)) = asking.iter().find(|(_, _, l)| *l == lease) {
+                answers[*i] = Leasing::Leased(Box::new(Leased {
+                    lease_id: lease,
+                    trial: trial_row(&row)?,
+                }));
+            }
+        }
+        Ok(answers)
     }
 
     /// Where the lease on `trial_id` stands for the holder of `lease_id`,
@@ -921,60 +1014,145 @@ impl Store {
         Ok(n as u32)
     }
 
-    /// Stores one epoch's metrics for the lease holder and renews the lease.
-    /// A repeated report stores nothing twice.
-    pub async fn record_epoch(
+    /// Stores a batch of epoch reports (from any workers) in one
+    /// transaction of two statements, renewing the leases of their holders:
+    /// the answer to each report, in order. A repeated report stores
+    /// nothing twice; a report from a caller without the lease, or of an
+    /// epoch outside its trial's or out of order, stores nothing.
+    pub async fn record_epochs(
         &self,
-        trial_id: i64,
-        lease_id: &str,
-        epoch: u32,
-        metrics: &[MetricValue],
+        reports: &[EpochReport],
         lease_ms: i64,
-    ) -> Result<LeaseState> {
+    ) -> Result<Vec<Recorded>> {
+        if reports.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut ids: Vec<i64> = reports.iter().map(|r| r.trial_id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let list: Vec<String> = ids.iter().map(i64::to_string).collect();
+        let sql = format!(
+            "SELECT {TRIAL_COLUMNS}, COALESCE(t.lease_id, '') AS lease FROM trials t \
+             LEFT JOIN workers w ON w.id = t.worker_id WHERE t.id IN ({})",
+            list.join(", ")
+        );
+        let mut trials: HashMap<i64, (TrialRow, String)> = HashMap::new();
+        for row in sqlx::query(&sql).fetch_all(&self.pool).await? {
+            let trial = trial_row(&row)?;
+            trials.insert(trial.id, (trial, row.try_get("lease")?));
+        }
+        // Each report checked against the trial as read, and the epochs
+        // before it in the batch.
+        let mut done: HashMap<i64, u32> = HashMap::new();
+        let mut answers = Vec::with_capacity(reports.len());
+        let mut stored: Vec<&EpochReport> = Vec::new();
+        for r in reports {
+            let Some((trial, lease)) = trials.get(&r.trial_id) else {
+                answers.push(Recorded::Unknown);
+                continue;
+            };
+            let epochs = trial.config.epochs;
+            let last = *done.get(&r.trial_id).unwrap_or(&trial.epochs_done);
+            if r.epoch == 0 || r.epoch > epochs {
+                answers.push(Recorded::Refused(format!(
+                    "trial {} has epochs 1..={epochs}, not {}",
+                    r.trial_id, r.epoch
+                )));
+            } else if r.epoch > last + 1 {
+                answers.push(Recorded::Refused(format!(
+                    "trial {} has stored epochs up to {last}; epoch {} is out of order",
+                    r.trial_id, r.epoch
+                )));
+            } else if trial.status != status::RUNNING || *lease != r.lease_id {
+                answers.push(Recorded::NotHeld(match trial.status.as_str() {
+                    status::CANCELLED => LeaseState::Cancelled,
+                    status::STOPPED => LeaseState::Stopped,
+                    _ => LeaseState::Lost,
+                }));
+            } else {
+                done.insert(r.trial_id, last.max(r.epoch));
+                answers.push(Recorded::Held(Box::new(trial.clone())));
+                stored.push(r);
+            }
+        }
+        if stored.is_empty() {
+            return Ok(answers);
+        }
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
-        // Renews the lease and advances the epoch in one statement, which
-        // also tells whether the caller holds the lease.
-        let held = sqlx::query(
-            "UPDATE trials SET lease_expires_ms = $1, updated_ms = $2, \
-             epochs_done = CASE WHEN epochs_done < $3 THEN $3 ELSE epochs_done END \
-             WHERE id = $4 AND lease_id = $5 AND status = $6",
-        )
-        .bind(now + lease_ms)
-        .bind(now)
-        .bind(i64::from(epoch))
-        .bind(trial_id)
-        .bind(lease_id)
-        .bind(status::RUNNING)
-        .execute(&mut *tx)
-        .await?;
-        if held.rows_affected() == 0 {
-            tx.rollback().await?;
-            return self.lease_state(trial_id).await;
+        // Renews each lease and advances its epoch, where the caller still
+        // holds it; which did tells what to store.
+        let mut latest: Vec<(i64, &str, u32)> = Vec::new();
+        for r in &stored {
+            match latest.iter_mut().find(|(id, _, _)| *id == r.trial_id) {
+                Some(l) => l.2 = l.2.max(r.epoch),
+                None => latest.push((r.trial_id, &r.lease_id, r.epoch)),
+            }
         }
-        if !metrics.is_empty() {
-            sqlx::query(
-                "INSERT INTO epochs (trial_id, epoch, metrics) VALUES ($1, $2, $3) \
+        let values: Vec<String> = (0..latest.len())
+            .map(|i| format!("(${}, ${}, ${})", 3 * i + 4, 3 * i + 5, 3 * i + 6))
+            .collect();
+        let sql = format!(
+            "WITH r (id, lease, epoch) AS (VALUES {}) \
+             UPDATE trials SET lease_expires_ms = $1, updated_ms = $2, \
+               epochs_done = CASE WHEN trials.epochs_done < r.epoch THEN r.epoch ELSE trials.epochs_done END \
+             FROM r WHERE trials.id = r.id AND trials.lease_id = r.lease AND trials.status = $3 \
+             RETURNING trials.id",
+            values.join(", ")
+        );
+        let mut update = sqlx::query(&sql)
+            .bind(now + lease_ms)
+            .bind(now)
+            .bind(status::RUNNING);
+        for (id, lease, epoch) in &latest {
+            update = update.bind(*id).bind(*lease).bind(i64::from(*epoch));
+        }
+        let held: Vec<i64> = update
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| r.try_get("id"))
+            .collect::<std::result::Result<_, _>>()?;
+        let rows: Vec<&&EpochReport> = stored
+            .iter()
+            .filter(|r| held.contains(&r.trial_id) && !r.metrics.is_empty())
+            .collect();
+        if !rows.is_empty() {
+            let values: Vec<String> = (0..rows.len())
+                .map(|i| format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
+                .collect();
+            let sql = format!(
+                "INSERT INTO epochs (trial_id, epoch, metrics) VALUES {} \
                  ON CONFLICT (trial_id, epoch) DO NOTHING",
-            )
-            .bind(trial_id)
-            .bind(i64::from(epoch))
-            .bind(packed::pack(metrics))
-            .execute(&mut *tx)
-            .await?;
+                values.join(", ")
+            );
+            let mut insert = sqlx::query(&sql);
+            for r in &rows {
+                insert = insert
+                    .bind(r.trial_id)
+                    .bind(i64::from(r.epoch))
+                    .bind(packed::pack(&r.metrics));
+            }
+            insert.execute(&mut *tx).await?;
         }
         tx.commit().await?;
-        Ok(LeaseState::Held)
+        // A lease lost between the read and the update.
+        for (answer, r) in answers.iter_mut().zip(reports) {
+            if matches!(answer, Recorded::Held(_)) && !held.contains(&r.trial_id) {
+                *answer = Recorded::NotHeld(self.lease_state(r.trial_id).await?);
+            }
+        }
+        Ok(answers)
     }
 
-    /// Ends a held trial as completed or failed; false when the caller no
-    /// longer holds the lease.
+    /// Ends a held trial as completed or failed: its sweep, or None when the
+    /// caller no longer holds the lease.
     pub async fn finish(
         &self,
         trial_id: i64,
         lease_id: &str,
         failure: Option<&str>,
-    ) -> Result<bool> {
+    ) -> Result<Option<i64>> {
         let now = now_ms();
         let (status, error) = match failure {
             None => (status::COMPLETED, ""),
@@ -982,7 +1160,8 @@ impl Store {
         };
         let done = sqlx::query(
             "UPDATE trials SET status = $1, error = $2, lease_id = NULL, lease_expires_ms = NULL, \
-             finished_ms = $3, updated_ms = $3 WHERE id = $4 AND lease_id = $5 AND status = $6",
+             finished_ms = $3, updated_ms = $3 WHERE id = $4 AND lease_id = $5 AND status = $6 \
+             RETURNING sweep_id",
         )
         .bind(status)
         .bind(error)
@@ -990,9 +1169,9 @@ impl Store {
         .bind(trial_id)
         .bind(lease_id)
         .bind(status::RUNNING)
-        .execute(&self.pool)
+        .fetch_optional(&self.pool)
         .await?;
-        Ok(done.rows_affected() > 0)
+        Ok(done.map(|r| r.try_get("sweep_id")).transpose()?)
     }
 
     /// Returns a held trial to the queue without counting the attempt,

@@ -8,6 +8,7 @@
 //! by its token, runs the function in a span named for the call and turns
 //! the error into the call's status in one place.
 
+mod batch;
 mod sweeps;
 mod workers;
 
@@ -16,6 +17,7 @@ use std::future::Future;
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
+pub use batch::{Batcher, Leases, Reports};
 pub use sweeps::Sweeps;
 pub use workers::Workers;
 

@@ -14,14 +14,14 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
-use super::handle;
+use super::{Leases, Reports, handle};
 use crate::auth::{Gate, Role};
 use crate::convert;
 use crate::error::Error;
 use crate::lease::{self, Policy};
 use crate::limits;
-use crate::search::{self, Rules};
-use crate::store::{LeaseState, Store, TrialRow};
+use crate::search::SweepFacts;
+use crate::store::{EpochReport, LeaseState, Leasing, Recorded, Store, TrialRow};
 use crate::telemetry;
 
 /// The worker-facing service.
@@ -35,8 +35,12 @@ pub struct Workers {
     pub stopping: watch::Receiver<bool>,
     /// Admits calls by their token.
     pub gate: Gate,
-    /// The sweeps' early-stopping rules, read once each.
-    pub rules: Rules,
+    /// The sweeps' methods and early-stopping rules, read once each.
+    pub sweeps: SweepFacts,
+    /// Writes epoch reports in batches.
+    pub reports: Reports,
+    /// Takes trials for waiting workers in batches.
+    pub leases: Leases,
 }
 
 fn directive(state: LeaseState) -> Directive {
@@ -54,14 +58,6 @@ fn still_held(ok: bool, trial_id: i64) -> Result<(), Error> {
         Ok(())
     } else {
         Err(Error::LeaseLost(trial_id))
-    }
-}
-
-async fn check_worker(w: &Workers, id: i64) -> Result<(), Error> {
-    if w.store.worker_exists(id).await? {
-        Ok(())
-    } else {
-        Err(Error::UnknownWorker(id))
     }
 }
 
@@ -102,9 +98,12 @@ async fn lease(w: &Workers, r: pb::LeaseRequest) -> Result<pb::LeaseResponse, Er
             limits::MAX_LEASE_WAIT_MS
         )));
     }
-    check_worker(w, r.worker_id).await?;
     let wait = Duration::from_millis(u64::from(r.wait_ms));
-    let leased = lease::wait_for_trial(&w.store, w.policy, r.worker_id, wait).await?;
+    let leased = match lease::wait_for_trial(&w.store, &w.leases, r.worker_id, wait).await? {
+        Leasing::Leased(leased) => Some(*leased),
+        Leasing::Empty => None,
+        Leasing::UnknownWorker => return Err(Error::UnknownWorker(r.worker_id)),
+    };
     Ok(pb::LeaseResponse {
         lease: leased.map(|leased| {
             telemetry::leased();
@@ -145,12 +144,10 @@ async fn check_epoch(w: &Workers, trial_id: i64, epoch: u32) -> Result<TrialRow,
     Ok(trial)
 }
 
-/// Proposes what a method bayes sweep may need once a trial has ended.
-async fn ended(w: &Workers, trial_id: i64) -> Result<(), Error> {
-    if let Some(trial) = w.store.trial(trial_id).await? {
-        search::top_up(&w.store, trial.sweep_id).await?;
-    }
-    Ok(())
+/// `Some(sweep)` as held, or the refusal of a caller that no longer
+/// holds the lease.
+fn held_in(sweep: Option<i64>, trial_id: i64) -> Result<i64, Error> {
+    sweep.ok_or(Error::LeaseLost(trial_id))
 }
 
 /// The metrics of a report, checked: known names of their split, values
@@ -189,23 +186,20 @@ async fn progress(w: &Workers, r: &pb::ProgressReport) -> Result<pb::ProgressAck
             .renew(r.trial_id, &r.lease_id, w.policy.lease_ms())
             .await?
     } else {
-        let metrics = metrics(r)?;
-        let trial = check_epoch(w, r.trial_id, r.epoch).await?;
-        match w
-            .store
-            .record_epoch(
-                r.trial_id,
-                &r.lease_id,
-                r.epoch,
-                &metrics,
-                w.policy.lease_ms(),
-            )
-            .await?
-        {
-            LeaseState::Held if w.rules.after_epoch(&w.store, &trial, r.epoch).await? => {
+        let report = EpochReport {
+            trial_id: r.trial_id,
+            lease_id: r.lease_id.clone(),
+            epoch: r.epoch,
+            metrics: metrics(r)?,
+        };
+        match w.reports.record(report).await? {
+            Recorded::Held(trial) if w.sweeps.after_epoch(&w.store, &trial, r.epoch).await? => {
                 LeaseState::Stopped
             }
-            state => state,
+            Recorded::Held(_) => LeaseState::Held,
+            Recorded::NotHeld(state) => state,
+            Recorded::Refused(message) => return Err(Error::InvalidArgument(message)),
+            Recorded::Unknown => return Err(Error::NotFound(format!("trial {}", r.trial_id))),
         }
     };
     if !matches!(state, LeaseState::Held | LeaseState::Stopped) {
@@ -260,12 +254,12 @@ async fn report_progress(
 }
 
 async fn complete(w: &Workers, r: pb::CompleteRequest) -> Result<pb::CompleteResponse, Error> {
-    still_held(
+    let sweep = held_in(
         w.store.finish(r.trial_id, &r.lease_id, None).await?,
         r.trial_id,
     )?;
     tracing::info!(trial = r.trial_id, "trial completed");
-    ended(w, r.trial_id).await?;
+    w.sweeps.after_end(&w.store, sweep).await?;
     Ok(pb::CompleteResponse {})
 }
 
@@ -275,9 +269,9 @@ async fn fail(w: &Workers, r: pb::FailRequest) -> Result<pb::FailResponse, Error
         .store
         .finish(r.trial_id, &r.lease_id, Some(&r.reason))
         .await?;
-    still_held(failed, r.trial_id)?;
+    let sweep = held_in(failed, r.trial_id)?;
     tracing::warn!(trial = r.trial_id, reason = r.reason, "trial failed");
-    ended(w, r.trial_id).await?;
+    w.sweeps.after_end(&w.store, sweep).await?;
     Ok(pb::FailResponse {})
 }
 
