@@ -177,6 +177,20 @@ fn percentile(sorted: &[Duration], q: f64) -> f64 {
     sorted[i].as_secs_f64() * 1000.0
 }
 
+/// CPU seconds (user + system) every process named `postgres` has used:
+/// the server's share of the machine.
+fn postgres_cpu_seconds() -> f64 {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim() == "postgres")
+        })
+        .map(|pid| std::panic::catch_unwind(|| cpu_seconds(pid)).unwrap_or(0.0))
+        .sum()
+}
+
 /// CPU seconds (user + system) the process has used.
 fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
@@ -332,6 +346,8 @@ async fn round(setup: &Setup, n: usize, rate: Option<f64>) -> String {
     // Let every worker connect and register.
     tokio::time::sleep(Duration::from_millis(500 + 2 * n as u64)).await;
     let cpu_before = cpu_seconds(setup.server);
+    let postgres_before = postgres_cpu_seconds();
+    let own_before = cpu_seconds(std::process::id());
     let served_before = served(setup.metrics_port);
     let started = Instant::now();
     let sweep = sweeps
@@ -362,6 +378,8 @@ async fn round(setup: &Setup, n: usize, rate: Option<f64>) -> String {
     }
     let wall = started.elapsed().as_secs_f64();
     let cpu = cpu_seconds(setup.server) - cpu_before;
+    let postgres_cpu = postgres_cpu_seconds() - postgres_before;
+    let own_cpu = cpu_seconds(std::process::id()) - own_before;
     let served_after = served(setup.metrics_port);
     let mean_ms = |i: usize| {
         let (sum, count): (f64, f64) = (
@@ -398,7 +416,7 @@ async fn round(setup: &Setup, n: usize, rate: Option<f64>) -> String {
     assert_eq!(stored as u64, expected, "every epoch stored once");
     let (alone, rows) = ceiling(&setup.url, sweep, epochs).await;
     format!(
-        "{n:>7} {:>8} {trials:>7} {reports:>9} {:>12.0} {:>8.1}ms {:>7.1}ms {:>7.1}ms {:>7.1}ms {:>7.1}ms {:>8.0}% {:>10.0} {:>9} {:>8.1}ms {:>8.1}ms",
+        "{n:>7} {:>8} {trials:>7} {reports:>9} {:>12.0} {:>8.1}ms {:>7.1}ms {:>7.1}ms {:>7.1}ms {:>7.1}ms {:>8.0}% {:>8.0}% {:>8.0}% {:>10.0} {:>9} {:>8.1}ms {:>8.1}ms",
         rate.map_or("flat out".to_string(), |r| format!("{r:.0}/s")),
         reports as f64 / wall,
         percentile(&firsts, 0.99),
@@ -407,6 +425,8 @@ async fn round(setup: &Setup, n: usize, rate: Option<f64>) -> String {
         percentile(&acks, 0.5),
         percentile(&acks, 0.99),
         cpu / wall * 100.0,
+        postgres_cpu / wall * 100.0,
+        own_cpu / wall * 100.0,
         rows as f64 / alone,
         if stored as u64 == expected {
             "exact"
@@ -505,7 +525,7 @@ async fn main() {
          23 metrics a report, a 4 KB checkpoint every 10 epochs (the worker's default period)\n"
     );
     println!(
-        "{:>7} {:>8} {:>7} {:>9} {:>12} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>9} {:>10} {:>10}",
+        "{:>7} {:>8} {:>7} {:>9} {:>12} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>9} {:>10} {:>10}",
         "workers",
         "offered",
         "trials",
@@ -517,6 +537,8 @@ async fn main() {
         "ack p50",
         "ack p99",
         "coord CPU",
+        "PG CPU",
+        "load CPU",
         "PG alone/s",
         "stored",
         "lease srv",

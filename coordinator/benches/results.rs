@@ -2,19 +2,21 @@
 //!
 //! Builds, in a fresh database on the server of `EXP025_PG_URL`, a sweep of
 //! 10,000 trials (4 inits x 50 learning rates x 50 repeats) with 300 epochs
-//! of all 23 metrics a worker reports, then times the `results` and
-//! `compare` commands of the real binary against a real server, beside the
-//! raw SQL read of the same values as the baseline.
+//! of all 23 metrics a worker reports, then times the `results`, `compare`
+//! and `curves` commands of the real binary against a real server, beside
+//! the raw SQL read of the same rows as the baseline.
 //!
 //! `EXP025_PG_URL=postgres://postgres@127.0.0.1:5432/postgres cargo bench -p coordinator --bench results`
-//! (`EXP025_BENCH_REPEATS` changes the repeats per configuration;
-//! `EXP025_BENCH_KEEP=1` keeps the database, about 10 GB, and a later run
-//! with it reuses the data instead of storing it again.)
+//! (`EXP025_BENCH_REPEATS` changes the repeats per configuration, 500 for
+//! 100,000 trials; `EXP025_BENCH_KEEP=1` keeps the database and a later
+//! run with it reuses the data instead of storing it again.)
 
 use std::time::{Duration, Instant};
 
-use coordinator::testing;
-use proto::metrics::{Metric, Split};
+use coordinator::{packed, testing};
+use proto::metrics::{Metric, MetricValue, Split};
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use sqlx::Connection;
 
 const EPOCHS: u32 = 300;
@@ -80,9 +82,14 @@ async fn main() {
             tokio::task::block_in_place(|| {
                 tokio::runtime::Handle::current().block_on(async {
                     let mut c = sqlx::AnyConnection::connect(&url).await.unwrap();
+                    let filter = if epochs.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" AND e.epoch IN ({epochs})")
+                    };
                     sqlx::query(&format!(
-                        "SELECT m.trial_id, m.epoch, m.metric, m.value FROM trials t JOIN metrics m \
-                         ON m.trial_id = t.id WHERE t.sweep_id = 1 AND m.split = 'test' AND m.epoch IN ({epochs})"
+                        "SELECT e.trial_id, e.epoch, e.metrics FROM trials t JOIN epochs e \
+                         ON e.trial_id = t.id WHERE t.sweep_id = 1{filter}"
                     ))
                     .fetch_all(&mut c)
                     .await
@@ -130,6 +137,11 @@ async fn main() {
             ),
             median(5, raw("300")),
         ),
+        (
+            "curves --metric board_accuracy",
+            median(3, run(vec!["curves", "--metric", "board_accuracy"])),
+            median(3, raw("")),
+        ),
     ];
     println!(
         "\n{:<42} {:>10} {:>14} {:>8} {:>12}",
@@ -167,37 +179,60 @@ async fn complete(url: &str, trials: i64) -> bool {
 }
 
 /// Submits the sweep through the API and stores every epoch's metrics of
-/// every trial, as if workers had reported them.
+/// every trial, as if workers had reported them: random values (5% of
+/// spawn precisions undefined), packed as the coordinator stores them.
 async fn populate(server: &str, url: &str, repeats: u32) {
     let sweep = testing::submit(server, &sweep_yaml(repeats)).await;
     assert_eq!(sweep.id, 1);
-    let mut pg = sqlx::AnyConnection::connect(url).await.unwrap();
-    let names: Vec<String> = Split::ALL
-        .into_iter()
-        .flat_map(|s| Metric::of_split(s).map(move |m| format!("('{s}', '{m}')")))
+    let mut pg = sqlx::PgConnection::connect(url).await.unwrap();
+    let ids: Vec<i64> = sqlx::query("SELECT id FROM trials WHERE sweep_id = 1 ORDER BY id")
+        .fetch_all(&mut pg)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| sqlx::Row::get(r, "id"))
         .collect();
+    let slots: Vec<(Split, Metric)> = packed::slots().collect();
+    let mut rng = ChaCha8Rng::seed_from_u64(25);
     let start = Instant::now();
-    let chunk = 500;
-    for first in (0..i64::from(sweep.trials)).step_by(chunk) {
-        sqlx::query(&format!(
-            "INSERT INTO metrics (trial_id, epoch, split, metric, value) \
-             SELECT t.id, e, m.split, m.metric, \
-               CASE WHEN m.metric = 'spawn_precision' AND random() < 0.05 THEN NULL ELSE random() END \
-             FROM (SELECT id FROM trials WHERE sweep_id = $1 ORDER BY id OFFSET $2 LIMIT $3) t \
-             CROSS JOIN generate_series(1, {EPOCHS}) e CROSS JOIN (VALUES {}) m(split, metric)",
-            names.join(", ")
-        ))
-        .bind(sweep.id)
-        .bind(first)
-        .bind(chunk as i64)
+    for (i, chunk) in ids.chunks(50).enumerate() {
+        let (mut trials, mut epochs, mut metrics) = (Vec::new(), Vec::new(), Vec::new());
+        for id in chunk {
+            for epoch in 1..=i64::from(EPOCHS) {
+                let values: Vec<MetricValue> = slots
+                    .iter()
+                    .map(|&(split, metric)| MetricValue {
+                        split,
+                        metric,
+                        value: if metric == Metric::SpawnPrecision && rng.random::<f64>() < 0.05 {
+                            f64::NAN
+                        } else {
+                            rng.random()
+                        },
+                    })
+                    .collect();
+                trials.push(*id);
+                epochs.push(epoch);
+                metrics.push(packed::pack(&values));
+            }
+        }
+        sqlx::query(
+            "INSERT INTO epochs (trial_id, epoch, metrics) \
+             SELECT * FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::BYTEA[])",
+        )
+        .bind(trials)
+        .bind(epochs)
+        .bind(metrics)
         .execute(&mut pg)
         .await
         .unwrap();
-        eprint!(
-            "\rmetrics of {} / {} trials stored",
-            (first + chunk as i64).min(i64::from(sweep.trials)),
-            sweep.trials
-        );
+        if i % 20 == 19 {
+            eprint!(
+                "\rmetrics of {} / {} trials stored",
+                ((i + 1) * 50).min(ids.len()),
+                ids.len()
+            );
+        }
     }
     sqlx::query("UPDATE trials SET status = 'completed', epochs_done = $1")
         .bind(i64::from(EPOCHS))
@@ -208,16 +243,23 @@ async fn populate(server: &str, url: &str, repeats: u32) {
         .execute(&mut pg)
         .await
         .unwrap();
-    let rows: i64 = sqlx::Row::get(
-        &sqlx::query("SELECT COUNT(*) AS n FROM metrics")
-            .fetch_one(&mut pg)
-            .await
-            .unwrap(),
-        "n",
+    let row = sqlx::query(
+        "SELECT COUNT(*) AS n, pg_total_relation_size('epochs') AS bytes, \
+         pg_database_size(current_database()) AS total FROM epochs",
+    )
+    .fetch_one(&mut pg)
+    .await
+    .unwrap();
+    let (rows, bytes, total): (i64, i64, i64) = (
+        sqlx::Row::get(&row, "n"),
+        sqlx::Row::get(&row, "bytes"),
+        sqlx::Row::get(&row, "total"),
     );
     eprintln!(
-        "\n{} trials x {EPOCHS} epochs: {rows} metric rows stored in {:.0} s",
+        "\n{} trials x {EPOCHS} epochs: {rows} epoch rows ({:.2} GB with their index; the database {:.2} GB) stored in {:.0} s",
         sweep.trials,
+        bytes as f64 / 1e9,
+        total as f64 / 1e9,
         start.elapsed().as_secs_f64()
     );
 }

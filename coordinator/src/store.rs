@@ -71,6 +71,9 @@ pub struct Store {
     /// Woken when trials are queued, here or (on Postgres, through
     /// LISTEN/NOTIFY) by another coordinator on the same database.
     queued: Arc<Notify>,
+    /// Worker ids known to be registered (a worker is never deleted), so
+    /// that a lease need not look.
+    known_workers: Arc<std::sync::Mutex<std::collections::HashSet<i64>>>,
 }
 
 /// The Postgres channel that says trials were queued; the payload is how
@@ -511,6 +514,7 @@ impl Store {
             pool,
             backend,
             queued,
+            known_workers: Default::default(),
         })
     }
 
@@ -802,7 +806,7 @@ impl Store {
     /// Records a worker and returns its id.
     pub async fn register_worker(&self, name: &str, device: &str, slots: u32) -> Result<i64> {
         let now = now_ms();
-        Ok(sqlx::query(
+        let id: i64 = sqlx::query(
             "INSERT INTO workers (name, device, slots, registered_ms, last_seen_ms) VALUES ($1, $2, $3, $4, $4) RETURNING id",
         )
         .bind(name)
@@ -811,12 +815,14 @@ impl Store {
         .bind(now)
         .fetch_one(&self.pool)
         .await?
-        .try_get("id")?)
+        .try_get("id")?;
+        self.known_workers.lock().expect("not poisoned").insert(id);
+        Ok(id)
     }
 
     /// Takes the oldest queued trials, one for each worker asking (in
-    /// order), holding each for `lease_ms`, in one statement; a worker's
-    /// last_seen is renewed in another. A trial goes to one worker only,
+    /// order), holding each for `lease_ms`, in one statement (the workers'
+    /// last_seen is renewed beside it). A trial goes to one worker only,
     /// whatever other coordinators share the database.
     pub async fn lease_many(&self, workers: &[i64], lease_ms: i64) -> Result<Vec<Leasing>> {
         if workers.is_empty() {
@@ -827,16 +833,46 @@ impl Store {
         ids.sort_unstable();
         ids.dedup();
         let list: Vec<String> = ids.iter().map(i64::to_string).collect();
-        let known: Vec<i64> = sqlx::query(&format!(
-            "UPDATE workers SET last_seen_ms = $1 WHERE id IN ({}) RETURNING id",
-            list.join(", ")
-        ))
-        .bind(now)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(|r| r.try_get("id"))
-        .collect::<std::result::Result<_, _>>()?;
+        let list = list.join(", ");
+        let unsure: Vec<String> = {
+            let known = self.known_workers.lock().expect("not poisoned");
+            ids.iter()
+                .filter(|id| !known.contains(id))
+                .map(i64::to_string)
+                .collect()
+        };
+        if !unsure.is_empty() {
+            let found: Vec<i64> = sqlx::query(&format!(
+                "SELECT id FROM workers WHERE id IN ({})",
+                unsure.join(", ")
+            ))
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| r.try_get("id"))
+            .collect::<std::result::Result<_, _>>()?;
+            self.known_workers
+                .lock()
+                .expect("not poisoned")
+                .extend(found);
+        }
+        let known: Vec<i64> = {
+            let known = self.known_workers.lock().expect("not poisoned");
+            ids.into_iter().filter(|id| known.contains(id)).collect()
+        };
+        // When each asked last, off the lease's path.
+        let pool = self.pool.clone();
+        tokio::spawn(async move {
+            let seen = sqlx::query(&format!(
+                "UPDATE workers SET last_seen_ms = $1 WHERE id IN ({list})"
+            ))
+            .bind(now)
+            .execute(&pool)
+            .await;
+            if let Err(e) = seen {
+                tracing::warn!(error = %e, "recording when workers were seen failed");
+            }
+        });
         let asking: Vec<(usize, i64, String)> = workers
             .iter()
             .enumerate()

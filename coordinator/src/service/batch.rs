@@ -1,22 +1,29 @@
-//! Calls of every worker run together: whatever requests arrive while one
-//! batch is in the database go into the next, so a busy coordinator runs a
-//! few large statements instead of thousands of small ones, and an idle one
-//! runs each request at once. Epoch reports and leases go this way.
+//! Calls of every worker run together: whatever requests arrive while the
+//! batches in flight are in the database go into the next, so a busy
+//! coordinator runs a few large statements instead of thousands of small
+//! ones, and an idle one runs each request at once. Epoch reports and
+//! leases go this way, two batches in flight at a time (a worker has one
+//! report or lease outstanding at once, so two batches never hold the same
+//! trial's).
 
 use std::future::Future;
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Mutex, mpsc, oneshot};
 
 use crate::error::Error;
 use crate::store::{EpochReport, Leasing, Recorded, Store, StoreError};
 
 /// Requests handled in one batch at most.
 const MAX_BATCH: usize = 512;
+/// Batches in flight at once.
+const LANES: usize = 2;
+/// How long a batch waits for more requests after its first.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(2);
 
 type Pending<Q, A> = (Q, oneshot::Sender<Result<A, String>>);
 
-/// Hands requests to a batch task and waits for their answers.
+/// Hands requests to the batch tasks and waits for their answers.
 #[derive(Debug)]
 pub struct Batcher<Q, A> {
     queue: mpsc::Sender<Pending<Q, A>>,
@@ -31,41 +38,19 @@ impl<Q, A> Clone for Batcher<Q, A> {
 }
 
 impl<Q: Send + 'static, A: Send + 'static> Batcher<Q, A> {
-    /// Starts the task that answers batches with `run` (one answer per
-    /// request, in order); it ends when every handle is dropped.
+    /// Starts the [`LANES`] tasks that answer batches with `run` (one
+    /// answer per request, in order); they end when every handle is dropped.
     fn start<F, Fut>(what: &'static str, run: F) -> Self
     where
         F: Fn(Vec<Q>) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<Vec<A>, StoreError>> + Send,
+        Fut: Future<Output = Result<Vec<A>, StoreError>> + Send + 'static,
     {
-        let (queue, mut incoming) = mpsc::channel::<Pending<Q, A>>(4 * MAX_BATCH);
+        let (queue, incoming) = mpsc::channel::<Pending<Q, A>>(4 * MAX_BATCH);
+        let incoming = Arc::new(Mutex::new(incoming));
         let run = Arc::new(run);
-        tokio::spawn(async move {
-            while let Some(first) = incoming.recv().await {
-                let mut batch = vec![first];
-                while batch.len() < MAX_BATCH {
-                    match incoming.try_recv() {
-                        Ok(next) => batch.push(next),
-                        Err(_) => break,
-                    }
-                }
-                let n = batch.len();
-                let (requests, answers): (Vec<Q>, Vec<_>) = batch.into_iter().unzip();
-                match run(requests).await {
-                    Ok(results) => {
-                        for (answer, result) in answers.into_iter().zip(results) {
-                            let _ = answer.send(Ok(result));
-                        }
-                    }
-                    Err(e) => {
-                        tracing::error!(error = ?e, requests = n, what, "a batch failed");
-                        for answer in answers {
-                            let _ = answer.send(Err(e.to_string()));
-                        }
-                    }
-                }
-            }
-        });
+        for _ in 0..LANES {
+            tokio::spawn(lane(what, incoming.clone(), run.clone()));
+        }
         Self { queue }
     }
 
@@ -81,6 +66,52 @@ impl<Q: Send + 'static, A: Send + 'static> Batcher<Q, A> {
             .await
             .map_err(|_| gone())?
             .map_err(|e| Error::Store(StoreError::Batch(e)))
+    }
+}
+
+/// One batch in flight: takes what is waiting (at most [`MAX_BATCH`]),
+/// answers it with `run`, and again, until every handle is dropped.
+async fn lane<Q, A, F, Fut>(
+    what: &'static str,
+    incoming: Arc<Mutex<mpsc::Receiver<Pending<Q, A>>>>,
+    run: Arc<F>,
+) where
+    F: Fn(Vec<Q>) -> Fut,
+    Fut: Future<Output = Result<Vec<A>, StoreError>>,
+{
+    loop {
+        let batch = {
+            let mut incoming = incoming.lock().await;
+            let Some(first) = incoming.recv().await else {
+                return;
+            };
+            // What else arrives within GATHER joins: a few more
+            // milliseconds for one, far fewer transactions under load.
+            let mut batch = vec![first];
+            let until = tokio::time::Instant::now() + GATHER;
+            while batch.len() < MAX_BATCH {
+                match tokio::time::timeout_at(until, incoming.recv()).await {
+                    Ok(Some(next)) => batch.push(next),
+                    _ => break,
+                }
+            }
+            batch
+        };
+        let n = batch.len();
+        let (requests, answers): (Vec<Q>, Vec<_>) = batch.into_iter().unzip();
+        match run(requests).await {
+            Ok(results) => {
+                for (answer, result) in answers.into_iter().zip(results) {
+                    let _ = answer.send(Ok(result));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = ?e, requests = n, what, "a batch failed");
+                for answer in answers {
+                    let _ = answer.send(Err(e.to_string()));
+                }
+            }
+        }
     }
 }
 
