@@ -89,6 +89,7 @@ async fn search(server: &testing::Running, yaml: &str) -> (f64, f64) {
             sweep_id: sweep,
             split: "test".into(),
             epoch: None,
+            summaries_only: false,
         },
     )
     .await

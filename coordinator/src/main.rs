@@ -513,6 +513,8 @@ async fn run(command: Command) -> Result<()> {
                 sweep_id: sweep,
                 split: epoch.split.clone(),
                 epoch: selection.clone(),
+                // Only JSON prints each trial's value.
+                summaries_only: output.format() != Format::Json,
             };
             let response = api.results(request).await.map_err(status_error)?;
             let mut known: Vec<&str> = response

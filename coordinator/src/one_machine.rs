@@ -395,6 +395,7 @@ async fn print_results(store: &Store, sweep_id: i64) -> Result<()> {
         sweep_id,
         split: sweep.objective.split.name().to_string(),
         epoch: None,
+        summaries_only: true,
     };
     let table = results::results(store, &request).await?;
     println!(

@@ -71,6 +71,7 @@ async fn run(server: &testing::Running, yaml: &str) -> Decisions {
             sweep_id: sweep,
             split: "test".into(),
             epoch: None,
+            summaries_only: false,
         },
     )
     .await

@@ -626,6 +626,7 @@ async fn hostile_requests_are_refused_clearly_and_change_nothing() {
                 sweep_id: sweep.id,
                 split: split.into(),
                 epoch: epoch.map(|c| pb::EpochSelection { choice: Some(c) }),
+                summaries_only: false,
             };
         v.refused(
             "results of split evil",

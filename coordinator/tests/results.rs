@@ -148,6 +148,7 @@ async fn compare_through_the_api_equals_scipy_and_results_count_nan() {
                     sweep_id: sweep.id,
                     split: String::new(),
                     epoch: at(i as u32 + 1),
+                    summaries_only: false,
                 })
                 .await
                 .unwrap()
@@ -211,6 +212,7 @@ async fn stopping_epochs_curves_pairs_and_refusals() {
             sweep_id: sweep.id,
             split: "test".into(),
             epoch,
+            summaries_only: false,
         };
 
         let r = api.results(results(stop(""))).await.unwrap().into_inner();
@@ -254,6 +256,25 @@ async fn stopping_epochs_curves_pairs_and_refusals() {
             .summary
             .unwrap();
         assert_eq!((precision.n, precision.nan, precision.mean), (2, 1, 0.5));
+
+        // For a table: the same summaries without each trial's values.
+        let brief = api
+            .results(pb::ResultsRequest {
+                summaries_only: true,
+                ..results(stop(""))
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        for (full, brief) in r.configurations.iter().zip(&brief.configurations) {
+            assert_eq!(brief.reported, full.trial_ids.len() as u32);
+            assert_eq!(full.reported, brief.reported);
+            assert!(brief.trial_ids.is_empty());
+            for (f, b) in full.metrics.iter().zip(&brief.metrics) {
+                assert_eq!((&f.name, f.summary), (&b.name, b.summary));
+                assert!(b.values.is_empty() && b.trial_ids.is_empty());
+            }
+        }
 
         let by_loss = api
             .results(results(stop("disc_loss")))
@@ -389,6 +410,7 @@ async fn unfinished_trials_are_shown_not_averaged() {
                 sweep_id: sweep.id,
                 split: "test".into(),
                 epoch: None,
+                summaries_only: false,
             })
             .await
             .unwrap()
@@ -408,6 +430,7 @@ async fn unfinished_trials_are_shown_not_averaged() {
                 sweep_id: sweep.id,
                 split: "test".into(),
                 epoch: Some(stop),
+                summaries_only: false,
             })
             .await
             .unwrap()

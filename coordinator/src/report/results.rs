@@ -100,7 +100,7 @@ pub fn results(
                     c.label.clone(),
                     c.config_key.clone(),
                     c.trials.to_string(),
-                    c.trial_ids.len().to_string(),
+                    c.reported.to_string(),
                     c.epoch.to_string(),
                     c.stopped.to_string(),
                     c.proposal.to_string(),
@@ -144,7 +144,7 @@ pub fn results(
             for c in &r.configurations {
                 let mut row = vec![
                     c.label.clone(),
-                    format!("{}/{}", c.trial_ids.len(), c.trials),
+                    format!("{}/{}", c.reported, c.trials),
                     c.epoch.to_string(),
                 ];
                 if searched {

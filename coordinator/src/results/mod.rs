@@ -90,8 +90,14 @@ pub async fn results(store: &Store, r: &pb::ResultsRequest) -> Result<pb::Result
                                 Some((*id, value))
                             })
                             .unzip();
+                        let summary = Some(summary(&values));
+                        let (values, trial_ids) = if r.summaries_only {
+                            (Vec::new(), Vec::new())
+                        } else {
+                            (values, trial_ids)
+                        };
                         pb::MetricSummary {
-                            summary: Some(summary(&values)),
+                            summary,
                             name: metric.name().to_string(),
                             values,
                             trial_ids,
@@ -99,6 +105,7 @@ pub async fn results(store: &Store, r: &pb::ResultsRequest) -> Result<pb::Result
                     })
                     .collect();
                 pb::ConfigurationResult {
+                    reported: present.len() as u32,
                     stopped: c.stopped(),
                     proposal: c.trials[0].proposal,
                     proposed_by: c.trials[0].proposed_by.clone(),
@@ -106,7 +113,11 @@ pub async fn results(store: &Store, r: &pb::ResultsRequest) -> Result<pb::Result
                     label: c.label.clone(),
                     trials: c.trials.len() as u32,
                     epoch,
-                    trial_ids: present.iter().map(|(id, _)| *id).collect(),
+                    trial_ids: if r.summaries_only {
+                        Vec::new()
+                    } else {
+                        present.iter().map(|(id, _)| *id).collect()
+                    },
                     metrics,
                     candidates,
                 }
