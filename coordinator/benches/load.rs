@@ -460,23 +460,20 @@ async fn main() {
     admin(&admin_url, &format!("CREATE DATABASE {db}")).await;
     let url = format!("{}/{db}", admin_url.rsplit_once('/').unwrap().0);
 
-    let out = Command::new(COORDINATOR)
-        .args(["token", "create", "--role", "worker", "--name", "load"])
-        .args(["--database-url", &url])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let worker_token = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    let out = Command::new(COORDINATOR)
-        .args(["token", "create", "--role", "user", "--name", "bench"])
-        .args(["--database-url", &url])
-        .output()
-        .unwrap();
-    let user_token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let token = |role: &str, name: &str| {
+        let out = Command::new(COORDINATOR)
+            .args(["token", "create", "--role", role, "--name", name])
+            .args(["--database-url", &url])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let (worker_token, user_token) = (token("worker", "load"), token("user", "bench"));
 
     let free_port = || {
         std::net::TcpListener::bind("127.0.0.1:0")

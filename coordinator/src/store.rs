@@ -856,7 +856,7 @@ impl Store {
                 .expect("not poisoned")
                 .extend(found);
         }
-        let known: Vec<i64> = {
+        let known: std::collections::HashSet<i64> = {
             let known = self.known_workers.lock().expect("not poisoned");
             ids.into_iter().filter(|id| known.contains(id)).collect()
         };
@@ -926,9 +926,13 @@ impl Store {
                 .bind(lease.clone())
                 .bind(*worker);
         }
+        let asker: HashMap<&str, usize> = asking
+            .iter()
+            .map(|(i, _, lease)| (lease.as_str(), *i))
+            .collect();
         for row in query.fetch_all(&self.pool).await? {
             let lease: String = row.try_get("lease")?;
-            if let Some((i, _, _)) = asking.iter().find(|(_, _, l)| *l == lease) {
+            if let Some(i) = asker.get(lease.as_str()) {
                 answers[*i] = Leasing::Leased(Box::new(Leased {
                     lease_id: lease,
                     trial: trial_row(&row)?,
@@ -1118,13 +1122,11 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         // Renews each lease and advances its epoch, where the caller still
         // holds it; which did tells what to store.
-        let mut latest: Vec<(i64, &str, u32)> = Vec::new();
-        for r in &stored {
-            match latest.iter_mut().find(|(id, _, _)| *id == r.trial_id) {
-                Some(l) => l.2 = l.2.max(r.epoch),
-                None => latest.push((r.trial_id, &r.lease_id, r.epoch)),
-            }
-        }
+        // A trial's latest epoch in the batch, and the lease it was held by.
+        let latest: Vec<(i64, &str, u32)> = done
+            .iter()
+            .map(|(id, epoch)| (*id, trials[id].1.as_str(), *epoch))
+            .collect();
         let values: Vec<String> = (0..latest.len())
             .map(|i| format!("(${}, ${}, ${})", 3 * i + 4, 3 * i + 5, 3 * i + 6))
             .collect();
@@ -1143,7 +1145,7 @@ impl Store {
         for (id, lease, epoch) in &latest {
             update = update.bind(*id).bind(*lease).bind(i64::from(*epoch));
         }
-        let held: Vec<i64> = update
+        let held: std::collections::HashSet<i64> = update
             .fetch_all(&mut *tx)
             .await?
             .iter()

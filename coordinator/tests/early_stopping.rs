@@ -89,6 +89,35 @@ async fn run(server: &testing::Running, yaml: &str) -> Decisions {
         assert_eq!(c.epoch, last, "a stopped configuration is read at its rung");
         assert!(!c.trial_ids.is_empty());
     }
+    // compare counts the stopped trials of each group, read at the rung.
+    let compared = coordinator::results::compare(
+        store,
+        &pb::CompareRequest {
+            sweep_id: sweep,
+            metric: "disc_accuracy".into(),
+            a: vec!["lr=0.001".into()],
+            b: vec!["lr=1e-12".into()],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let (a, b) = (
+        compared.comparisons[0].a.clone().unwrap(),
+        compared.comparisons[0].b.clone().unwrap(),
+    );
+    assert_eq!((a.stopped, a.values.len()), (0, 4));
+    assert_eq!((b.stopped, b.values.len()), (4, 4));
+    assert!(b.epochs.iter().all(|e| *e == 2));
+    // status shows each stopped trial's reason.
+    let detail = pb::SweepDetail {
+        sweep: Some(coordinator::convert::sweep(&sweep_row)),
+        trials: trials.iter().map(coordinator::convert::trial).collect(),
+        yaml: String::new(),
+    };
+    let shown = coordinator::report::detail(&detail, coordinator::report::Format::Table);
+    assert_eq!(shown.matches("stopped early: ").count(), 4, "{shown}");
+    assert!(shown.contains("early stopping: "), "{shown}");
     trials
         .into_iter()
         .map(|t| {
