@@ -97,9 +97,26 @@ fn epoch_words(selection: Option<&pb::EpochSelection>) -> String {
     }
 }
 
+/// Values a table cell lists one by one; beyond, the cell says how many.
+const VALUES_SHOWN: usize = 12;
+
+/// Each value, or for many the first few and how many there are (CSV and
+/// JSON list every one).
 fn values_text(values: &[f64]) -> String {
-    let all: Vec<String> = values.iter().map(|v| number(*v)).collect();
-    all.join(" ")
+    let shown: Vec<String> = values
+        .iter()
+        .take(VALUES_SHOWN)
+        .map(|v| number(*v))
+        .collect();
+    if values.len() <= VALUES_SHOWN {
+        shown.join(" ")
+    } else {
+        format!(
+            "{} ... ({} values; --csv or --json lists each)",
+            shown.join(" "),
+            values.len()
+        )
+    }
 }
 
 fn number_csv(v: f64) -> String {
@@ -107,5 +124,22 @@ fn number_csv(v: f64) -> String {
         "NaN".to_string()
     } else {
         v.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cell_lists_a_few_values_and_counts_many() {
+        assert_eq!(values_text(&[0.5, 0.25]), "0.5000 0.2500");
+        let many = vec![0.5; 25_000];
+        let text = values_text(&many);
+        assert!(
+            text.ends_with("... (25000 values; --csv or --json lists each)"),
+            "{text}"
+        );
+        assert_eq!(text.matches("0.5000").count(), VALUES_SHOWN);
     }
 }
