@@ -299,6 +299,20 @@ fn served(port: u16) -> [(f64, f64); 2] {
             .find_map(|l| l.strip_prefix(series)?.trim().parse::<f64>().ok())
             .unwrap_or(0.0)
     };
+    if std::env::var_os("EXP025_LOAD_BATCHES").is_some() {
+        for what in ["leases", "epoch reports"] {
+            let mean = |series: &str| {
+                value(&format!("{series}_sum{{what=\"{what}\"}}"))
+                    / value(&format!("{series}_count{{what=\"{what}\"}}"))
+            };
+            eprintln!(
+                "{what}: batch {:.1} ms, waited {:.1} ms, {:.1} a batch",
+                1e3 * mean("exp025_batch_seconds"),
+                1e3 * mean("exp025_batch_wait_seconds"),
+                mean("exp025_batch_size")
+            );
+        }
+    }
     [
         (
             value("exp025_rpc_duration_seconds_sum{method=\"Lease\"}"),

@@ -65,6 +65,17 @@ pub fn report(took: Duration) {
     metrics::histogram!("exp025_report_duration_seconds").record(took);
 }
 
+/// How long a request waited for its batch to start.
+pub fn batch_wait(what: &'static str, waited: Duration) {
+    metrics::histogram!("exp025_batch_wait_seconds", "what" => what).record(waited);
+}
+
+/// One batch of `n` requests, in the database for `took`.
+pub fn batch(what: &'static str, n: usize, took: Duration) {
+    metrics::histogram!("exp025_batch_seconds", "what" => what).record(took);
+    metrics::histogram!("exp025_batch_size", "what" => what).record(n as f64);
+}
+
 /// Records one trial leased.
 pub fn leased() {
     metrics::counter!("exp025_leases_total").increment(1);

@@ -10,6 +10,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::time::Instant;
 
 use crate::error::Error;
 use crate::store::{EpochReport, Leasing, Recorded, Store, StoreError};
@@ -21,7 +22,7 @@ const LANES: usize = 2;
 /// How long a batch waits for more requests after its first.
 const GATHER: std::time::Duration = std::time::Duration::from_millis(2);
 
-type Pending<Q, A> = (Q, oneshot::Sender<Result<A, String>>);
+type Pending<Q, A> = (Q, Instant, oneshot::Sender<Result<A, String>>);
 
 /// Hands requests to the batch tasks and waits for their answers.
 #[derive(Debug)]
@@ -59,7 +60,7 @@ impl<Q: Send + 'static, A: Send + 'static> Batcher<Q, A> {
         let (answer, answered) = oneshot::channel();
         let gone = || Error::Store(StoreError::Batch("the batch task has stopped".into()));
         self.queue
-            .send((request, answer))
+            .send((request, Instant::now(), answer))
             .await
             .map_err(|_| gone())?;
         answered
@@ -98,8 +99,17 @@ async fn lane<Q, A, F, Fut>(
             batch
         };
         let n = batch.len();
-        let (requests, answers): (Vec<Q>, Vec<_>) = batch.into_iter().unzip();
-        match run(requests).await {
+        let started = Instant::now();
+        let mut requests = Vec::with_capacity(n);
+        let mut answers = Vec::with_capacity(n);
+        for (request, queued, answer) in batch {
+            crate::telemetry::batch_wait(what, started - queued);
+            requests.push(request);
+            answers.push(answer);
+        }
+        let result = run(requests).await;
+        crate::telemetry::batch(what, n, started.elapsed());
+        match result {
             Ok(results) => {
                 for (answer, result) in answers.into_iter().zip(results) {
                     let _ = answer.send(Ok(result));
