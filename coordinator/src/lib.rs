@@ -11,6 +11,7 @@ pub mod search; // submission, bayes proposals and early stops as results arrive
 pub mod spec; // sweep files: parsing with locations, expansion into trials
 
 // Storage and scheduling
+pub mod aggregates; // per configuration and epoch, running summaries for curves
 pub mod lease; // the lease rule: policy, the long-poll wait, the reaper
 pub mod packed; // one epoch's metrics as one stored value
 pub mod store; // every SQL statement, on Postgres or SQLite

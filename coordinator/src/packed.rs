@@ -18,7 +18,8 @@ pub fn slots() -> impl Iterator<Item = (Split, Metric)> {
         .flat_map(|split| Metric::of_split(split).map(move |metric| (split, metric)))
 }
 
-fn slot_of(split: Split, metric: Metric) -> usize {
+/// The index of (split, metric) in [`slots`].
+pub fn slot_of(split: Split, metric: Metric) -> usize {
     slots()
         .position(|s| s == (split, metric))
         .expect("every metric of a split has a slot")
@@ -38,6 +39,22 @@ pub fn pack(values: &[MetricValue]) -> Vec<u8> {
         out.extend_from_slice(&value.to_le_bytes());
     }
     out
+}
+
+/// The value of one slot in packed bytes: Some(None) where it was not
+/// reported, None when the bytes are not a packing.
+pub fn value_of(bytes: &[u8], slot: usize) -> Option<Option<f64>> {
+    let (mask, rest) = bytes.split_first_chunk::<4>()?;
+    let mask = u32::from_le_bytes(*mask);
+    if mask >> slots().count() != 0 || rest.len() != 8 * mask.count_ones() as usize {
+        return None;
+    }
+    if mask & (1 << slot) == 0 {
+        return Some(None);
+    }
+    let at = 8 * (mask & ((1 << slot) - 1)).count_ones() as usize;
+    let value: [u8; 8] = rest[at..at + 8].try_into().ok()?;
+    Some(Some(f64::from_le_bytes(value)))
 }
 
 /// The metrics of packed bytes, in slot order; None when the bytes are not
@@ -67,6 +84,36 @@ pub fn unpack(bytes: &[u8]) -> Option<Vec<MetricValue>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_value_is_read_where_unpacking_finds_it() {
+        let values: Vec<MetricValue> = [
+            (Split::Test, Metric::BoardAccuracy, 0.25),
+            (Split::Train, Metric::DiscLoss, f64::NAN),
+            (Split::Test, Metric::SpawnValidity, 0.75),
+        ]
+        .into_iter()
+        .map(|(split, metric, value)| MetricValue {
+            split,
+            metric,
+            value,
+        })
+        .collect();
+        let bytes = pack(&values);
+        for (slot, (split, metric)) in slots().enumerate() {
+            let want = values
+                .iter()
+                .find(|v| (v.split, v.metric) == (split, metric))
+                .map(|v| v.value);
+            let got = value_of(&bytes, slot).unwrap();
+            assert_eq!(
+                got.map(f64::to_bits),
+                want.map(f64::to_bits),
+                "{split} {metric}"
+            );
+        }
+        assert_eq!(value_of(&bytes[..bytes.len() - 1], 0), None);
+    }
 
     #[test]
     fn the_slots_keep_their_order() {

@@ -94,7 +94,8 @@ pub async fn serve(
             .tls_config(ServerTlsConfig::new().identity(identity))
             .context("the TLS certificate and key")?;
     }
-    let reaper = tokio::spawn(lease::reap(store, options.policy));
+    let reaper = tokio::spawn(lease::reap(store.clone(), options.policy));
+    let folder = tokio::spawn(crate::aggregates::fold(store));
     let result = builder
         .add_service(health_service)
         .add_service(reflection_v1)
@@ -104,5 +105,6 @@ pub async fn serve(
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await;
     reaper.abort();
+    folder.abort();
     Ok(result?)
 }

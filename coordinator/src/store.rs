@@ -3,7 +3,7 @@
 //! by the URL; both run the same queries, but for the row lock Postgres
 //! takes when it leases).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -16,6 +16,7 @@ use sqlx::postgres::PgListener;
 use sqlx::{AnyPool, Row};
 use tokio::sync::Notify;
 
+use crate::aggregates::{self, Point, Running};
 use crate::auth::Role;
 use crate::packed;
 use crate::spec::{Method, Objective, PlannedTrial, SweepPlan};
@@ -74,11 +75,19 @@ pub struct Store {
     /// Worker ids known to be registered (a worker is never deleted), so
     /// that a lease need not look.
     known_workers: Arc<std::sync::Mutex<std::collections::HashSet<i64>>>,
+    /// Valid tokens (Postgres only; see [`TokenCache`]).
+    tokens: Arc<TokenCache>,
 }
 
 /// The Postgres channel that says trials were queued; the payload is how
 /// many.
 const QUEUED_CHANNEL: &str = "exp025_queued";
+
+/// The advisory lock of the coordinator folding curve deltas.
+const FOLD_LOCK: i64 = 0x6578_7030_3235_0001;
+
+/// The Postgres channel that says a token was revoked.
+const TOKENS_CHANNEL: &str = "exp025_tokens";
 
 /// Wakes up to `n` waiters (one per trial queued; a waiter that finds
 /// nothing waits again).
@@ -88,33 +97,98 @@ fn wake(queued: &Notify, n: u64) {
     }
 }
 
-/// Passes the notifications of trials queued by any coordinator on the
-/// database to this one's waiters, until the store is gone.
-async fn listen(url: String, queued: Weak<Notify>) {
-    let mut listener = loop {
-        match PgListener::connect(&url).await {
-            Ok(mut l) => match l.listen(QUEUED_CHANNEL).await {
-                Ok(()) => break l,
-                Err(e) => tracing::warn!(error = %e, "LISTEN failed; retrying"),
-            },
-            Err(e) => tracing::warn!(error = %e, "queue listener cannot connect; retrying"),
+/// Tokens found valid, by hash, so that a call need not ask the database;
+/// on Postgres only, and only while this coordinator listens for
+/// revocations: every revocation (from any coordinator or the `token`
+/// command) empties it, and so does a lost listener connection, after
+/// which tokens are looked up again until it listens again.
+#[derive(Debug, Default)]
+struct TokenCache {
+    inner: std::sync::Mutex<TokenCacheInner>,
+}
+
+#[derive(Debug, Default)]
+struct TokenCacheInner {
+    listening: bool,
+    /// Bumped by every emptying, so that a lookup that began before a
+    /// revocation does not put back what it read.
+    generation: u64,
+    tokens: HashMap<String, TokenRow>,
+}
+
+impl TokenCache {
+    /// The cached token, or the generation to store a lookup under.
+    fn get(&self, hash: &str) -> std::result::Result<TokenRow, Option<u64>> {
+        let inner = self.inner.lock().expect("token cache lock");
+        if !inner.listening {
+            return Err(None);
         }
-        if queued.strong_count() == 0 {
-            return;
+        inner
+            .tokens
+            .get(hash)
+            .cloned()
+            .ok_or(Some(inner.generation))
+    }
+
+    fn put(&self, generation: u64, hash: &str, token: &TokenRow) {
+        let mut inner = self.inner.lock().expect("token cache lock");
+        if inner.listening && inner.generation == generation && token.revoked_ms.is_none() {
+            inner.tokens.insert(hash.to_string(), token.clone());
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    };
+    }
+
+    /// Forgets every token.
+    fn empty(&self) {
+        let mut inner = self.inner.lock().expect("token cache lock");
+        inner.tokens.clear();
+        inner.generation += 1;
+    }
+
+    /// Forgets every token, and caches from now on only while listening.
+    fn listening(&self, listening: bool) {
+        self.empty();
+        self.inner.lock().expect("token cache lock").listening = listening;
+    }
+}
+
+/// Passes the notifications of any coordinator on the database to this
+/// one, until the store is gone: trials queued wake its waiters, a token
+/// revoked empties its token cache.
+async fn listen(url: String, queued: Weak<Notify>, tokens: Weak<TokenCache>) {
     loop {
-        let notification = listener.recv().await;
-        let Some(queued) = queued.upgrade() else {
-            return;
+        let mut listener = loop {
+            match PgListener::connect(&url).await {
+                Ok(mut l) => match l.listen_all([QUEUED_CHANNEL, TOKENS_CHANNEL]).await {
+                    Ok(()) => break l,
+                    Err(e) => tracing::warn!(error = %e, "LISTEN failed; retrying"),
+                },
+                Err(e) => tracing::warn!(error = %e, "listener cannot connect; retrying"),
+            }
+            if queued.strong_count() == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
         };
-        match notification {
-            Ok(n) => wake(&queued, n.payload().parse().unwrap_or(1)),
-            Err(e) => {
-                // recv reconnects on the next call; waiters poll meanwhile.
-                tracing::warn!(error = %e, "queue listener lost its connection");
-                tokio::time::sleep(Duration::from_secs(1)).await;
+        if let Some(tokens) = tokens.upgrade() {
+            tokens.listening(true);
+        }
+        loop {
+            // try_recv says when the connection was lost (recv would
+            // reconnect silently, and notifications sent meanwhile would be
+            // missed).
+            let notification = listener.try_recv().await;
+            let (Some(queued), Some(tokens)) = (queued.upgrade(), tokens.upgrade()) else {
+                return;
+            };
+            match notification {
+                Ok(Some(n)) if n.channel() == TOKENS_CHANNEL => tokens.empty(),
+                Ok(Some(n)) => wake(&queued, n.payload().parse().unwrap_or(1)),
+                Ok(None) | Err(_) => {
+                    // Waiters poll and tokens are looked up meanwhile.
+                    tracing::warn!("listener lost its connection; reconnecting");
+                    tokens.listening(false);
+                    break;
+                }
             }
         }
     }
@@ -469,6 +543,212 @@ async fn move_old_metrics(pool: &AnyPool, backend: Backend) -> Result<()> {
     }
 }
 
+/// A curve point's key: sweep, configuration, epoch.
+type PointKey = (i64, String, u32);
+
+/// `(sweep_id, config_key, epoch)` placeholders for `n` keys from `$first`.
+fn point_tuples(first: usize, n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            let p = first + 3 * i;
+            format!("(${p}, ${}, ${})", p + 1, p + 2)
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `sql` with each point's key and its bytes from `sums` bound, in order.
+fn point_rows<'q>(
+    sql: &'q str,
+    points: &BTreeMap<PointKey, Point>,
+    sums: Vec<Vec<u8>>,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    let mut q = sqlx::query(sql);
+    for ((sweep, key, epoch), sums) in points.keys().zip(sums) {
+        q = q
+            .bind(*sweep)
+            .bind(key.clone())
+            .bind(i64::from(*epoch))
+            .bind(sums);
+    }
+    q
+}
+
+/// Records what newly stored epochs add to the curve points, in the
+/// caller's transaction: inserts only, so that batches storing the same
+/// configuration's epochs never wait for each other (see
+/// [`Store::fold_curve_deltas`]).
+async fn add_deltas(
+    conn: &mut sqlx::AnyConnection,
+    points: &BTreeMap<PointKey, Point>,
+) -> Result<()> {
+    if points.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "INSERT INTO curve_deltas (sweep_id, config_key, epoch, sums) VALUES {}",
+        point_placeholders(points.len())
+    );
+    point_rows(&sql, points, points.values().map(Point::to_bytes).collect())
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// `($1, $2, $3, $4), ...` for `n` rows of (sweep, key, epoch, sums).
+fn point_placeholders(n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            let p = 1 + 4 * i;
+            format!("(${p}, ${}, ${}, ${})", p + 1, p + 2, p + 3)
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A point from its stored bytes.
+fn point_of(key: &PointKey, bytes: &[u8]) -> Result<Point> {
+    Point::from_bytes(bytes).ok_or_else(|| {
+        StoreError::UnknownMetric(format!(
+            "sweep {} epoch {}: unreadable curve point",
+            key.0, key.2
+        ))
+    })
+}
+
+/// Adds `points` to the stored curve points, in the caller's transaction.
+/// Rows are made first, then locked and read in key order (Postgres),
+/// merged and written, so that two writers add up instead of overwriting
+/// each other.
+async fn add_points(
+    conn: &mut sqlx::AnyConnection,
+    backend: Backend,
+    points: &BTreeMap<PointKey, Point>,
+) -> Result<()> {
+    if points.is_empty() {
+        return Ok(());
+    }
+    let empty = Point::default().to_bytes();
+    let made = point_placeholders(points.len());
+    let sql = format!(
+        "INSERT INTO curve_points (sweep_id, config_key, epoch, sums) VALUES {made} \
+         ON CONFLICT (sweep_id, config_key, epoch) DO NOTHING"
+    );
+    point_rows(&sql, points, vec![empty; points.len()])
+        .execute(&mut *conn)
+        .await?;
+    let lock = match backend {
+        Backend::Postgres => " FOR UPDATE",
+        Backend::Sqlite => "",
+    };
+    let sql = format!(
+        "SELECT sweep_id, config_key, epoch, sums FROM curve_points \
+         WHERE (sweep_id, config_key, epoch) IN (VALUES {}) \
+         ORDER BY sweep_id, config_key, epoch{lock}",
+        point_tuples(1, points.len())
+    );
+    let mut read = sqlx::query(&sql);
+    for (sweep, key, epoch) in points.keys() {
+        read = read.bind(*sweep).bind(key.clone()).bind(i64::from(*epoch));
+    }
+    let mut stored: HashMap<PointKey, Point> = HashMap::new();
+    for r in read.fetch_all(&mut *conn).await? {
+        let key: PointKey = (
+            r.try_get("sweep_id")?,
+            r.try_get("config_key")?,
+            r.try_get::<i64, _>("epoch")? as u32,
+        );
+        let point = point_of(&key, &r.try_get::<Vec<u8>, _>("sums")?)?;
+        stored.insert(key, point);
+    }
+    let sql = format!(
+        "INSERT INTO curve_points (sweep_id, config_key, epoch, sums) VALUES {made} \
+         ON CONFLICT (sweep_id, config_key, epoch) DO UPDATE SET sums = excluded.sums"
+    );
+    let merged: Vec<Vec<u8>> = points
+        .iter()
+        .map(|(key, added)| {
+            let mut sum = stored.remove(key).unwrap_or_default();
+            sum.merge(added);
+            sum.to_bytes()
+        })
+        .collect();
+    point_rows(&sql, points, merged).execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// Builds the curve points of sweeps made before migration 0006 from their
+/// stored epochs, one sweep per transaction, replacing what reports added
+/// meanwhile. Safe to stop and run again, and to run from two coordinators
+/// at once: a sweep is taken off the list by one of them, and its trials
+/// are locked so that no report is stored while it is built.
+async fn backfill_curve_points(pool: &AnyPool, backend: Backend) -> Result<()> {
+    loop {
+        let mut tx = pool.begin().await?;
+        let next: Option<i64> = sqlx::query("SELECT MIN(sweep_id) AS id FROM curve_backfill")
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("id")?;
+        let Some(sweep_id) = next else {
+            return Ok(());
+        };
+        let taken = sqlx::query("DELETE FROM curve_backfill WHERE sweep_id = $1")
+            .bind(sweep_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if taken == 0 {
+            continue;
+        }
+        let lock = match backend {
+            Backend::Postgres => " ORDER BY id FOR UPDATE",
+            Backend::Sqlite => " ORDER BY id",
+        };
+        let trials: Vec<(i64, String)> = sqlx::query(&format!(
+            "SELECT id, config_key FROM trials WHERE sweep_id = $1{lock}"
+        ))
+        .bind(sweep_id)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get("id")?, r.try_get("config_key")?)))
+        .collect::<Result<_>>()?;
+        let mut points: BTreeMap<PointKey, Point> = BTreeMap::new();
+        for chunk in trials.chunks(500) {
+            let keys: HashMap<i64, &str> = chunk.iter().map(|(id, k)| (*id, k.as_str())).collect();
+            let list: Vec<String> = chunk.iter().map(|(id, _)| id.to_string()).collect();
+            let rows = sqlx::query(&format!(
+                "SELECT trial_id, epoch, metrics FROM epochs WHERE trial_id IN ({})",
+                list.join(", ")
+            ))
+            .fetch_all(&mut *tx)
+            .await?;
+            for r in &rows {
+                let values = epoch_rows(r)?;
+                let Some(first) = values.first() else {
+                    continue;
+                };
+                let key = (sweep_id, keys[&first.trial_id].to_string(), first.epoch);
+                let metrics: Vec<MetricValue> = values.iter().map(|v| v.value).collect();
+                points.entry(key).or_default().add(&metrics);
+            }
+        }
+        for table in ["curve_points", "curve_deltas"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE sweep_id = $1"))
+                .bind(sweep_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let points: Vec<(PointKey, Point)> = points.into_iter().collect();
+        for chunk in points.chunks(1000) {
+            let chunk: BTreeMap<PointKey, Point> = chunk.iter().cloned().collect();
+            add_points(&mut tx, backend, &chunk).await?;
+        }
+        tx.commit().await?;
+        tracing::info!(sweep = sweep_id, "curve points built from stored epochs");
+    }
+}
+
 impl Store {
     /// Connects to `postgres://...` or `sqlite://FILE` (created if
     /// missing) and applies the backend's migrations.
@@ -506,15 +786,22 @@ impl Store {
             }
         }
         move_old_metrics(&pool, backend).await?;
+        backfill_curve_points(&pool, backend).await?;
         let queued = Arc::new(Notify::new());
+        let tokens = Arc::new(TokenCache::default());
         if backend == Backend::Postgres {
-            tokio::spawn(listen(url, Arc::downgrade(&queued)));
+            tokio::spawn(listen(
+                url,
+                Arc::downgrade(&queued),
+                Arc::downgrade(&tokens),
+            ));
         }
         Ok(Self {
             pool,
             backend,
             queued,
             known_workers: Default::default(),
+            tokens,
         })
     }
 
@@ -1161,7 +1448,7 @@ impl Store {
                 .collect();
             let sql = format!(
                 "INSERT INTO epochs (trial_id, epoch, metrics) VALUES {} \
-                 ON CONFLICT (trial_id, epoch) DO NOTHING",
+                 ON CONFLICT (trial_id, epoch) DO NOTHING RETURNING trial_id, epoch",
                 values.join(", ")
             );
             let mut insert = sqlx::query(&sql);
@@ -1171,7 +1458,26 @@ impl Store {
                     .bind(i64::from(r.epoch))
                     .bind(packed::pack(&r.metrics));
             }
-            insert.execute(&mut *tx).await?;
+            // Only epochs stored now (not ones stored before) count in the
+            // curves.
+            let inserted: std::collections::HashSet<(i64, i64)> = insert
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|r| Ok((r.try_get("trial_id")?, r.try_get("epoch")?)))
+                .collect::<Result<_>>()?;
+            let mut points: BTreeMap<PointKey, Point> = BTreeMap::new();
+            for r in rows
+                .iter()
+                .filter(|r| inserted.contains(&(r.trial_id, i64::from(r.epoch))))
+            {
+                let trial = &trials[&r.trial_id].0;
+                points
+                    .entry((trial.sweep_id, trial.config_key.clone(), r.epoch))
+                    .or_default()
+                    .add(&r.metrics);
+            }
+            add_deltas(&mut tx, &points).await?;
         }
         tx.commit().await?;
         // A lease lost between the read and the update.
@@ -1374,11 +1680,137 @@ impl Store {
         }
         let mut out = Vec::new();
         for r in query.fetch_all(&self.pool).await? {
-            out.extend(epoch_rows(&r)?.into_iter().filter(|m| {
-                m.value.split == split && metric.is_none_or(|metric| m.value.metric == metric)
-            }));
+            match metric {
+                // One value read from the bytes where it lies.
+                Some(metric) => {
+                    let trial_id: i64 = r.try_get("trial_id")?;
+                    let epoch = r.try_get::<i64, _>("epoch")? as u32;
+                    let bytes: Vec<u8> = r.try_get("metrics")?;
+                    let value = packed::value_of(&bytes, packed::slot_of(split, metric))
+                        .ok_or_else(|| {
+                            StoreError::UnknownMetric(format!(
+                                "trial {trial_id} epoch {epoch}: unreadable metrics"
+                            ))
+                        })?;
+                    out.extend(value.map(|value| MetricRow {
+                        trial_id,
+                        epoch,
+                        value: MetricValue {
+                            split,
+                            metric,
+                            value,
+                        },
+                    }));
+                }
+                None => out.extend(
+                    epoch_rows(&r)?
+                        .into_iter()
+                        .filter(|m| m.value.split == split),
+                ),
+            }
         }
         Ok(out)
+    }
+
+    /// A sweep's configuration keys, in order of their first trial.
+    pub async fn config_keys(&self, sweep_id: i64) -> Result<Vec<String>> {
+        sqlx::query(
+            "SELECT config_key, MIN(id) AS first FROM trials WHERE sweep_id = $1 \
+             GROUP BY config_key ORDER BY first",
+        )
+        .bind(sweep_id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| Ok(r.try_get("config_key")?))
+        .collect()
+    }
+
+    /// The running summary of one slot (see [`packed::slots`]) at every
+    /// stored epoch of every configuration of a sweep: the points with
+    /// the deltas not yet folded into them.
+    pub async fn curve_points(
+        &self,
+        sweep_id: i64,
+        slot: usize,
+    ) -> Result<Vec<(String, u32, Running)>> {
+        let column = format!(
+            "substr(sums, {}, {}) AS slot",
+            aggregates::sql_offset(slot),
+            aggregates::SLOT_BYTES
+        );
+        let sql = format!(
+            "SELECT config_key, epoch, {column} FROM curve_points WHERE sweep_id = $1 \
+             UNION ALL SELECT config_key, epoch, {column} FROM curve_deltas WHERE sweep_id = $1"
+        );
+        let mut points: HashMap<(String, u32), Running> = HashMap::new();
+        for r in sqlx::query(&sql)
+            .bind(sweep_id)
+            .fetch_all(&self.pool)
+            .await?
+        {
+            let epoch = r.try_get::<i64, _>("epoch")? as u32;
+            let running =
+                Running::from_bytes(&r.try_get::<Vec<u8>, _>("slot")?).ok_or_else(|| {
+                    StoreError::UnknownMetric(format!(
+                        "sweep {sweep_id} epoch {epoch}: unreadable curve point"
+                    ))
+                })?;
+            points
+                .entry((r.try_get("config_key")?, epoch))
+                .or_default()
+                .merge(&running);
+        }
+        Ok(points
+            .into_iter()
+            .map(|((key, epoch), running)| (key, epoch, running))
+            .collect())
+    }
+
+    /// Folds recorded curve deltas into the points, a few thousand per
+    /// transaction, until none is left; how many were folded. On Postgres
+    /// one coordinator folds at a time (the others find the advisory lock
+    /// taken and leave it to that one).
+    pub async fn fold_curve_deltas(&self) -> Result<u64> {
+        const CHUNK: i64 = 5000;
+        let mut folded = 0;
+        loop {
+            let mut tx = self.pool.begin().await?;
+            if self.backend == Backend::Postgres {
+                let mine: bool = sqlx::query("SELECT pg_try_advisory_xact_lock($1) AS mine")
+                    .bind(FOLD_LOCK)
+                    .fetch_one(&mut *tx)
+                    .await?
+                    .try_get("mine")?;
+                if !mine {
+                    return Ok(folded);
+                }
+            }
+            let rows = sqlx::query(
+                "DELETE FROM curve_deltas WHERE id IN \
+                 (SELECT id FROM curve_deltas ORDER BY id LIMIT $1) \
+                 RETURNING sweep_id, config_key, epoch, sums",
+            )
+            .bind(CHUNK)
+            .fetch_all(&mut *tx)
+            .await?;
+            let mut points: BTreeMap<PointKey, Point> = BTreeMap::new();
+            for r in &rows {
+                let key: PointKey = (
+                    r.try_get("sweep_id")?,
+                    r.try_get("config_key")?,
+                    r.try_get::<i64, _>("epoch")? as u32,
+                );
+                let delta = point_of(&key, &r.try_get::<Vec<u8>, _>("sums")?)?;
+                points.entry(key).or_default().merge(&delta);
+            }
+            add_points(&mut tx, self.backend, &points).await?;
+            tx.commit().await?;
+            folded += rows.len() as u64;
+            if (rows.len() as i64) < CHUNK {
+                return Ok(folded);
+            }
+        }
     }
 
     /// Stores a token's hash under `name` with `role`.
@@ -1405,13 +1837,21 @@ impl Store {
 
     /// The token with this hash, revoked or not.
     pub async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRow>> {
+        let generation = match self.tokens.get(hash) {
+            Ok(token) => return Ok(Some(token)),
+            Err(generation) => generation,
+        };
         let row = sqlx::query(
             "SELECT id, name, role, created_ms, revoked_ms FROM tokens WHERE hash = $1",
         )
         .bind(hash)
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(token_row).transpose()
+        let token = row.as_ref().map(token_row).transpose()?;
+        if let (Some(generation), Some(token)) = (generation, &token) {
+            self.tokens.put(generation, hash, token);
+        }
+        Ok(token)
     }
 
     /// Every token, oldest first.
@@ -1426,12 +1866,24 @@ impl Store {
     /// Revokes the token named `name`; false when there is none or it was
     /// revoked already.
     pub async fn revoke_token(&self, name: &str) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
         let done =
             sqlx::query("UPDATE tokens SET revoked_ms = $1 WHERE name = $2 AND revoked_ms IS NULL")
                 .bind(now_ms())
                 .bind(name)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
+        if self.backend == Backend::Postgres {
+            // Sent at commit: every coordinator empties its token cache.
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(TOKENS_CHANNEL)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        // This coordinator's own cache at once, not when the notification
+        // comes back.
+        self.tokens.empty();
         Ok(done.rows_affected() > 0)
     }
 }

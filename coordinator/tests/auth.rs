@@ -283,3 +283,60 @@ async fn tls_admits_clients_that_trust_its_ca_and_no_others() {
     assert!(err.to_string().contains("needs an https://"), "{err}");
     server.stop().await;
 }
+
+/// Coordinators keep valid tokens in memory on Postgres; a revocation
+/// made anywhere (here: by another connection, as the `token revoke`
+/// command makes it) reaches every one of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_revoked_elsewhere_is_refused_by_every_coordinator() {
+    for db in common::databases().await {
+        let (a, b) = (
+            common::start_with(&db.url, "127.0.0.1:0".parse().unwrap(), required()).await,
+            common::start_with(&db.url, "127.0.0.1:0".parse().unwrap(), required()).await,
+        );
+        let token = auth::new_token();
+        a.store
+            .create_token("reader", Role::Reader, &auth::hash(&token))
+            .await
+            .unwrap();
+        let list = |url: String| {
+            let token = token.clone();
+            async move {
+                let c = Coordinator {
+                    url,
+                    token: Some(token),
+                    tls_ca: None,
+                };
+                SweepServiceClient::new(c.connect().await.unwrap())
+                    .list_sweeps(pb::ListSweepsRequest {})
+                    .await
+            }
+        };
+        // Admitted (and remembered) by both.
+        for _ in 0..3 {
+            list(a.url()).await.unwrap();
+            list(b.url()).await.unwrap();
+        }
+        let elsewhere = coordinator::store::Store::connect(&db.url).await.unwrap();
+        assert!(elsewhere.revoke_token("reader").await.unwrap());
+        for server in [&a, &b] {
+            let refused = common::wait_for(
+                "the revocation to reach the coordinator",
+                std::time::Duration::from_secs(2),
+                || async { list(server.url()).await.err() },
+            )
+            .await;
+            assert_eq!(
+                (refused.code(), refused.message()),
+                (Code::Unauthenticated, "token \"reader\" was revoked"),
+                "{}",
+                db.name
+            );
+            for _ in 0..3 {
+                assert!(list(server.url()).await.is_err(), "{}", db.name);
+            }
+        }
+        a.stop().await;
+        b.stop().await;
+    }
+}

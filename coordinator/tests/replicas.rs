@@ -9,12 +9,77 @@ use std::time::{Duration, Instant};
 use coordinator::testing;
 use proto::v1 as pb;
 
-fn report(_: &pb::TrialConfig, epoch: u32) -> Vec<pb::Metric> {
-    vec![pb::Metric {
-        split: "test".into(),
-        name: "board_accuracy".into(),
-        value: f64::from(epoch) / 10.0,
-    }]
+/// Values that differ between repeats (by seed) and configurations (by lr),
+/// with a NaN now and then, so that curves have something to average.
+fn report(config: &pb::TrialConfig, epoch: u32) -> Vec<pb::Metric> {
+    let spread = f64::from((config.seed % 7) as u32) * 0.013 + config.lr * 100.0;
+    vec![
+        pb::Metric {
+            split: "test".into(),
+            name: "board_accuracy".into(),
+            value: f64::from(epoch) / 10.0 + spread,
+        },
+        pb::Metric {
+            split: "test".into(),
+            name: "spawn_precision".into(),
+            value: if config.seed.is_multiple_of(3) {
+                f64::NAN
+            } else {
+                spread
+            },
+        },
+    ]
+}
+
+/// The curves of a sweep as the API gives them, beside the summaries of
+/// the stored values themselves: equal to rounding.
+async fn check_curves(url: &str, store: &coordinator::store::Store, sweep: i64, label: &str) {
+    use coordinator::stats::summarize_present;
+    use proto::metrics::{Metric, Split};
+    let mut api = proto::v1::sweep_service_client::SweepServiceClient::connect(url.to_string())
+        .await
+        .unwrap();
+    for metric in [Metric::BoardAccuracy, Metric::SpawnPrecision] {
+        let curves = api
+            .learning_curves(pb::LearningCurvesRequest {
+                sweep_id: sweep,
+                metric: metric.name().into(),
+                split: "test".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let trials = store.trials(sweep).await.unwrap();
+        let values = store
+            .metric_values(sweep, Split::Test, None, Some(metric), None)
+            .await
+            .unwrap();
+        assert_eq!(curves.curves.len(), 4, "{label}");
+        for curve in &curves.curves {
+            let ids: Vec<i64> = trials
+                .iter()
+                .filter(|t| t.config_key == curve.config_key)
+                .map(|t| t.id)
+                .collect();
+            assert_eq!(curve.points.len(), 3, "{label}");
+            for p in &curve.points {
+                let raw: Vec<f64> = values
+                    .iter()
+                    .filter(|v| v.epoch == p.epoch && ids.contains(&v.trial_id))
+                    .map(|v| v.value.value)
+                    .collect();
+                let (want, nan) = summarize_present(&raw);
+                let got = p.summary.unwrap();
+                assert_eq!((got.n as usize, got.nan as usize), (want.n, nan), "{label}");
+                assert!(
+                    testing::close(got.mean, want.mean, 1e-12)
+                        && testing::close(got.std, want.std, 1e-9),
+                    "{label} {metric} epoch {}: {got:?} against {want:?}",
+                    p.epoch
+                );
+            }
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -64,7 +129,7 @@ async fn workers_split_between_two_coordinators_never_share_a_trial() {
         assert_eq!(stored.len() as u64, trials);
         for t in &stored {
             assert_eq!((t.status.as_str(), t.attempts), ("completed", 1), "{t:?}");
-            let epochs_stored: Vec<u32> = b
+            let mut epochs_stored: Vec<u32> = b
                 .store
                 .metrics_after(t.id, 0)
                 .await
@@ -72,10 +137,44 @@ async fn workers_split_between_two_coordinators_never_share_a_trial() {
                 .iter()
                 .map(|m| m.epoch)
                 .collect();
+            epochs_stored.dedup();
             assert_eq!(epochs_stored, (1..=epochs as u32).collect::<Vec<_>>());
         }
+
+        // Curve points kept by both coordinators as epochs arrived add up to
+        // the summaries of the stored values.
+        check_curves(&a.url(), &a.store, sweep, db.name).await;
+        // The same once every delta is folded into the points.
+        a.store.fold_curve_deltas().await.unwrap();
+        let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&db.url)
+            .await
+            .unwrap();
+        let (left,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM curve_deltas")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(left, 0, "{}", db.name);
+        check_curves(&a.url(), &a.store, sweep, &format!("{} folded", db.name)).await;
         a.stop().await;
         b.stop().await;
+
+        // A database from before curve points: they are built from the
+        // stored epochs when a coordinator connects.
+        for sql in [
+            "DELETE FROM curve_points",
+            "INSERT INTO curve_backfill (sweep_id) SELECT id FROM sweeps",
+        ] {
+            sqlx::query(sql).execute(&mut conn).await.unwrap();
+        }
+        let c = testing::start(&db.url, lease, 1).await;
+        check_curves(
+            &c.url(),
+            &c.store,
+            sweep,
+            &format!("{} backfilled", db.name),
+        )
+        .await;
+        c.stop().await;
     }
 }
 

@@ -7,10 +7,11 @@ use proto::metrics::Metric;
 use proto::v1 as pb;
 
 use crate::error::Error;
+use crate::packed;
 use crate::store::Store;
 
-use super::configurations::configurations;
-use super::{invalid, split_or_default, summary, sweep};
+use super::configurations::labels;
+use super::{invalid, split_or_default, sweep};
 
 /// Per configuration and epoch, one metric summarised across repeats.
 pub async fn learning_curves(
@@ -23,37 +24,37 @@ pub async fn learning_curves(
         return Err(invalid("a metric is required"));
     }
     let metric = Metric::parse(&r.metric, split).map_err(invalid)?;
-    let configurations = configurations(store.trials(sweep.id).await?);
-    let mut by_trial: HashMap<i64, BTreeMap<u32, f64>> = HashMap::new();
-    for row in store
-        .metric_values(sweep.id, split, None, Some(metric), None)
+    // Running summaries kept as epochs arrive (see crate::aggregates): one
+    // row per configuration and epoch, whatever the number of repeats.
+    let keys = store.config_keys(sweep.id).await?;
+    let mut by_key: HashMap<String, BTreeMap<u32, pb::Summary>> = HashMap::new();
+    for (key, epoch, running) in store
+        .curve_points(sweep.id, packed::slot_of(split, metric))
         .await?
     {
-        by_trial
-            .entry(row.trial_id)
-            .or_default()
-            .insert(row.epoch, row.value.value);
+        if running.n + running.nan > 0 {
+            by_key
+                .entry(key)
+                .or_default()
+                .insert(epoch, running.summary());
+        }
     }
-    let curves = configurations
-        .iter()
-        .map(|c| {
-            let mut by_epoch: BTreeMap<u32, Vec<f64>> = BTreeMap::new();
-            for t in &c.trials {
-                for (&epoch, &value) in by_trial.get(&t.id).into_iter().flatten() {
-                    by_epoch.entry(epoch).or_default().push(value);
-                }
-            }
-            pb::Curve {
-                config_key: c.key.clone(),
-                label: c.label.clone(),
-                points: by_epoch
-                    .into_iter()
-                    .map(|(epoch, values)| pb::CurvePoint {
-                        epoch,
-                        summary: Some(summary(&values)),
-                    })
-                    .collect(),
-            }
+    let labels = labels(&keys.iter().map(String::as_str).collect::<Vec<_>>());
+    let curves = keys
+        .into_iter()
+        .zip(labels)
+        .map(|(key, label)| pb::Curve {
+            points: by_key
+                .remove(&key)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(epoch, summary)| pb::CurvePoint {
+                    epoch,
+                    summary: Some(summary),
+                })
+                .collect(),
+            config_key: key,
+            label,
         })
         .collect();
     Ok(pb::LearningCurvesResponse {
