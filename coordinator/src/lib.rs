@@ -29,6 +29,7 @@ pub mod telemetry; // Prometheus metrics: calls, reports, leases, queues, worker
 pub mod report; // tables, CSV and JSON as users read them
 pub mod results; // summaries, t-tests and curves by configuration
 pub mod stats; // Welch's t-test and summaries, equal to scipy
+pub mod tensorboard; // event files: `coordinator export --tensorboard`
 
 // Workers started for the coordinator (these link the trainer)
 #[cfg(feature = "one-machine")]

@@ -193,6 +193,17 @@ enum Command {
     #[cfg(feature = "one-machine")]
     #[command(hide = true)]
     Worker(worker::runner::RunArgs),
+    /// Export a sweep: every metric of every epoch of every trial as
+    /// TensorBoard scalars, one run per trial (DIR/CONFIGURATION/repeat-N).
+    /// Open with `tensorboard --logdir DIR`.
+    Export {
+        sweep: i64,
+        /// The directory to write the event files in (made if missing).
+        #[arg(long, value_name = "DIR")]
+        tensorboard: std::path::PathBuf,
+        #[command(flatten)]
+        client: Client,
+    },
     /// Learning curves: per configuration and epoch, the mean and sample std
     /// of one metric over repeats.
     Curves {
@@ -571,6 +582,24 @@ async fn run(command: Command) -> Result<()> {
                 output.format(),
             );
             println!("{}", text.trim_end());
+            Ok(())
+        }
+        Command::Export {
+            sweep,
+            tensorboard,
+            client,
+        } => {
+            let mut api = connect(&client).await?;
+            let done = coordinator::tensorboard::export(&mut api, sweep, &tensorboard)
+                .await
+                .with_context(|| format!("exporting sweep {sweep}"))?;
+            println!(
+                "{} runs, {} scalars written to {} and read back; open with `tensorboard --logdir {}`",
+                done.runs,
+                done.scalars,
+                tensorboard.display(),
+                tensorboard.display()
+            );
             Ok(())
         }
         Command::Curves {

@@ -89,6 +89,62 @@ async fn cancel_sweep(
     })
 }
 
+type Histories = dyn Stream<Item = Result<pb::TrialHistory, Status>> + Send;
+
+/// Streams each trial of a sweep with its stored epochs, one trial at a
+/// time (a sweep's whole history need not fit in memory or one message).
+async fn trial_histories(
+    s: &Sweeps,
+    r: pb::TrialHistoriesRequest,
+) -> Result<Pin<Box<Histories>>, Error> {
+    let sweep = sweep(s, r.sweep_id).await?;
+    let store = s.store.clone();
+    let (tx, rx) = mpsc::channel(16);
+    tokio::spawn(async move {
+        let send = async {
+            let trials = store.trials(sweep.id).await?;
+            let mut keys: Vec<&str> = trials.iter().map(|t| t.config_key.as_str()).collect();
+            keys.sort_unstable();
+            keys.dedup();
+            let labels: HashMap<&str, String> = keys
+                .iter()
+                .copied()
+                .zip(crate::results::labels(&keys))
+                .collect();
+            for trial in &trials {
+                let rows = store.metrics_after(trial.id, 0).await?;
+                let mut epochs: Vec<pb::EpochDone> = Vec::new();
+                for row in rows {
+                    if epochs.last().is_none_or(|e| e.epoch != row.epoch) {
+                        epochs.push(pb::EpochDone {
+                            sweep_id: sweep.id,
+                            trial_id: trial.id,
+                            epoch: row.epoch,
+                            metrics: Vec::new(),
+                        });
+                    }
+                    if let Some(e) = epochs.last_mut() {
+                        e.metrics.push(pb::Metric::from(row.value));
+                    }
+                }
+                let history = pb::TrialHistory {
+                    trial: Some(convert::trial(trial)),
+                    label: labels[trial.config_key.as_str()].clone(),
+                    epochs,
+                };
+                if tx.send(Ok(history)).await.is_err() {
+                    break;
+                }
+            }
+            Ok::<(), Error>(())
+        };
+        if let Err(e) = send.await {
+            let _ = tx.send(Err(Status::from(e))).await;
+        }
+    });
+    Ok(Box::pin(ReceiverStream::new(rx)))
+}
+
 type WatchEvents = dyn Stream<Item = Result<pb::WatchEvent, Status>> + Send;
 
 async fn watch(s: &Sweeps, r: pb::WatchRequest) -> Result<Pin<Box<WatchEvents>>, Error> {
@@ -226,6 +282,18 @@ impl SweepService for Sweeps {
     ) -> Result<Response<Self::WatchStream>, Status> {
         handle(&self.gate, "Watch", Role::Reader, request, |r| {
             watch(self, r)
+        })
+        .await
+    }
+
+    type TrialHistoriesStream = Pin<Box<Histories>>;
+
+    async fn trial_histories(
+        &self,
+        request: Request<pb::TrialHistoriesRequest>,
+    ) -> Result<Response<Self::TrialHistoriesStream>, Status> {
+        handle(&self.gate, "TrialHistories", Role::Reader, request, |r| {
+            trial_histories(self, r)
         })
         .await
     }

@@ -1,0 +1,194 @@
+//! `coordinator export --tensorboard` through the real binary and a real
+//! server (SQLite, and Postgres when given): every stored value of every
+//! trial is in the event files, read back by our reader and, where the
+//! `tensorboard` Python package is installed, by TensorBoard's own.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use coordinator::tensorboard::{What, read_events, run_dir};
+use coordinator::testing;
+use proto::metrics::Split;
+use proto::v1 as pb;
+
+fn report(config: &pb::TrialConfig, epoch: u32) -> Vec<pb::Metric> {
+    let metric = |split: &str, name: &str, value: f64| pb::Metric {
+        split: split.into(),
+        name: name.into(),
+        value,
+    };
+    let spread = f64::from((config.seed % 5) as u32) * 0.01;
+    vec![
+        metric("test", "board_accuracy", f64::from(epoch) / 10.0 + spread),
+        metric("train", "disc_loss", 0.7 - f64::from(epoch) * 0.01),
+        metric("test", "spawn_precision", f64::NAN),
+    ]
+}
+
+/// Runs of a TensorBoard log directory as TensorBoard reads them: run ->
+/// tag -> (step, value) pairs; None without the `tensorboard` package.
+fn tensorboard_reads(dir: &std::path::Path) -> Option<serde_json::Value> {
+    let script = r#"
+import json, sys
+from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
+m = EventMultiplexer().AddRunsFromDirectory(sys.argv[1])
+m.Reload()
+out = {}
+for run in m.Runs():
+    acc = m.GetAccumulator(run)
+    out[run] = {tag: [[e.step, e.value] for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+print(json.dumps(out).replace("NaN", "null"))
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(dir)
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        if err.contains("No module named 'tensorboard'") {
+            return None;
+        }
+        panic!("tensorboard could not read the export: {err}");
+    }
+    Some(serde_json::from_slice(&out.stdout).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_stored_value_is_exported_as_a_tensorboard_scalar() {
+    for db in testing::databases().await {
+        let server = testing::start(&db.url, Duration::from_secs(60), 1).await;
+        let sweep = testing::submit(&server.url(), &testing::sweep_yaml(2, 2, 3))
+            .await
+            .id;
+        let (stop, stopping) = tokio::sync::watch::channel(false);
+        let reporter: Arc<testing::Reporter> = Arc::new(report);
+        let worker = tokio::spawn(testing::simulated_worker(server.url(), reporter, stopping));
+        testing::wait_until("the sweep to end", Duration::from_secs(60), || async {
+            server.store.sweep(sweep).await.unwrap().unwrap().is_done()
+        })
+        .await;
+        stop.send(true).unwrap();
+        assert_eq!(worker.await.unwrap(), 4 * 3);
+
+        let dir = tempfile::tempdir().unwrap();
+        let out = testing::client_command(
+            env!("CARGO_BIN_EXE_coordinator"),
+            &server.url(),
+            &[
+                "export",
+                &sweep.to_string(),
+                "--tensorboard",
+                &dir.path().display().to_string(),
+            ],
+        );
+        assert!(
+            out.contains("4 runs, 36 scalars written"),
+            "{}: {out}",
+            db.name
+        );
+
+        // Each trial's run holds each stored value, as a 32-bit float.
+        let trials = server.store.trials(sweep).await.unwrap();
+        let mut keys: Vec<&str> = trials.iter().map(|t| t.config_key.as_str()).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let labels: BTreeMap<&str, String> = keys
+            .iter()
+            .copied()
+            .zip(coordinator::results::labels(&keys))
+            .collect();
+        let mut expected: BTreeMap<String, BTreeMap<String, Vec<(i64, f32)>>> = BTreeMap::new();
+        for t in &trials {
+            let run = format!(
+                "{}/repeat-{}",
+                run_dir(&labels[t.config_key.as_str()]),
+                t.repeat
+            );
+            let scalars = expected.entry(run.clone()).or_default();
+            for split in Split::ALL {
+                for v in server
+                    .store
+                    .metric_values(sweep, split, None, None, None)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .filter(|v| v.trial_id == t.id)
+                {
+                    scalars
+                        .entry(format!("{split}/{}", v.value.metric))
+                        .or_default()
+                        .push((i64::from(v.epoch), v.value.value as f32));
+                }
+            }
+            let files: Vec<_> = std::fs::read_dir(dir.path().join(&run))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
+            assert_eq!(files.len(), 1, "{run}: {files:?}");
+            let mut found: BTreeMap<String, Vec<(i64, f32)>> = BTreeMap::new();
+            for event in read_events(&files[0]).unwrap() {
+                if let Some(What::Summary(s)) = event.what {
+                    for v in s.value {
+                        found
+                            .entry(v.tag)
+                            .or_default()
+                            .push((event.step, v.simple_value));
+                    }
+                }
+            }
+            for list in scalars.values_mut() {
+                list.sort_by_key(|(step, _)| *step);
+            }
+            let bits = |m: &BTreeMap<String, Vec<(i64, f32)>>| -> Vec<(String, i64, u32)> {
+                m.iter()
+                    .flat_map(|(tag, l)| l.iter().map(move |(s, v)| (tag.clone(), *s, v.to_bits())))
+                    .collect()
+            };
+            assert_eq!(bits(&found), bits(scalars), "{}: {run}", db.name);
+        }
+        assert_eq!(expected.len(), 4);
+
+        // Exporting again replaces the files rather than adding to them.
+        testing::client_command(
+            env!("CARGO_BIN_EXE_coordinator"),
+            &server.url(),
+            &[
+                "export",
+                &sweep.to_string(),
+                "--tensorboard",
+                &dir.path().display().to_string(),
+            ],
+        );
+
+        // TensorBoard's own reader, as a second opinion.
+        match tensorboard_reads(dir.path()) {
+            Some(read) => {
+                let runs = read.as_object().unwrap();
+                assert_eq!(runs.len(), 4, "{read}");
+                for (run, tags) in &expected {
+                    for (tag, values) in tags {
+                        let got = &read[run][tag];
+                        let got: Vec<(i64, Option<f64>)> = got
+                            .as_array()
+                            .unwrap_or_else(|| panic!("{run} {tag} missing: {read}"))
+                            .iter()
+                            .map(|p| (p[0].as_i64().unwrap(), p[1].as_f64()))
+                            .collect();
+                        let want: Vec<(i64, Option<f64>)> = values
+                            .iter()
+                            .map(|(s, v)| (*s, (!v.is_nan()).then_some(f64::from(*v))))
+                            .collect();
+                        assert_eq!(got, want, "{run} {tag}");
+                    }
+                }
+            }
+            None if std::env::var_os("EXP025_REQUIRE_TENSORBOARD").is_some() => {
+                panic!("EXP025_REQUIRE_TENSORBOARD is set but the tensorboard package is missing")
+            }
+            None => eprintln!("SKIPPED: TensorBoard's reader (pip install tensorboard)"),
+        }
+        server.stop().await;
+    }
+}
