@@ -193,6 +193,23 @@ enum Command {
     #[cfg(feature = "one-machine")]
     #[command(hide = true)]
     Worker(worker::runner::RunArgs),
+    /// Write one self-contained HTML file of a sweep: learning curves by
+    /// configuration (mean, ±std band), the results table with 95%
+    /// confidence intervals and the matrix of Welch p-values.
+    Report {
+        sweep: i64,
+        /// The file to write.
+        #[arg(long, value_name = "FILE")]
+        out: std::path::PathBuf,
+        /// The metric of the curves and p-values; the sweep's own by default.
+        #[arg(long)]
+        metric: Option<String>,
+        /// train or test; the sweep metric's split by default.
+        #[arg(long)]
+        split: Option<String>,
+        #[command(flatten)]
+        client: Client,
+    },
     /// Export a sweep: every metric of every epoch of every trial as
     /// TensorBoard scalars, one run per trial (DIR/CONFIGURATION/repeat-N).
     /// Open with `tensorboard --logdir DIR`.
@@ -582,6 +599,63 @@ async fn run(command: Command) -> Result<()> {
                 output.format(),
             );
             println!("{}", text.trim_end());
+            Ok(())
+        }
+        Command::Report {
+            sweep,
+            out,
+            metric,
+            split,
+            client,
+        } => {
+            let mut api = connect(&client).await?;
+            let about = api
+                .get_sweep(pb::GetSweepRequest { sweep_id: sweep })
+                .await
+                .map_err(status_error)?
+                .into_inner()
+                .sweep
+                .unwrap_or_default();
+            let metric = metric.unwrap_or(about.metric);
+            let split = split.unwrap_or(about.metric_split);
+            let results = api
+                .results(pb::ResultsRequest {
+                    sweep_id: sweep,
+                    split: split.clone(),
+                    epoch: None,
+                    summaries_only: true,
+                })
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            let pairs = api
+                .compare(pb::CompareRequest {
+                    sweep_id: sweep,
+                    metric: metric.clone(),
+                    split: split.clone(),
+                    all_pairs: true,
+                    alternative: pb::Alternative::TwoSided.into(),
+                    ..Default::default()
+                })
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            let curves = api
+                .learning_curves(pb::LearningCurvesRequest {
+                    sweep_id: sweep,
+                    metric,
+                    split,
+                })
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            let html = report::html::html(&report::html::Inputs {
+                results,
+                pairs,
+                curves,
+            });
+            std::fs::write(&out, html).with_context(|| format!("writing {}", out.display()))?;
+            println!("wrote {}", out.display());
             Ok(())
         }
         Command::Export {

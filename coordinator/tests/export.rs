@@ -192,3 +192,117 @@ async fn every_stored_value_is_exported_as_a_tensorboard_scalar() {
         server.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_html_report_holds_curves_results_and_p_values_and_loads_nothing() {
+    let db = testing::databases().await.remove(0);
+    let server = testing::start(&db.url, Duration::from_secs(60), 1).await;
+    let sweep = testing::submit(&server.url(), &testing::sweep_yaml(2, 3, 4))
+        .await
+        .id;
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let reporter: Arc<testing::Reporter> = Arc::new(report);
+    let worker = tokio::spawn(testing::simulated_worker(server.url(), reporter, stopping));
+    testing::wait_until("the sweep to end", Duration::from_secs(60), || async {
+        server.store.sweep(sweep).await.unwrap().unwrap().is_done()
+    })
+    .await;
+    stop.send(true).unwrap();
+    worker.await.unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("report.html");
+    let id = sweep.to_string();
+    let path = file.display().to_string();
+    testing::client_command(
+        env!("CARGO_BIN_EXE_coordinator"),
+        &server.url(),
+        &["report", &id, "--out", &path, "--metric", "board_accuracy"],
+    );
+    let html = std::fs::read_to_string(&file).unwrap();
+    for outside in ["<script", "src=", "href=", "@import", "url("] {
+        assert!(
+            !html.contains(outside),
+            "the report loads nothing: {outside}"
+        );
+    }
+
+    let mut api = proto::v1::sweep_service_client::SweepServiceClient::connect(server.url())
+        .await
+        .unwrap();
+    let results = api
+        .results(pb::ResultsRequest {
+            sweep_id: sweep,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(results.configurations.len(), 2);
+    for c in &results.configurations {
+        // A curve per configuration, a point per epoch.
+        let group = format!("<g data-configuration=\"{}\">", c.label);
+        let at = html
+            .find(&group)
+            .unwrap_or_else(|| panic!("no curve for {}", c.label));
+        let polyline = &html[at..];
+        let points = polyline
+            .split("class=\"mean\" points=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        assert_eq!(points.split(' ').count(), 4, "{points}");
+        // The results row: the same summary as the API's.
+        let row_at = html
+            .find(&format!("<tr data-configuration=\"{}\">", c.label))
+            .unwrap();
+        let row = html[row_at..].split("</tr>").next().unwrap();
+        let s = c
+            .metrics
+            .iter()
+            .find(|m| m.name == "board_accuracy")
+            .unwrap()
+            .summary
+            .unwrap();
+        let cell = format!(
+            "<td data-metric=\"board_accuracy\">{:.4} ± {:.4} [",
+            s.mean, s.std
+        );
+        assert!(row.contains(&cell), "{row} lacks {cell}");
+        assert!(row.contains("<td>4</td><td>3 / 3</td>"), "{row}");
+    }
+
+    // The p-value matrix: the same p-values as compare's, off the diagonal.
+    let pairs = api
+        .compare(pb::CompareRequest {
+            sweep_id: sweep,
+            metric: "board_accuracy".into(),
+            all_pairs: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let matrix = html.split("<table class=\"pvalues\">").nth(1).unwrap();
+    let matrix = matrix.split("</table>").next().unwrap();
+    for c in &pairs.comparisons {
+        let a = &c.a.as_ref().unwrap().label;
+        let row = matrix
+            .split("<tr>")
+            .find(|r| r.starts_with(&format!("<th>{a}</th>")))
+            .unwrap();
+        let shown = if c.pvalue < 1e-4 {
+            format!("{:.3e}", c.pvalue)
+        } else {
+            format!("{:.4}", c.pvalue)
+        };
+        assert!(
+            row.contains(&format!(">{shown}</td>")),
+            "{row} lacks {shown}"
+        );
+        assert!(row.contains("<td>-</td>"), "the diagonal: {row}");
+    }
+    server.stop().await;
+}

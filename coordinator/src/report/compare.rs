@@ -152,7 +152,8 @@ pub fn compare(
     }
 }
 
-fn p_text(p: f64) -> String {
+/// A p-value as tables show it.
+pub(super) fn p_text(p: f64) -> String {
     if p.is_nan() {
         "NaN".to_string()
     } else {

@@ -4,6 +4,7 @@
 
 mod compare;
 mod curves;
+pub mod html;
 mod results;
 mod status;
 mod tokens;
@@ -13,6 +14,7 @@ use proto::v1 as pb;
 use serde_json::{Value, json};
 
 pub use compare::compare;
+use compare::p_text;
 pub use curves::curves;
 pub use results::results;
 pub use status::{detail, sweep_json, sweeps};
