@@ -304,5 +304,22 @@ async fn the_html_report_holds_curves_results_and_p_values_and_loads_nothing() {
         );
         assert!(row.contains("<td>-</td>"), "the diagonal: {row}");
     }
+
+    // An unknown sweep: a clear error, and nothing written.
+    for args in [
+        vec!["report", "404", "--out", path.as_str()],
+        vec!["export", "404", "--tensorboard", path.as_str()],
+    ] {
+        std::fs::remove_file(&file).unwrap_or_default();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_coordinator"))
+            .args(&args)
+            .args(["--coordinator", &server.url()])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(err.contains("sweep 404 not found"), "{args:?}: {err}");
+        assert!(!file.exists(), "{args:?} wrote something");
+    }
     server.stop().await;
 }

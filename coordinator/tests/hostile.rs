@@ -758,6 +758,15 @@ async fn hostile_requests_are_refused_clearly_and_change_nothing() {
             Code::NotFound,
             "sweep 404 not found",
         );
+        v.refused(
+            "the histories of an unknown sweep",
+            users
+                .trial_histories(pb::TrialHistoriesRequest { sweep_id: 404 })
+                .await
+                .map(|_| ()),
+            Code::NotFound,
+            "sweep 404 not found",
+        );
 
         assert!(v.wrong.is_empty(), "{}:\n{}", db.name, v.wrong.join("\n"));
         assert!(v.cases >= 60, "{} cases", v.cases);
