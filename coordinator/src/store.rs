@@ -733,7 +733,10 @@ async fn backfill_curve_points(pool: &AnyPool, backend: Backend) -> Result<()> {
                 points.entry(key).or_default().add(&metrics);
             }
         }
-        for table in ["curve_points", "curve_deltas"] {
+        // Deltas first: a folder that took some of them commits before
+        // this goes on (it waits on nothing this holds), and what it
+        // folded into the points is deleted with them below.
+        for table in ["curve_deltas", "curve_points"] {
             sqlx::query(&format!("DELETE FROM {table} WHERE sweep_id = $1"))
                 .bind(sweep_id)
                 .execute(&mut *tx)
