@@ -1,9 +1,34 @@
 //! Stored rows to proto messages, and the t-test alternative both ways.
 
-use proto::v1::{Sweep, SweepStatus, Trial, TrialStatus};
+use proto::v1::{EpochDone, Metric, Sweep, SweepStatus, Trial, TrialStatus};
 
 use crate::stats;
-use crate::store::{SweepRow, TrialRow, status};
+use crate::store::{MetricRow, SweepRow, TrialRow, status};
+
+/// One message per epoch of `epochs` of a trial, each with the trial's
+/// stored metric rows of that epoch (none for an epoch stored without
+/// metrics).
+pub fn epochs_done(
+    trial: &TrialRow,
+    epochs: std::ops::RangeInclusive<u32>,
+    rows: &[MetricRow],
+) -> Vec<EpochDone> {
+    let mut by_epoch: std::collections::HashMap<u32, Vec<Metric>> = Default::default();
+    for row in rows {
+        by_epoch
+            .entry(row.epoch)
+            .or_default()
+            .push(row.value.into());
+    }
+    epochs
+        .map(|epoch| EpochDone {
+            sweep_id: trial.sweep_id,
+            trial_id: trial.id,
+            epoch,
+            metrics: by_epoch.remove(&epoch).unwrap_or_default(),
+        })
+        .collect()
+}
 
 /// A stored status as the proto enum.
 pub fn trial_status(s: &str) -> TrialStatus {

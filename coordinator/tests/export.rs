@@ -26,6 +26,22 @@ fn report(config: &pb::TrialConfig, epoch: u32) -> Vec<pb::Metric> {
     ]
 }
 
+/// A sweep of `yaml` submitted to `server` and run to its end by one
+/// simulated worker reporting [`report`]'s metrics: its id, and the epochs
+/// reported.
+async fn drained(server: &testing::Running, yaml: &str) -> (i64, u64) {
+    let sweep = testing::submit(&server.url(), yaml).await.id;
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let reporter: Arc<testing::Reporter> = Arc::new(report);
+    let worker = tokio::spawn(testing::simulated_worker(server.url(), reporter, stopping));
+    testing::wait_until("the sweep to end", Duration::from_secs(60), || async {
+        server.store.sweep(sweep).await.unwrap().unwrap().is_done()
+    })
+    .await;
+    stop.send(true).unwrap();
+    (sweep, worker.await.unwrap())
+}
+
 /// Runs of a TensorBoard log directory as TensorBoard reads them: run ->
 /// tag -> (step, value) pairs; None without the `tensorboard` package.
 fn tensorboard_reads(dir: &std::path::Path) -> Option<serde_json::Value> {
@@ -59,18 +75,8 @@ print(json.dumps(out).replace("NaN", "null"))
 async fn every_stored_value_is_exported_as_a_tensorboard_scalar() {
     for db in testing::databases().await {
         let server = testing::start(&db.url, Duration::from_secs(60), 1).await;
-        let sweep = testing::submit(&server.url(), &testing::sweep_yaml(2, 2, 3))
-            .await
-            .id;
-        let (stop, stopping) = tokio::sync::watch::channel(false);
-        let reporter: Arc<testing::Reporter> = Arc::new(report);
-        let worker = tokio::spawn(testing::simulated_worker(server.url(), reporter, stopping));
-        testing::wait_until("the sweep to end", Duration::from_secs(60), || async {
-            server.store.sweep(sweep).await.unwrap().unwrap().is_done()
-        })
-        .await;
-        stop.send(true).unwrap();
-        assert_eq!(worker.await.unwrap(), 4 * 3);
+        let (sweep, reported) = drained(&server, &testing::sweep_yaml(2, 2, 3)).await;
+        assert_eq!(reported, 4 * 3);
 
         let dir = tempfile::tempdir().unwrap();
         let out = testing::client_command(
@@ -91,21 +97,10 @@ async fn every_stored_value_is_exported_as_a_tensorboard_scalar() {
 
         // Each trial's run holds each stored value, as a 32-bit float.
         let trials = server.store.trials(sweep).await.unwrap();
-        let mut keys: Vec<&str> = trials.iter().map(|t| t.config_key.as_str()).collect();
-        keys.sort_unstable();
-        keys.dedup();
-        let labels: BTreeMap<&str, String> = keys
-            .iter()
-            .copied()
-            .zip(coordinator::results::labels(&keys))
-            .collect();
+        let labels = coordinator::results::labels_by_key(&trials);
         let mut expected: BTreeMap<String, BTreeMap<String, Vec<(i64, f32)>>> = BTreeMap::new();
         for t in &trials {
-            let run = format!(
-                "{}/repeat-{}",
-                run_dir(&labels[t.config_key.as_str()]),
-                t.repeat
-            );
+            let run = format!("{}/repeat-{}", run_dir(&labels[&t.config_key]), t.repeat);
             let scalars = expected.entry(run.clone()).or_default();
             for split in Split::ALL {
                 for v in server
@@ -197,18 +192,7 @@ async fn every_stored_value_is_exported_as_a_tensorboard_scalar() {
 async fn the_html_report_holds_curves_results_and_p_values_and_loads_nothing() {
     let db = testing::databases().await.remove(0);
     let server = testing::start(&db.url, Duration::from_secs(60), 1).await;
-    let sweep = testing::submit(&server.url(), &testing::sweep_yaml(2, 3, 4))
-        .await
-        .id;
-    let (stop, stopping) = tokio::sync::watch::channel(false);
-    let reporter: Arc<testing::Reporter> = Arc::new(report);
-    let worker = tokio::spawn(testing::simulated_worker(server.url(), reporter, stopping));
-    testing::wait_until("the sweep to end", Duration::from_secs(60), || async {
-        server.store.sweep(sweep).await.unwrap().unwrap().is_done()
-    })
-    .await;
-    stop.send(true).unwrap();
-    worker.await.unwrap();
+    let (sweep, _) = drained(&server, &testing::sweep_yaml(2, 3, 4)).await;
 
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("report.html");

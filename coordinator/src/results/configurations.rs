@@ -73,6 +73,21 @@ pub(super) fn configurations(trials: Vec<TrialRow>) -> Vec<Configuration> {
     out
 }
 
+/// Each configuration's label by its key, for trials in any order.
+pub fn labels_by_key(trials: &[TrialRow]) -> HashMap<String, String> {
+    let mut keys: Vec<&str> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for t in trials {
+        if seen.insert(t.config_key.as_str()) {
+            keys.push(&t.config_key);
+        }
+    }
+    keys.iter()
+        .map(|k| k.to_string())
+        .zip(labels(&keys))
+        .collect()
+}
+
 /// Each key's varying parameters as `name=value`; `init=X` where a
 /// configuration's generator and discriminator inits vary together. A sweep
 /// with one configuration is labelled by its whole key.

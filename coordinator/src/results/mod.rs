@@ -15,7 +15,7 @@ use proto::metrics::{Metric, Split};
 use proto::v1 as pb;
 
 pub use compare::compare;
-pub use configurations::labels;
+pub use configurations::{labels, labels_by_key};
 pub use curves::learning_curves;
 
 use crate::convert;

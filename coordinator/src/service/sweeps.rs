@@ -103,33 +103,13 @@ async fn trial_histories(
     tokio::spawn(async move {
         let send = async {
             let trials = store.trials(sweep.id).await?;
-            let mut keys: Vec<&str> = trials.iter().map(|t| t.config_key.as_str()).collect();
-            keys.sort_unstable();
-            keys.dedup();
-            let labels: HashMap<&str, String> = keys
-                .iter()
-                .copied()
-                .zip(crate::results::labels(&keys))
-                .collect();
+            let labels = results::labels_by_key(&trials);
             for trial in &trials {
                 let rows = store.metrics_after(trial.id, 0).await?;
-                let mut epochs: Vec<pb::EpochDone> = Vec::new();
-                for row in rows {
-                    if epochs.last().is_none_or(|e| e.epoch != row.epoch) {
-                        epochs.push(pb::EpochDone {
-                            sweep_id: sweep.id,
-                            trial_id: trial.id,
-                            epoch: row.epoch,
-                            metrics: Vec::new(),
-                        });
-                    }
-                    if let Some(e) = epochs.last_mut() {
-                        e.metrics.push(pb::Metric::from(row.value));
-                    }
-                }
+                let epochs = convert::epochs_done(trial, 1..=trial.epochs_done, &rows);
                 let history = pb::TrialHistory {
                     trial: Some(convert::trial(trial)),
-                    label: labels[trial.config_key.as_str()].clone(),
+                    label: labels[&trial.config_key].clone(),
                     epochs,
                 };
                 if tx.send(Ok(history)).await.is_err() {
@@ -191,18 +171,8 @@ async fn send_changes(
             sent.insert(trial.id, state);
             let seen = epochs_seen.entry(trial.id).or_insert(0);
             if trial.epochs_done > *seen {
-                let metrics = store.metrics_after(trial.id, *seen).await?;
-                for epoch in *seen + 1..=trial.epochs_done {
-                    let event = pb::EpochDone {
-                        sweep_id: trial.sweep_id,
-                        trial_id: trial.id,
-                        epoch,
-                        metrics: metrics
-                            .iter()
-                            .filter(|m| m.epoch == epoch)
-                            .map(|m| pb::Metric::from(m.value))
-                            .collect(),
-                    };
+                let rows = store.metrics_after(trial.id, *seen).await?;
+                for event in convert::epochs_done(trial, *seen + 1..=trial.epochs_done, &rows) {
                     if tx
                         .send(Ok(pb::WatchEvent {
                             event: Some(Event::Epoch(event)),
