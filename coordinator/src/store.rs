@@ -39,6 +39,9 @@ pub enum StoreError {
     /// A stored split or metric name outside the vocabulary.
     #[error("stored metric is unknown: {0}")]
     UnknownMetric(String),
+    /// Stored bytes that are not what the schema says they hold.
+    #[error("stored data is unreadable: {0}")]
+    Unreadable(String),
     /// A token name that is taken.
     #[error("a token named {0:?} exists already (revoked or not); pick another name")]
     TokenNameTaken(String),
@@ -450,7 +453,7 @@ fn epoch_rows(r: &AnyRow) -> Result<Vec<MetricRow>> {
     let epoch = r.try_get::<i64, _>("epoch")? as u32;
     let bytes: Vec<u8> = r.try_get("metrics")?;
     let values = packed::unpack(&bytes).ok_or_else(|| {
-        StoreError::UnknownMetric(format!(
+        StoreError::Unreadable(format!(
             "trial {trial_id} epoch {epoch}: unreadable metrics"
         ))
     })?;
@@ -609,7 +612,7 @@ fn point_placeholders(n: usize) -> String {
 /// A point from its stored bytes.
 fn point_of(key: &PointKey, bytes: &[u8]) -> Result<Point> {
     Point::from_bytes(bytes).ok_or_else(|| {
-        StoreError::UnknownMetric(format!(
+        StoreError::Unreadable(format!(
             "sweep {} epoch {}: unreadable curve point",
             key.0, key.2
         ))
@@ -1691,7 +1694,7 @@ impl Store {
                     let bytes: Vec<u8> = r.try_get("metrics")?;
                     let value = packed::value_of(&bytes, packed::slot_of(split, metric))
                         .ok_or_else(|| {
-                            StoreError::UnknownMetric(format!(
+                            StoreError::Unreadable(format!(
                                 "trial {trial_id} epoch {epoch}: unreadable metrics"
                             ))
                         })?;
@@ -1755,7 +1758,7 @@ impl Store {
             let epoch = r.try_get::<i64, _>("epoch")? as u32;
             let running =
                 Running::from_bytes(&r.try_get::<Vec<u8>, _>("slot")?).ok_or_else(|| {
-                    StoreError::UnknownMetric(format!(
+                    StoreError::Unreadable(format!(
                         "sweep {sweep_id} epoch {epoch}: unreadable curve point"
                     ))
                 })?;

@@ -11,7 +11,7 @@ use proto::metrics::Metric;
 use proto::v1 as pb;
 use statrs::distribution::{ContinuousCDF, StudentsT};
 
-use super::{number, p_text};
+use super::{mean_std, number, p_text};
 
 /// What a report shows, as the API answered it.
 #[derive(Debug)]
@@ -216,23 +216,10 @@ fn results_section(out: &mut String, results: &pb::ResultsResponse) {
                 .iter()
                 .find(|s| s.name == m.name())
                 .and_then(|s| s.summary);
-            let cell = match summary {
-                None => "-".to_string(),
-                Some(s) => {
-                    let mut cell = if s.n == 0 {
-                        "NaN".to_string()
-                    } else {
-                        format!("{} ± {}", number(s.mean), number(s.std))
-                    };
-                    if let Some((lo, hi)) = confidence_interval(&s) {
-                        let _ = write!(cell, " [{}, {}]", number(lo), number(hi));
-                    }
-                    if s.nan > 0 {
-                        let _ = write!(cell, " ({} NaN)", s.nan);
-                    }
-                    cell
-                }
-            };
+            let mut cell = mean_std(summary.as_ref());
+            if let Some((lo, hi)) = summary.as_ref().and_then(confidence_interval) {
+                let _ = write!(cell, " [{}, {}]", number(lo), number(hi));
+            }
             let _ = write!(out, "<td data-metric=\"{}\">{}</td>", m.name(), text(&cell));
         }
         out.push_str("</tr>\n");
