@@ -340,3 +340,73 @@ async fn a_token_revoked_elsewhere_is_refused_by_every_coordinator() {
         b.stop().await;
     }
 }
+
+/// A coordinator whose connection for notifications is cut may have missed
+/// a revocation: it forgets the tokens it kept, so a token revoked with no
+/// notification at all is still refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_notification_connection_forgets_the_kept_tokens() {
+    let postgres: Vec<_> = common::databases()
+        .await
+        .into_iter()
+        .filter(|db| db.name == "postgres")
+        .collect();
+    if postgres.is_empty() {
+        eprintln!("SKIPPED: set EXP025_PG_URL to cut a coordinator's notification connection");
+    }
+    for db in postgres {
+        let server = common::start_with(&db.url, "127.0.0.1:0".parse().unwrap(), required()).await;
+        let token = auth::new_token();
+        server
+            .store
+            .create_token("reader", Role::Reader, &auth::hash(&token))
+            .await
+            .unwrap();
+        let list = || {
+            let c = Coordinator {
+                url: server.url(),
+                token: Some(token.clone()),
+                tls_ca: None,
+            };
+            async move {
+                SweepServiceClient::new(c.connect().await.unwrap())
+                    .list_sweeps(pb::ListSweepsRequest {})
+                    .await
+            }
+        };
+        list().await.unwrap();
+        let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&db.url)
+            .await
+            .unwrap();
+        let listener = "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
+                        AND query ILIKE '%LISTEN%' AND pid <> pg_backend_pid()";
+        let (cut,): (i32,) = sqlx::query_as(listener).fetch_one(&mut conn).await.unwrap();
+        sqlx::query("SELECT pg_terminate_backend($1)")
+            .bind(cut)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        // Revoked behind every coordinator's back: no notification is sent.
+        sqlx::query("UPDATE tokens SET revoked_ms = 1 WHERE name = 'reader'")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        // Once it listens again, it must not answer from what it kept.
+        common::wait_for(
+            "the coordinator to listen again",
+            std::time::Duration::from_secs(5),
+            || async {
+                let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&db.url)
+                    .await
+                    .unwrap();
+                let pids: Vec<(i32,)> =
+                    sqlx::query_as(listener).fetch_all(&mut conn).await.unwrap();
+                pids.iter().any(|(pid,)| *pid != cut).then_some(())
+            },
+        )
+        .await;
+        let refused = list().await.unwrap_err();
+        assert_eq!(refused.code(), Code::Unauthenticated);
+        server.stop().await;
+    }
+}
