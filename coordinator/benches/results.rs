@@ -3,9 +3,10 @@
 //! Builds, in a fresh database on the server of `EXP025_PG_URL`, a sweep of
 //! 10,000 trials (4 inits x 50 learning rates x 50 repeats) with 300 epochs
 //! of all 23 metrics a worker reports, then times the `results`, `compare`
-//! and `curves` commands of the real binary against a real server, beside
-//! the raw SQL read of the rows each needs as the baseline (for curves,
-//! the per-configuration summaries it reads).
+//! and `curves` commands of the real binary against a real server, and
+//! the requests the dashboard's sweep page makes when it opens, beside the
+//! raw SQL read of the rows each needs as the baseline (for curves, the
+//! per-configuration summaries it reads).
 //!
 //! `EXP025_PG_URL=postgres://postgres@127.0.0.1:5432/postgres cargo bench -p coordinator --bench results`
 //! (`EXP025_BENCH_REPEATS` changes the repeats per configuration, 500 for
@@ -144,6 +145,46 @@ async fn main() {
             5,
             raw_sql("SELECT * FROM curve_points WHERE sweep_id = 1".to_string()),
         ),
+    ));
+    // The dashboard's sweep page: the requests it makes when it opens, at
+    // once as a browser does; the baseline is the raw read of results.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dashboard = format!("http://{}", listener.local_addr().unwrap());
+    let gate = coordinator::auth::Gate {
+        store: server.store.clone(),
+        auth: coordinator::auth::Auth::Disabled,
+    };
+    tokio::spawn(coordinator::dashboard::serve(
+        gate,
+        listener,
+        std::future::pending(),
+    ));
+    let page = || {
+        let base = dashboard.clone();
+        move || {
+            tokio::task::block_in_place(|| {
+                tokio::runtime::Handle::current().block_on(async {
+                    let paths = [
+                        "/api/sweeps/1",
+                        "/api/sweeps/1/curves?split=test&metric=board_accuracy",
+                        "/api/sweeps/1/results?split=test&stop=30,60,90,120,150,180,210,240,270,300",
+                        "/api/sweeps/1/results?split=test",
+                        "/api/sweeps/1/compare?split=test&metric=board_accuracy",
+                    ];
+                    let answers = paths.map(|p| testing::http_get(&base, p, None));
+                    let [a, b, c, d, e] = answers;
+                    let got = tokio::join!(a, b, c, d, e);
+                    for (status, body) in [got.0, got.1, got.2, got.3, got.4] {
+                        assert_eq!(status, 200, "{body}");
+                    }
+                })
+            })
+        }
+    };
+    cases.push((
+        "dashboard: a sweep page's requests",
+        median(5, page()),
+        median(5, raw("300")),
     ));
     println!(
         "\n{:<42} {:>10} {:>14} {:>8} {:>12}",

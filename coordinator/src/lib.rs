@@ -19,6 +19,7 @@ pub mod store; // every SQL statement, on Postgres or SQLite
 // Serving
 pub mod auth; // bearer tokens, roles and the gate every call passes
 pub mod convert; // stored rows to proto messages
+pub mod dashboard; // the web dashboard: a page, its JSON API and live events
 pub mod error; // the one error type and its mapping to gRPC statuses
 pub mod limits; // bounds on everything that arrives from outside
 pub mod server; // the gRPC server with health and reflection

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use coordinator::auth::{self, Auth, Role};
+use coordinator::auth::{self, Auth, Gate, Role};
 use coordinator::lease::{self, Policy};
 #[cfg(feature = "one-machine")]
 use coordinator::one_machine::{self, LocalRun, Outcome};
@@ -76,6 +76,14 @@ enum Command {
         /// The worker processes' log.
         #[arg(long, default_value = "exp025-workers.log")]
         log: PathBuf,
+        /// Serve the dashboard at http://ADDR/ while the sweep runs; its
+        /// address is printed [default: 127.0.0.1:8080, or a free port when
+        /// that one is taken].
+        #[arg(long)]
+        dashboard: Option<SocketAddr>,
+        /// Serve no dashboard.
+        #[arg(long)]
+        no_dashboard: bool,
     },
     /// Run the coordinator service.
     Serve {
@@ -110,6 +118,14 @@ enum Command {
         /// keep it on a private network), e.g. 0.0.0.0:9464.
         #[arg(long)]
         metrics_addr: Option<SocketAddr>,
+        /// Serve the dashboard at http://ADDR/ (plain HTTP; it asks for a
+        /// reader token unless --insecure-no-auth) [default: 127.0.0.1:8080,
+        /// or a free port when that one is taken].
+        #[arg(long)]
+        dashboard: Option<SocketAddr>,
+        /// Serve no dashboard.
+        #[arg(long)]
+        no_dashboard: bool,
     },
     /// Make, list and revoke the bearer tokens calls must carry.
     #[command(subcommand)]
@@ -390,6 +406,8 @@ async fn run(command: Command) -> Result<()> {
             device,
             database_url,
             log,
+            dashboard,
+            no_dashboard,
         } => {
             let options = LocalRun {
                 file,
@@ -399,6 +417,7 @@ async fn run(command: Command) -> Result<()> {
                 device,
                 log,
                 worker_program: std::env::current_exe()?,
+                dashboard: (!no_dashboard).then_some(dashboard),
             };
             if one_machine::run(&options).await? == Outcome::Interrupted {
                 std::process::exit(130);
@@ -414,12 +433,17 @@ async fn run(command: Command) -> Result<()> {
             tls_key,
             insecure_no_auth,
             metrics_addr,
+            dashboard,
+            no_dashboard,
         } => {
-            if insecure_no_auth && !listen.ip().is_loopback() {
-                anyhow::bail!(
-                    "--insecure-no-auth is refused on {listen}: without tokens only a loopback \
-                     address may be served; make tokens with `coordinator token create`"
-                );
+            if insecure_no_auth {
+                let served = [Some(listen), dashboard.filter(|_| !no_dashboard)];
+                if let Some(open) = served.into_iter().flatten().find(|a| !a.ip().is_loopback()) {
+                    anyhow::bail!(
+                        "--insecure-no-auth is refused on {open}: without tokens only a loopback \
+                         address may be served; make tokens with `coordinator token create`"
+                    );
+                }
             }
             let store = Store::connect(&database_url)
                 .await
@@ -451,11 +475,35 @@ async fn run(command: Command) -> Result<()> {
                 },
                 tls: tls_cert.zip(tls_key).map(|(cert, key)| Tls { cert, key }),
             };
-            let shutdown = async {
+            let (stop, stopping) = tokio::sync::watch::channel(false);
+            let dashboard = if no_dashboard {
+                None
+            } else {
+                let listener = coordinator::dashboard::bind(dashboard).await?;
+                tracing::info!("dashboard at http://{}/", listener.local_addr()?);
+                let gate = Gate {
+                    store: store.clone(),
+                    auth: options.auth,
+                };
+                let mut stopping = stopping.clone();
+                Some(tokio::spawn(coordinator::dashboard::serve(
+                    gate,
+                    listener,
+                    async move {
+                        let _ = stopping.wait_for(|s| *s).await;
+                    },
+                )))
+            };
+            let shutdown = async move {
                 let _ = tokio::signal::ctrl_c().await;
                 tracing::info!("shutting down");
+                let _ = stop.send(true);
             };
-            server::serve(store, options, listener, shutdown).await
+            server::serve(store, options, listener, shutdown).await?;
+            if let Some(dashboard) = dashboard {
+                dashboard.await??;
+            }
+            Ok(())
         }
         Command::Token(command) => token(command).await,
         Command::Submit { file, client } => {

@@ -39,6 +39,9 @@ pub struct LocalRun {
     pub log: PathBuf,
     /// The program that is started with `worker ...` for each worker.
     pub worker_program: PathBuf,
+    /// Whether to serve the dashboard, and where (None: the default
+    /// address, or a free port when it is taken).
+    pub dashboard: Option<Option<std::net::SocketAddr>>,
 }
 
 /// How a local run ended.
@@ -334,6 +337,10 @@ pub async fn run(options: &LocalRun) -> Result<Outcome> {
         "coordinator on {url}, {workers} worker processes (logs: {}); Ctrl-C stops, running again resumes",
         options.log.display()
     );
+    let dashboard = match options.dashboard {
+        Some(addr) => Some(start_dashboard(&store, addr, sweep_id, stop_server.subscribe()).await?),
+        None => None,
+    };
 
     let mut progress = Progress::new(&trials);
     let stop = worker::runner::wait_for_signal();
@@ -369,6 +376,10 @@ pub async fn run(options: &LocalRun) -> Result<Outcome> {
     let _ = stop_server.send(true);
     let served = server.await;
     store.revoke_token(&token_name).await?;
+    if let Some((task, reader_token)) = dashboard {
+        store.revoke_token(&reader_token).await?;
+        task.await??;
+    }
     served??;
     match outcome? {
         Outcome::Finished => {
@@ -385,6 +396,42 @@ pub async fn run(options: &LocalRun) -> Result<Outcome> {
             Ok(Outcome::Interrupted)
         }
     }
+}
+
+/// A dashboard task and the name of the reader token its printed address
+/// carries (revoked when the run ends).
+type RunDashboard = (tokio::task::JoinHandle<std::io::Result<()>>, String);
+
+/// Serves the dashboard on `addr` (see [`crate::dashboard::bind`]) with a
+/// reader token of its own, and prints the sweep page's address.
+async fn start_dashboard(
+    store: &Store,
+    addr: Option<std::net::SocketAddr>,
+    sweep_id: i64,
+    mut stopping: watch::Receiver<bool>,
+) -> Result<RunDashboard> {
+    let listener = crate::dashboard::bind(addr).await?;
+    let token = auth::new_token();
+    let name = format!(
+        "coordinator-run-dashboard-{}-{}",
+        std::process::id(),
+        now_ms()
+    );
+    store
+        .create_token(&name, Role::Reader, &auth::hash(&token))
+        .await?;
+    eprintln!(
+        "dashboard: http://{}/?token={token}#/sweep/{sweep_id}",
+        listener.local_addr()?
+    );
+    let gate = auth::Gate {
+        store: store.clone(),
+        auth: Auth::Required,
+    };
+    let task = tokio::spawn(crate::dashboard::serve(gate, listener, async move {
+        let _ = stopping.wait_for(|s| *s).await;
+    }));
+    Ok((task, name))
 }
 
 /// The results table of the sweep's split at the last epoch, and Welch's

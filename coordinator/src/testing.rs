@@ -381,6 +381,24 @@ pub async fn send(
     out
 }
 
+/// One plain HTTP/1.0 GET of `path` from the server at `base`
+/// (`http://HOST:PORT`), with a bearer token when given: the status code
+/// and the body.
+pub async fn http_get(base: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n{auth}\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    let response = String::from_utf8(response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, body.to_string())
+}
+
 /// A number of the fixtures, where non-finite floats are the strings
 /// `NaN`, `inf` and `-inf`.
 pub fn fixture_number(v: &serde_json::Value) -> f64 {

@@ -17,7 +17,7 @@ pub use compare::compare;
 use compare::p_text;
 pub use curves::curves;
 pub use results::results;
-pub use status::{detail, sweep_json, sweeps};
+pub use status::{detail, sweep_json, sweeps, trial_json};
 pub use tokens::tokens;
 
 /// The three ways a report can be printed.

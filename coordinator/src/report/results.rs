@@ -4,6 +4,7 @@ use proto::metrics::Metric;
 use proto::v1 as pb;
 use serde_json::{Value, json};
 
+use super::html::confidence_interval;
 use super::{Format, csv_text, epoch_words, mean_std, number_csv, render, summary_json, table};
 
 /// The results table. `metrics` picks and orders the metric columns of the
@@ -50,6 +51,12 @@ pub fn results(
                         .iter()
                         .map(|m| {
                             let mut v = summary_json(m.summary.as_ref());
+                            v["ci95"] = json!(
+                                m.summary
+                                    .as_ref()
+                                    .and_then(confidence_interval)
+                                    .map(|(low, high)| [low, high])
+                            );
                             v["values"] = json!(m.values);
                             v["trial_ids"] = json!(m.trial_ids);
                             (m.name.clone(), v)

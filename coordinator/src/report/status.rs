@@ -111,25 +111,24 @@ pub fn sweeps(sweeps: &[pb::Sweep], format: Format) -> String {
     out
 }
 
+/// One trial as JSON.
+pub fn trial_json(t: &pb::Trial) -> Value {
+    json!({
+        "id": t.id, "config": t.config_key, "repeat": t.repeat,
+        "seed": t.config.as_ref().map(|c| c.seed), "status": trial_status(t),
+        "attempts": t.attempts, "preemptions": t.preemptions,
+        "epochs_done": t.epochs_done,
+        "epochs": t.config.as_ref().map(|c| c.epochs), "worker": t.worker,
+        "error": t.error, "stop_epoch": t.stop_epoch, "stop_reason": t.stop_reason,
+        "proposal": t.proposal, "proposed_by": t.proposed_by,
+    })
+}
+
 /// One sweep and a line per trial (status, epochs, attempts, worker,
 /// configuration and any error), or JSON.
 pub fn detail(d: &pb::SweepDetail, format: Format) -> String {
     if format == Format::Json {
-        let trials: Vec<_> = d
-            .trials
-            .iter()
-            .map(|t| {
-                json!({
-                    "id": t.id, "config": t.config_key, "repeat": t.repeat,
-                    "seed": t.config.as_ref().map(|c| c.seed), "status": trial_status(t),
-                    "attempts": t.attempts, "preemptions": t.preemptions,
-                    "epochs_done": t.epochs_done,
-                    "epochs": t.config.as_ref().map(|c| c.epochs), "worker": t.worker,
-                    "error": t.error, "stop_epoch": t.stop_epoch, "stop_reason": t.stop_reason,
-                    "proposal": t.proposal, "proposed_by": t.proposed_by,
-                })
-            })
-            .collect();
+        let trials: Vec<_> = d.trials.iter().map(trial_json).collect();
         return json!({ "sweep": d.sweep.as_ref().map(sweep_json), "trials": trials }).to_string();
     }
     let mut out = String::new();

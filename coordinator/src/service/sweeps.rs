@@ -34,7 +34,11 @@ pub struct Sweeps {
 }
 
 async fn sweep(s: &Sweeps, id: i64) -> Result<SweepRow, Error> {
-    s.store
+    stored_sweep(&s.store, id).await
+}
+
+async fn stored_sweep(store: &Store, id: i64) -> Result<SweepRow, Error> {
+    store
         .sweep(id)
         .await?
         .ok_or_else(|| Error::NotFound(format!("sweep {id}")))
@@ -58,9 +62,10 @@ async fn submit(s: &Sweeps, r: pb::SubmitRequest) -> Result<pb::SubmitResponse, 
     })
 }
 
-async fn get_sweep(s: &Sweeps, r: pb::GetSweepRequest) -> Result<pb::SweepDetail, Error> {
-    let sweep = sweep(s, r.sweep_id).await?;
-    let trials = s.store.trials(sweep.id).await?;
+/// A sweep with its trials and file (GetSweep; the dashboard's sweep).
+pub(crate) async fn get_sweep(store: &Store, sweep_id: i64) -> Result<pb::SweepDetail, Error> {
+    let sweep = stored_sweep(store, sweep_id).await?;
+    let trials = store.trials(sweep.id).await?;
     Ok(pb::SweepDetail {
         sweep: Some(convert::sweep(&sweep)),
         trials: trials.iter().map(convert::trial).collect(),
@@ -68,8 +73,9 @@ async fn get_sweep(s: &Sweeps, r: pb::GetSweepRequest) -> Result<pb::SweepDetail
     })
 }
 
-async fn list_sweeps(s: &Sweeps) -> Result<pb::ListSweepsResponse, Error> {
-    let sweeps = s.store.sweeps().await?;
+/// Every sweep (ListSweeps; the dashboard's list).
+pub(crate) async fn list_sweeps(store: &Store) -> Result<pb::ListSweepsResponse, Error> {
+    let sweeps = store.sweeps().await?;
     Ok(pb::ListSweepsResponse {
         sweeps: sweeps.iter().map(convert::sweep).collect(),
     })
@@ -219,7 +225,7 @@ impl SweepService for Sweeps {
         request: Request<pb::GetSweepRequest>,
     ) -> Result<Response<pb::SweepDetail>, Status> {
         handle(&self.gate, "GetSweep", Role::Reader, request, |r| {
-            get_sweep(self, r)
+            get_sweep(&self.store, r.sweep_id)
         })
         .await
     }
@@ -229,7 +235,7 @@ impl SweepService for Sweeps {
         request: Request<pb::ListSweepsRequest>,
     ) -> Result<Response<pb::ListSweepsResponse>, Status> {
         handle(&self.gate, "ListSweeps", Role::Reader, request, |_| {
-            list_sweeps(self)
+            list_sweeps(&self.store)
         })
         .await
     }

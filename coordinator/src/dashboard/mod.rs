@@ -1,0 +1,517 @@
+//! The dashboard: the sweeps in a browser, live. `coordinator serve` and
+//! `coordinator run` serve it over HTTP beside the gRPC port.
+//!
+//! One page (its script and style are served from here, so it works with
+//! no internet) reads a small JSON API whose documents are the CLI's own
+//! `--json` output: the sweep list, a sweep with its trials, results by
+//! configuration (with 95% confidence intervals), every pair's Welch
+//! p-value as a matrix,
+//! learning curves (aggregated on the server from the running summaries,
+//! downsampled), one configuration's repeats, and a stream of trial changes
+//! (server-sent events) so that the page follows a running sweep without
+//! reloading.
+//!
+//! Reading needs a token of role `reader` (or `user`) when the coordinator
+//! checks tokens: `Authorization: Bearer TOKEN`, or once `/?token=TOKEN`,
+//! which keeps it in an HTTP-only cookie for the pages that follow.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
+use proto::v1 as pb;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::auth::{Gate, Role};
+use crate::error::Error;
+use crate::report::{self, Format};
+use crate::store::Store;
+use crate::{convert, results, service};
+
+/// The cookie that keeps a token given as `/?token=`.
+const TOKEN_COOKIE: &str = "exp025_token";
+
+/// How often the event stream looks for changed trials.
+const EVENTS_POLL: Duration = Duration::from_millis(500);
+
+/// Points per curve the page asks for at most (every epoch up to that).
+const CURVE_POINTS: usize = 200;
+
+const PAGE: &str = include_str!("page.html");
+const SCRIPT: &str = include_str!("app.js");
+const STYLE: &str = include_str!("app.css");
+
+#[derive(Debug, Clone)]
+struct Dashboard {
+    store: Store,
+    gate: Gate,
+}
+
+/// Serves the dashboard on `listener` until `shutdown` resolves, admitting
+/// readers through `gate`.
+pub async fn serve(
+    gate: Gate,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(Dashboard {
+        store: gate.store.clone(),
+        gate,
+    });
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Where the dashboard is served unless told otherwise.
+pub const DEFAULT_ADDR: &str = "127.0.0.1:8080";
+
+/// A listener on `addr`; without one, on [`DEFAULT_ADDR`] or, when that is
+/// taken (another coordinator on this machine), on a free port beside it.
+pub async fn bind(addr: Option<SocketAddr>) -> anyhow::Result<TcpListener> {
+    use anyhow::Context;
+    if let Some(addr) = addr {
+        return TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("serving the dashboard on {addr}"));
+    }
+    let default: SocketAddr = DEFAULT_ADDR.parse().expect("a socket address");
+    match TcpListener::bind(default).await {
+        Ok(listener) => Ok(listener),
+        Err(e) => {
+            tracing::warn!(error = %e, "{DEFAULT_ADDR} is taken; the dashboard takes a free port");
+            Ok(TcpListener::bind((default.ip(), 0)).await?)
+        }
+    }
+}
+
+fn router(dashboard: Dashboard) -> Router {
+    Router::new()
+        .route("/", get(page))
+        .route("/app.js", get(|| asset("text/javascript", SCRIPT)))
+        .route("/app.css", get(|| asset("text/css", STYLE)))
+        .route("/api/sweeps", get(sweeps))
+        .route("/api/sweeps/{id}", get(sweep))
+        .route("/api/sweeps/{id}/results", get(results_of))
+        .route("/api/sweeps/{id}/compare", get(compare))
+        .route("/api/sweeps/{id}/curves", get(curves))
+        .route("/api/sweeps/{id}/repeats", get(repeats))
+        .route("/api/sweeps/{id}/events", get(events))
+        .with_state(dashboard)
+}
+
+async fn asset(kind: &'static str, body: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, kind)], body).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct PageQuery {
+    token: Option<String>,
+}
+
+/// The page; `?token=` is kept in a cookie and taken out of the address.
+async fn page(jar: CookieJar, Query(q): Query<PageQuery>) -> Response {
+    if let Some(token) = q.token {
+        let cookie = Cookie::build((TOKEN_COOKIE, token))
+            .http_only(true)
+            .same_site(SameSite::Strict)
+            .path("/");
+        return (jar.add(cookie), Redirect::to("/")).into_response();
+    }
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], PAGE).into_response()
+}
+
+/// A failed API call: its status and message, as JSON.
+#[derive(Debug)]
+struct ApiError(Error);
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        Self(e)
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        Self(Error::Store(e))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match &self.0 {
+            Error::Spec { .. } | Error::InvalidArgument(_) => StatusCode::BAD_REQUEST,
+            Error::NotFound(_) | Error::UnknownWorker(_) => StatusCode::NOT_FOUND,
+            Error::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            Error::PermissionDenied(_) => StatusCode::FORBIDDEN,
+            Error::LeaseLost(_) | Error::Protocol { .. } => StatusCode::CONFLICT,
+            Error::Store(inner) => {
+                tracing::error!(error = ?inner, "store failure");
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        (status, axum::Json(json!({"error": self.0.to_string()}))).into_response()
+    }
+}
+
+/// A caller admitted as a reader.
+#[derive(Debug)]
+struct Reader;
+
+impl FromRequestParts<Dashboard> for Reader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, d: &Dashboard) -> Result<Self, ApiError> {
+        let mut headers = HeaderMap::new();
+        if let Some(given) = parts.headers.get(header::AUTHORIZATION) {
+            headers.insert(header::AUTHORIZATION, given.clone());
+        } else if let Some(cookie) = CookieJar::from_headers(&parts.headers).get(TOKEN_COOKIE)
+            && let Ok(value) = HeaderValue::from_str(&format!("Bearer {}", cookie.value()))
+        {
+            headers.insert(header::AUTHORIZATION, value);
+        }
+        let metadata = tonic::metadata::MetadataMap::from_headers(headers);
+        d.gate
+            .admit(&metadata, "the dashboard", Role::Reader)
+            .await?;
+        Ok(Reader)
+    }
+}
+
+fn json_text(text: String) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], text).into_response()
+}
+
+async fn sweeps(_: Reader, State(d): State<Dashboard>) -> Result<Response, ApiError> {
+    let list = service::list_sweeps(&d.store).await?;
+    Ok(json_text(report::sweeps(&list.sweeps, Format::Json)))
+}
+
+async fn sweep(
+    _: Reader,
+    State(d): State<Dashboard>,
+    Path(id): Path<i64>,
+) -> Result<Response, ApiError> {
+    let detail = service::get_sweep(&d.store, id).await?;
+    let mut doc: Value = serde_json::from_str(&report::detail(&detail, Format::Json))
+        .expect("the report writes JSON");
+    doc["metrics"] = json!(metric_names());
+    Ok(axum::Json(doc).into_response())
+}
+
+/// Every metric's name, per split as the sweep file and the API spell it.
+fn metric_names() -> Value {
+    use proto::metrics::{Metric, Split};
+    let names =
+        |split: Split| -> Vec<&'static str> { Metric::of_split(split).map(Metric::name).collect() };
+    json!({"train": names(Split::Train), "test": names(Split::Test)})
+}
+
+/// Which epoch a table reads: `epoch=N`, or `stop=E1,E2,...` for each
+/// configuration's stopping epoch among those candidates (by the sweep's
+/// metric); neither means each configuration's last epoch.
+#[derive(Debug, Deserialize)]
+struct Reading {
+    #[serde(default)]
+    split: String,
+    metric: Option<String>,
+    epoch: Option<u32>,
+    stop: Option<String>,
+}
+
+impl Reading {
+    fn selection(&self) -> Result<Option<pb::EpochSelection>, Error> {
+        use pb::epoch_selection::Choice;
+        let choice = match (self.epoch, &self.stop) {
+            (Some(e), _) => Choice::Epoch(e),
+            (None, Some(list)) => Choice::StopEpochs(pb::StopEpochs {
+                candidates: list
+                    .split(',')
+                    .map(|e| {
+                        e.trim().parse().map_err(|_| {
+                            Error::InvalidArgument(format!("candidate epoch {e:?} is not a number"))
+                        })
+                    })
+                    .collect::<Result<_, _>>()?,
+                by: String::new(),
+            }),
+            (None, None) => return Ok(None),
+        };
+        Ok(Some(pb::EpochSelection {
+            choice: Some(choice),
+        }))
+    }
+}
+
+async fn results_of(
+    _: Reader,
+    State(d): State<Dashboard>,
+    Path(id): Path<i64>,
+    Query(q): Query<Reading>,
+) -> Result<Response, ApiError> {
+    let selection = q.selection()?;
+    let answer = results::results(
+        &d.store,
+        &pb::ResultsRequest {
+            sweep_id: id,
+            split: q.split.clone(),
+            epoch: selection.clone(),
+            summaries_only: true,
+        },
+    )
+    .await?;
+    Ok(json_text(report::results(
+        &answer,
+        selection.as_ref(),
+        &[],
+        Format::Json,
+    )))
+}
+
+async fn compare(
+    _: Reader,
+    State(d): State<Dashboard>,
+    Path(id): Path<i64>,
+    Query(q): Query<Reading>,
+) -> Result<Response, ApiError> {
+    let metric = match &q.metric {
+        Some(m) => m.clone(),
+        None => stored_metric(&d.store, id).await?,
+    };
+    let selection = q.selection()?;
+    let answer = results::compare(
+        &d.store,
+        &pb::CompareRequest {
+            sweep_id: id,
+            metric,
+            split: q.split.clone(),
+            epoch: selection.clone(),
+            all_pairs: true,
+            ..Default::default()
+        },
+    )
+    .await?;
+    Ok(axum::Json(matrix(&answer)).into_response())
+}
+
+/// Every pair's two-sided p-value as a matrix, its configurations best
+/// first by their mean (the values themselves are in `results`): a sweep
+/// of hundreds of configurations has tens of thousands of pairs.
+fn matrix(answer: &pb::CompareResponse) -> Value {
+    let mut means: Vec<(String, f64)> = Vec::new();
+    let mut p: HashMap<(String, String), f64> = HashMap::new();
+    for c in &answer.comparisons {
+        let (a, b) = (
+            c.a.clone().unwrap_or_default(),
+            c.b.clone().unwrap_or_default(),
+        );
+        for g in [&a, &b] {
+            if !means.iter().any(|(l, _)| *l == g.label) {
+                let mean = g.summary.map_or(f64::NAN, |s| s.mean);
+                means.push((g.label.clone(), mean));
+            }
+        }
+        p.insert((a.label.clone(), b.label.clone()), c.pvalue);
+        p.insert((b.label, a.label), c.pvalue);
+    }
+    means.sort_by(|x, y| x.1.is_nan().cmp(&y.1.is_nan()).then(y.1.total_cmp(&x.1)));
+    let labels: Vec<&String> = means.iter().map(|(l, _)| l).collect();
+    let rows: Vec<Vec<Option<f64>>> = labels
+        .iter()
+        .map(|a| {
+            labels
+                .iter()
+                .map(|b| p.get(&((*a).clone(), (*b).clone())).copied())
+                .collect()
+        })
+        .collect();
+    json!({
+        "metric": answer.metric, "split": answer.split,
+        "labels": labels, "means": means.iter().map(|(_, m)| *m).collect::<Vec<_>>(),
+        "pvalues": rows,
+    })
+}
+
+async fn stored_metric(store: &Store, id: i64) -> Result<String, Error> {
+    let detail = service::get_sweep(store, id).await?;
+    Ok(detail.sweep.map(|s| s.metric).unwrap_or_default())
+}
+
+/// Curves with at most [`CURVE_POINTS`] points each: every epoch when there
+/// are no more, else evenly spread ones and always the first and last.
+async fn curves(
+    _: Reader,
+    State(d): State<Dashboard>,
+    Path(id): Path<i64>,
+    Query(q): Query<Reading>,
+) -> Result<Response, ApiError> {
+    let metric = match &q.metric {
+        Some(m) => m.clone(),
+        None => stored_metric(&d.store, id).await?,
+    };
+    let mut answer = results::learning_curves(
+        &d.store,
+        &pb::LearningCurvesRequest {
+            sweep_id: id,
+            metric,
+            split: q.split.clone(),
+        },
+    )
+    .await?;
+    for curve in &mut answer.curves {
+        curve.points = downsample(std::mem::take(&mut curve.points), CURVE_POINTS);
+    }
+    Ok(json_text(report::curves(&answer, Format::Json)))
+}
+
+/// At most `most` of `points`, evenly spread, keeping the first and last.
+fn downsample<T>(points: Vec<T>, most: usize) -> Vec<T> {
+    let n = points.len();
+    if n <= most || most < 2 {
+        return points;
+    }
+    let keep: Vec<usize> = (0..most).map(|i| i * (n - 1) / (most - 1)).collect();
+    points
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| keep.binary_search(i).is_ok())
+        .map(|(_, p)| p)
+        .collect()
+}
+
+#[derive(Debug, Deserialize)]
+struct RepeatsQuery {
+    config: String,
+    metric: Option<String>,
+    #[serde(default)]
+    split: String,
+}
+
+/// One configuration's trials, each metric value per epoch of one metric.
+async fn repeats(
+    _: Reader,
+    State(d): State<Dashboard>,
+    Path(id): Path<i64>,
+    Query(q): Query<RepeatsQuery>,
+) -> Result<Response, ApiError> {
+    use proto::metrics::{Metric, Split};
+    let metric = match &q.metric {
+        Some(m) => m.clone(),
+        None => stored_metric(&d.store, id).await?,
+    };
+    let split = if q.split.is_empty() {
+        Split::Test
+    } else {
+        Split::parse(&q.split).map_err(Error::InvalidArgument)?
+    };
+    let metric = Metric::parse(&metric, split).map_err(Error::InvalidArgument)?;
+    service::get_sweep(&d.store, id).await?;
+    let mut trials = Vec::new();
+    for trial in d.store.trials(id).await? {
+        if trial.config_key != q.config {
+            continue;
+        }
+        let points: Vec<(u32, f64)> = d
+            .store
+            .metrics_after(trial.id, 0)
+            .await?
+            .into_iter()
+            .filter(|r| r.value.split == split && r.value.metric == metric)
+            .map(|r| (r.epoch, r.value.value))
+            .collect();
+        trials.push(json!({"id": trial.id, "repeat": trial.repeat, "points": points}));
+    }
+    Ok(axum::Json(json!({"config_key": q.config, "trials": trials})).into_response())
+}
+
+type Events = dyn Stream<Item = Result<Event, Infallible>> + Send;
+
+/// Server-sent events of a sweep: first every trial, then each trial as it
+/// changes (`trial`), with the sweep's counts after each change (`sweep`).
+async fn events(
+    _: Reader,
+    State(d): State<Dashboard>,
+    Path(id): Path<i64>,
+) -> Result<impl IntoResponse, ApiError> {
+    service::get_sweep(&d.store, id).await?;
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        if let Err(e) = send_events(&d.store, id, &tx).await {
+            tracing::warn!(error = %e, sweep = id, "dashboard events ended");
+        }
+    });
+    let stream: std::pin::Pin<Box<Events>> = Box::pin(ReceiverStream::new(rx));
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+async fn send_events(
+    store: &Store,
+    sweep_id: i64,
+    tx: &tokio::sync::mpsc::Sender<Result<Event, Infallible>>,
+) -> Result<(), Error> {
+    // Rows changed in the millisecond of the last look are read again, so
+    // nothing written in that millisecond is missed; what was sent already
+    // is skipped.
+    let mut since = -1;
+    let mut sent: HashMap<i64, (i64, u32, String)> = HashMap::new();
+    loop {
+        let changed = store.trials_changed_since(sweep_id, since - 1).await?;
+        let mut trials = Vec::new();
+        for trial in &changed {
+            since = since.max(trial.updated_ms);
+            let state = (trial.updated_ms, trial.epochs_done, trial.status.clone());
+            if sent.get(&trial.id) != Some(&state) {
+                sent.insert(trial.id, state);
+                trials.push(report::trial_json(&convert::trial(trial)));
+            }
+        }
+        if !trials.is_empty() {
+            let sweep = store.sweep(sweep_id).await?.as_ref().map(convert::sweep);
+            let events = [
+                Event::default().event("trials").json_data(trials),
+                Event::default()
+                    .event("sweep")
+                    .json_data(sweep.as_ref().map(report::sweep_json)),
+            ];
+            for event in events {
+                let event = event.expect("JSON values serialize");
+                if tx.send(Ok(event)).await.is_err() {
+                    return Ok(());
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(EVENTS_POLL) => {}
+            _ = tx.closed() => return Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::downsample;
+
+    #[test]
+    fn downsampling_keeps_the_ends_and_spreads_the_rest() {
+        let all: Vec<u32> = (1..=300).collect();
+        let kept = downsample(all.clone(), 200);
+        assert_eq!(kept.len(), 200);
+        assert_eq!((kept[0], kept[199]), (1, 300));
+        assert!(kept.windows(2).all(|w| w[0] < w[1] && w[1] - w[0] <= 2));
+        assert_eq!(downsample(all[..150].to_vec(), 200), all[..150].to_vec());
+    }
+}
