@@ -155,6 +155,7 @@ async fn worker(
                         lease_id: lease.lease_id.clone(),
                         epoch,
                         data: vec![7; 4096],
+                        samples: Vec::new(),
                     })
                     .await
                     .unwrap();
@@ -165,6 +166,7 @@ async fn worker(
             .complete(pb::CompleteRequest {
                 trial_id: trial.id,
                 lease_id: lease.lease_id,
+                samples: Vec::new(),
             })
             .await
             .unwrap();

@@ -15,6 +15,8 @@ pub const MAX_CHECKPOINT_BYTES: usize = 3 << 20;
 pub const MAX_SLOTS: u32 = 4096;
 /// The longest a Lease call may ask to wait, in milliseconds.
 pub const MAX_LEASE_WAIT_MS: u32 = 30_000;
+/// The most sample items a checkpoint or completion may carry.
+pub const MAX_SAMPLES: usize = 32;
 /// Names: sweeps, workers, devices, tokens, file names.
 pub const MAX_NAME_CHARS: usize = 200;
 /// Free text: descriptions, failure reasons.
@@ -38,6 +40,42 @@ pub fn name(field: &str, value: &str) -> Result<(), Error> {
     }
     text(field, value, MAX_NAME_CHARS)
 }
+
+/// Refuses predictions on sample items that are not boards: more than
+/// [`MAX_SAMPLES`], a kind other than spawn or fall, or a board that is not
+/// 220 cells of 0 or 1.
+pub fn samples(samples: &[proto::v1::BoardSample]) -> Result<(), Error> {
+    if samples.len() > MAX_SAMPLES {
+        return Err(Error::InvalidArgument(format!(
+            "{} samples; at most {MAX_SAMPLES} are allowed",
+            samples.len()
+        )));
+    }
+    for s in samples {
+        if s.kind != "spawn" && s.kind != "fall" {
+            return Err(Error::InvalidArgument(format!(
+                "sample of item {}: kind {:?} is neither spawn nor fall",
+                s.item, s.kind
+            )));
+        }
+        for (what, board) in [
+            ("input", &s.input),
+            ("predicted", &s.predicted),
+            ("truth", &s.truth),
+        ] {
+            if board.len() != BOARD_CELLS || board.iter().any(|&c| c > 1) {
+                return Err(Error::InvalidArgument(format!(
+                    "sample of item {}: the {what} board must be {BOARD_CELLS} cells of 0 or 1",
+                    s.item
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Cells of a board: 22 rows of 10.
+pub const BOARD_CELLS: usize = 220;
 
 #[cfg(test)]
 mod tests {

@@ -697,9 +697,15 @@ async fn run(command: Command) -> Result<()> {
                 .await
                 .map_err(status_error)?
                 .into_inner();
+            let predictions = api
+                .predictions(pb::PredictionsRequest { sweep_id: sweep })
+                .await
+                .map_err(status_error)?
+                .into_inner();
             let html = report::html::html(&report::html::Inputs {
                 results,
                 pairs,
+                predictions,
                 curves,
             });
             std::fs::write(&out, html).with_context(|| format!("writing {}", out.display()))?;

@@ -1621,6 +1621,37 @@ impl Store {
         }
     }
 
+    /// Keeps `data` (an encoded BoardSamples) as a trial's predictions at
+    /// `epoch`, unless it has some of a later epoch.
+    pub async fn put_samples(&self, trial_id: i64, epoch: u32, data: &[u8]) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO samples (trial_id, epoch, data) VALUES ($1, $2, $3) \
+             ON CONFLICT (trial_id) DO UPDATE SET epoch = excluded.epoch, data = excluded.data \
+             WHERE samples.epoch <= excluded.epoch",
+        )
+        .bind(trial_id)
+        .bind(i64::from(epoch))
+        .bind(data)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The latest predictions of each trial of a sweep that has some:
+    /// (trial, data), in trial order.
+    pub async fn sweep_samples(&self, sweep_id: i64) -> Result<Vec<(i64, Vec<u8>)>> {
+        let rows = sqlx::query(
+            "SELECT s.trial_id, s.data FROM samples s JOIN trials t ON t.id = s.trial_id \
+             WHERE t.sweep_id = $1 ORDER BY s.trial_id",
+        )
+        .bind(sweep_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("trial_id")?, r.try_get("data")?)))
+            .collect()
+    }
+
     /// The latest checkpoint of a trial: (epoch, data).
     pub async fn checkpoint(&self, trial_id: i64) -> Result<Option<(u32, Vec<u8>)>> {
         let row = sqlx::query("SELECT epoch, data FROM checkpoints WHERE trial_id = $1")

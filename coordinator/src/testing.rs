@@ -624,6 +624,7 @@ pub async fn simulated_worker(
             let request = pb::CompleteRequest {
                 trial_id: trial.id,
                 lease_id: lease.lease_id,
+                samples: Vec::new(),
             };
             client.complete(request).await.unwrap();
         }

@@ -424,6 +424,17 @@ async fn a_finished_and_a_running_sweep_in_headless_chromium() {
         "return document.querySelectorAll('#curves-svg polyline.repeat').length === 3;",
     )
     .await;
+    assert!(
+        eval(
+            client,
+            "return document.getElementById('predictions').textContent;"
+        )
+        .await
+        .as_str()
+        .unwrap()
+        .starts_with("No predictions yet"),
+        "a sweep of simulated workers has no predictions"
+    );
     let png = client.screenshot().await.unwrap();
     std::fs::write(screenshot_dir().join("finished.png"), &png).unwrap();
 
@@ -458,6 +469,29 @@ async fn a_finished_and_a_running_sweep_in_headless_chromium() {
     };
     tx.send(epoch_report(1)).await.unwrap();
     acks.message().await.unwrap().unwrap();
+    // Predictions sent with a checkpoint: the first cell of the prediction
+    // is wrong, and the second sample is exact.
+    let mut truth = vec![0u8; 220];
+    truth[3] = 1;
+    let mut wrong = truth.clone();
+    wrong[0] = 1;
+    let sample = |item, kind: &str, predicted: &Vec<u8>| pb::BoardSample {
+        item,
+        kind: kind.into(),
+        input: vec![0; 220],
+        predicted: predicted.clone(),
+        truth: truth.clone(),
+    };
+    worker
+        .put_checkpoint(pb::PutCheckpointRequest {
+            trial_id: trial.id,
+            lease_id: lease.lease_id.clone(),
+            epoch: 1,
+            data: vec![1],
+            samples: vec![sample(5, "spawn", &wrong), sample(6, "spawn", &truth)],
+        })
+        .await
+        .unwrap();
     client
         .goto(&format!("{base}/#/sweep/{running}"))
         .await
@@ -475,6 +509,32 @@ async fn a_finished_and_a_running_sweep_in_headless_chromium() {
         ),
     )
     .await;
+    wait_in_page(
+        client,
+        "the predictions at epoch 1",
+        "const s = document.querySelector('#predictions .samples'); \
+         return s !== null && s.dataset.epoch === '1' \
+         && s.querySelectorAll('figure.sample').length === 2 \
+         && s.querySelectorAll('figure.sample svg.board').length === 6;",
+    )
+    .await;
+    let captions = eval(
+        client,
+        "return [...document.querySelectorAll('#predictions figcaption')].map(f => f.textContent);",
+    )
+    .await;
+    assert_eq!(
+        captions,
+        json!(["spawn · item 5", "spawn · item 6 · exact"])
+    );
+    // The one wrong cell is red in the predicted board, and only there.
+    let red = eval(
+        client,
+        "const b = document.querySelectorAll('#predictions figure.sample')[0].querySelectorAll('svg.board')[1]; \
+         return [...b.querySelectorAll('rect')].filter(r => r.getAttribute('fill') === '#d62728').length;",
+    )
+    .await;
+    assert_eq!(red, json!(1));
     eval(client, "window.exp025Marker = 'same page'; return true;").await;
     tx.send(epoch_report(2)).await.unwrap();
     acks.message().await.unwrap().unwrap();

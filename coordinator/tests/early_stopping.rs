@@ -250,6 +250,7 @@ async fn a_stop_reaches_every_trial_of_the_configuration() {
             .complete(pb::CompleteRequest {
                 trial_id: trial(3).id,
                 lease_id: leases[3].lease_id.clone(),
+                samples: Vec::new(),
             })
             .await
             .unwrap_err();

@@ -96,6 +96,7 @@ async fn an_expired_lease_is_re_leased_and_the_old_holder_refused() {
         let complete = pb::CompleteRequest {
             trial_id: new.trial.as_ref().unwrap().id,
             lease_id: old.lease_id.clone(),
+            samples: Vec::new(),
         };
         let err = first.complete(complete).await.unwrap_err();
         assert_eq!(err.code(), Code::FailedPrecondition, "{}: {err:?}", db.name);
@@ -104,6 +105,7 @@ async fn an_expired_lease_is_re_leased_and_the_old_holder_refused() {
             lease_id: old.lease_id,
             epoch: 2,
             data: vec![1],
+            samples: Vec::new(),
         };
         assert_eq!(
             first.put_checkpoint(put).await.unwrap_err().code(),
@@ -187,11 +189,23 @@ async fn restarting_the_coordinator_mid_sweep_loses_nothing() {
         let (mut client, id) = common::worker(&server.url()).await;
         let l = common::lease(&mut client, id).await.unwrap();
         common::send(&mut client, vec![report(&l, 1)]).await;
+        let mut input = vec![0u8; 220];
+        input[215] = 1;
+        let mut truth = input.clone();
+        truth[4] = 1;
+        let sample = pb::BoardSample {
+            item: 3,
+            kind: "spawn".into(),
+            input: input.clone(),
+            predicted: input,
+            truth,
+        };
         let ckpt = pb::PutCheckpointRequest {
             trial_id: l.trial.as_ref().unwrap().id,
             lease_id: l.lease_id.clone(),
             epoch: 1,
             data: vec![7; 1000],
+            samples: vec![sample.clone()],
         };
         client.put_checkpoint(ckpt).await.unwrap();
         server.stop().await;
@@ -225,6 +239,17 @@ async fn restarting_the_coordinator_mid_sweep_loses_nothing() {
         let s = detail.sweep.unwrap();
         assert_eq!((s.trials, s.queued, s.running), (4, 3, 1), "{}", db.name);
         assert_eq!(detail.trials.iter().map(|t| t.epochs_done).sum::<u32>(), 2);
+        // The predictions sent with the checkpoint survive too.
+        let predictions = users
+            .predictions(pb::PredictionsRequest { sweep_id: sweep.id })
+            .await
+            .unwrap()
+            .into_inner()
+            .configurations;
+        assert_eq!(predictions.len(), 1, "{}", db.name);
+        let p = &predictions[0];
+        assert_eq!((p.trial_id, p.epoch), (l.trial.as_ref().unwrap().id, 1));
+        assert_eq!(p.samples, [sample]);
         server.stop().await;
     }
 }

@@ -26,6 +26,7 @@ async fn snapshot(url: &str) -> String {
         "SELECT COUNT(*) AS n FROM epochs",
         "SELECT COUNT(*) AS n FROM checkpoints",
         "SELECT CAST(COALESCE(SUM(epoch), 0) AS BIGINT) AS n FROM checkpoints",
+        "SELECT COUNT(*) AS n FROM samples",
     ] {
         let n: i64 = sqlx::Row::get(&sqlx::query(sql).fetch_one(&mut db).await.unwrap(), "n");
         out.push_str(&format!("{sql}: {n}\n"));
@@ -150,6 +151,7 @@ async fn hostile_requests_are_refused_clearly_and_change_nothing() {
             lease_id: mine.lease_id.clone(),
             epoch: 1,
             data: vec![1, 2, 3],
+            samples: Vec::new(),
         })
         .await
         .unwrap();
@@ -409,6 +411,7 @@ async fn hostile_requests_are_refused_clearly_and_change_nothing() {
         let complete = |lease: &pb::Lease, trial_id| pb::CompleteRequest {
             trial_id,
             lease_id: lease.lease_id.clone(),
+            samples: Vec::new(),
         };
         v.refused(
             "complete with a forged lease",
@@ -472,7 +475,57 @@ async fn hostile_requests_are_refused_clearly_and_change_nothing() {
             lease_id: lease.lease_id.clone(),
             epoch,
             data,
+            samples: Vec::new(),
         };
+        let board = |cells: usize| vec![1u8; cells];
+        let sample = |kind: &str, predicted: Vec<u8>| pb::BoardSample {
+            item: 0,
+            kind: kind.into(),
+            input: board(220),
+            predicted,
+            truth: board(220),
+        };
+        v.refused(
+            "a checkpoint whose predicted board has 219 cells",
+            a.put_checkpoint(pb::PutCheckpointRequest {
+                samples: vec![sample("spawn", board(219))],
+                ..put(1, vec![1], &mine, mine_id)
+            })
+            .await,
+            Code::InvalidArgument,
+            "the predicted board must be 220 cells of 0 or 1",
+        );
+        v.refused(
+            "a checkpoint whose sample board has a cell of 2",
+            a.put_checkpoint(pb::PutCheckpointRequest {
+                samples: vec![sample("fall", vec![2; 220])],
+                ..put(1, vec![1], &mine, mine_id)
+            })
+            .await,
+            Code::InvalidArgument,
+            "the predicted board must be 220 cells of 0 or 1",
+        );
+        v.refused(
+            "a checkpoint with a sample of an unknown kind",
+            a.put_checkpoint(pb::PutCheckpointRequest {
+                samples: vec![sample("rotation", board(220))],
+                ..put(1, vec![1], &mine, mine_id)
+            })
+            .await,
+            Code::InvalidArgument,
+            "is neither spawn nor fall",
+        );
+        v.refused(
+            "a completion with 33 samples",
+            a.complete(pb::CompleteRequest {
+                trial_id: mine_id,
+                lease_id: mine.lease_id.clone(),
+                samples: vec![sample("spawn", board(220)); 33],
+            })
+            .await,
+            Code::InvalidArgument,
+            "33 samples; at most 32",
+        );
         v.refused(
             "a checkpoint over 3 MiB",
             a.put_checkpoint(put(1, vec![0; (3 << 20) + 1], &mine, mine_id))
@@ -762,6 +815,15 @@ async fn hostile_requests_are_refused_clearly_and_change_nothing() {
             "the histories of an unknown sweep",
             users
                 .trial_histories(pb::TrialHistoriesRequest { sweep_id: 404 })
+                .await
+                .map(|_| ()),
+            Code::NotFound,
+            "sweep 404 not found",
+        );
+        v.refused(
+            "the predictions of an unknown sweep",
+            users
+                .predictions(pb::PredictionsRequest { sweep_id: 404 })
                 .await
                 .map(|_| ()),
             Code::NotFound,

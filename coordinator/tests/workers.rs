@@ -2,7 +2,8 @@
 //! on an ephemeral 127.0.0.1 port, on SQLite and on Postgres when given):
 //! two workers drain a sweep; a worker killed mid-trial loses nothing, its
 //! trial finishing on the other from its checkpoint with the metrics of an
-//! uninterrupted run; SIGTERM checkpoints and releases.
+//! uninterrupted run (and the same predictions on the sample items);
+//! SIGTERM checkpoints and releases.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -10,6 +11,7 @@ use std::time::{Duration, Instant};
 use coordinator::store::Store;
 use coordinator::testing::{self, Process, wait_until};
 use proto::metrics::{Metric, Split};
+use proto::v1 as pb;
 
 /// The coordinator binary serves `worker run` as its hidden `worker`
 /// command (what `coordinator run` starts); the code is the worker crate's.
@@ -49,6 +51,35 @@ async fn stored_epochs(store: &Store, sweep: i64, epochs: u32) -> Vec<Vec<f64>> 
     out
 }
 
+/// Per configuration, the epoch and the predictions on the sample items of
+/// its trial furthest along, checked to be boards of the right kinds.
+async fn predicted(store: &Store, sweep: i64) -> Vec<(String, u32, Vec<pb::BoardSample>)> {
+    let answer =
+        coordinator::results::predictions(store, &pb::PredictionsRequest { sweep_id: sweep })
+            .await
+            .unwrap();
+    for c in &answer.configurations {
+        assert!(!c.samples.is_empty(), "{}: no samples", c.label);
+        for s in &c.samples {
+            let row0_empty = |b: &[u8]| b[..10].iter().all(|&v| v == 0);
+            let spawn = row0_empty(&s.input) && !row0_empty(&s.truth);
+            assert_eq!(
+                s.kind == "spawn",
+                spawn,
+                "item {} is not a {}",
+                s.item,
+                s.kind
+            );
+            assert_eq!(s.predicted.len(), 220);
+        }
+    }
+    answer
+        .configurations
+        .into_iter()
+        .map(|c| (c.config_key, c.epoch, c.samples))
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_workers_drain_a_sweep_and_a_killed_worker_loses_nothing() {
     for db in testing::databases().await {
@@ -68,6 +99,19 @@ async fn two_workers_drain_a_sweep_and_a_killed_worker_loses_nothing() {
         .await;
         let straight = stored_epochs(&server.store, sweep, 30).await;
         drop(workers);
+        // Each configuration's predictions at its last epoch, on the same
+        // items for every configuration.
+        let straight_predictions = predicted(&server.store, sweep).await;
+        assert_eq!(straight_predictions.len(), 2, "{}", db.name);
+        let items = |p: &[pb::BoardSample]| -> Vec<(u32, String, Vec<u8>, Vec<u8>)> {
+            p.iter()
+                .map(|s| (s.item, s.kind.clone(), s.input.clone(), s.truth.clone()))
+                .collect()
+        };
+        for (_, epoch, samples) in &straight_predictions {
+            assert_eq!(*epoch, 30);
+            assert_eq!(items(samples), items(&straight_predictions[0].2));
+        }
 
         // The same sweep again; kill one worker once its trial has a checkpoint.
         let again = server.store.create_sweep(&yaml, &plan).await.unwrap();
@@ -109,6 +153,12 @@ async fn two_workers_drain_a_sweep_and_a_killed_worker_loses_nothing() {
         assert_eq!(
             resumed, straight,
             "{}: the same metrics as without the kill",
+            db.name
+        );
+        assert_eq!(
+            predicted(&server.store, again).await,
+            straight_predictions,
+            "{}: the same predictions as without the kill",
             db.name
         );
         server.stop().await;

@@ -23,6 +23,7 @@ pub mod device; // `cpu` or `cuda:N`
 pub mod gan; // one GAN training step: losses, gradients, Adam
 pub mod metrics; // the notebook's evaluation metrics over a split
 pub mod optim; // Adam as PyTorch computes it, with state to checkpoint
+pub mod samples; // predictions on fixed test items, beside the true boards
 pub mod train; // a trial's epochs: shuffling, steps, evaluation
 
 // Serving

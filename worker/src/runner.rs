@@ -313,10 +313,14 @@ async fn stopped(shutdown: &mut Stopping) {
     let _ = shutdown.wait_for(Option::is_some).await;
 }
 
+/// A checkpoint's state and the predictions on the sample items then.
+type Saved = (Vec<u8>, Vec<pb::BoardSample>);
+
 /// What the training thread tells the slot.
 enum Event {
-    Epoch(Box<EpochReport>, Option<Vec<u8>>),
-    Finished,
+    Epoch(Box<EpochReport>, Option<Saved>),
+    /// Every epoch trained, with the predictions on the sample items.
+    Finished(Vec<pb::BoardSample>),
     /// Stopped for shutdown after `epoch` epochs, with the state to resume from.
     Paused(u32, Vec<u8>),
     /// Stopped because the coordinator said so.
@@ -383,8 +387,8 @@ async fn run_trial(ctx: &Ctx, lease: pb::Lease, mut shutdown: Stopping) -> Resul
                 Some(Event::Epoch(report, state)) => {
                     tracing::info!(trial = trial.id, epoch = report.epoch, seconds = report.seconds, "epoch trained");
                     reporter.queue(&report);
-                    if reporter.flush(&control).await? && let Some(bytes) = state {
-                        reporter.put_checkpoint(report.epoch, bytes).await?;
+                    if reporter.flush(&control).await? && let Some((bytes, samples)) = state {
+                        reporter.put_checkpoint(report.epoch, bytes, samples).await?;
                     }
                 }
                 Some(other) => break Some(other),
@@ -409,11 +413,11 @@ async fn run_trial(ctx: &Ctx, lease: pb::Lease, mut shutdown: Stopping) -> Resul
             );
             Ok(())
         }
-        Some(Event::Finished) => reporter.finish(None).await,
+        Some(Event::Finished(samples)) => reporter.complete(samples).await,
         Some(Event::Failed(reason)) => reporter.fail(&reason).await,
         Some(Event::Paused(epoch, state)) => {
             if epoch > 0 {
-                reporter.put_checkpoint(epoch, state).await?;
+                reporter.put_checkpoint(epoch, state, Vec::new()).await?;
             }
             reporter.release().await
         }
@@ -445,12 +449,14 @@ fn train_thread(
             }
             let report = trainer.run_epoch()?;
             let due = report.epoch % every == 0 && report.epoch < config.epochs;
-            let state = due.then(|| checkpoint::save(&trainer)).transpose()?;
+            let state = due
+                .then(|| anyhow::Ok((checkpoint::save(&trainer)?, trainer.samples()?)))
+                .transpose()?;
             if events.send(Event::Epoch(Box::new(report), state)).is_err() {
                 return Ok(Event::Abandoned);
             }
         }
-        Ok(Event::Finished)
+        Ok(Event::Finished(trainer.samples()?))
     })();
     let _ = events.send(result.unwrap_or_else(|e| Event::Failed(format!("{e:#}"))));
 }
@@ -538,12 +544,18 @@ impl Reporter {
         Ok(response.into_inner().checkpoint.map(|c| c.data))
     }
 
-    async fn put_checkpoint(&self, epoch: u32, data: Vec<u8>) -> Result<()> {
+    async fn put_checkpoint(
+        &self,
+        epoch: u32,
+        data: Vec<u8>,
+        samples: Vec<pb::BoardSample>,
+    ) -> Result<()> {
         let request = pb::PutCheckpointRequest {
             trial_id: self.trial_id,
             lease_id: self.lease_id.clone(),
             epoch,
             data,
+            samples,
         };
         retry("put checkpoint", &self.shutdown, || {
             let mut c = self.client.clone();
@@ -555,40 +567,36 @@ impl Reporter {
         Ok(())
     }
 
-    async fn finish(&self, failure: Option<&str>) -> Result<()> {
-        let (trial_id, lease_id) = (self.trial_id, self.lease_id.clone());
-        match failure {
-            None => {
-                retry("complete", &self.shutdown, || {
-                    let mut c = self.client.clone();
-                    let r = pb::CompleteRequest {
-                        trial_id,
-                        lease_id: lease_id.clone(),
-                    };
-                    async move { c.complete(r).await }
-                })
-                .await?;
-                tracing::info!(trial = trial_id, "trial completed");
-            }
-            Some(reason) => {
-                retry("fail", &self.shutdown, || {
-                    let mut c = self.client.clone();
-                    let r = pb::FailRequest {
-                        trial_id,
-                        lease_id: lease_id.clone(),
-                        reason: reason.to_string(),
-                    };
-                    async move { c.fail(r).await }
-                })
-                .await?;
-                tracing::warn!(trial = trial_id, reason, "trial failed");
-            }
-        }
+    async fn complete(&self, samples: Vec<pb::BoardSample>) -> Result<()> {
+        let request = pb::CompleteRequest {
+            trial_id: self.trial_id,
+            lease_id: self.lease_id.clone(),
+            samples,
+        };
+        retry("complete", &self.shutdown, || {
+            let mut c = self.client.clone();
+            let r = request.clone();
+            async move { c.complete(r).await }
+        })
+        .await?;
+        tracing::info!(trial = self.trial_id, "trial completed");
         Ok(())
     }
 
     async fn fail(&self, reason: &str) -> Result<()> {
-        self.finish(Some(reason)).await
+        let request = pb::FailRequest {
+            trial_id: self.trial_id,
+            lease_id: self.lease_id.clone(),
+            reason: reason.to_string(),
+        };
+        retry("fail", &self.shutdown, || {
+            let mut c = self.client.clone();
+            let r = request.clone();
+            async move { c.fail(r).await }
+        })
+        .await?;
+        tracing::warn!(trial = self.trial_id, reason, "trial failed");
+        Ok(())
     }
 
     /// Hands the trial back to the queue, as preempted when a cluster

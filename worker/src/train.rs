@@ -180,6 +180,11 @@ impl<'d> Trainer<'d> {
         })
     }
 
+    /// The split the trial is evaluated on besides its train split.
+    pub fn test_split(&self) -> &Split {
+        self.test
+    }
+
     /// Epochs trained so far.
     pub fn epoch(&self) -> u32 {
         self.epoch

@@ -103,11 +103,13 @@ async function sweepPage(id) {
     el("section", {}, el("h2", {}, "Welch t-tests between configurations (two-sided p-values)"),
       el("div", { class: "controls", id: "p-controls" }), el("div", { class: "scroll", id: "pvalues" })),
     sweep.method !== "grid" ? el("section", {}, el("h2", {}, "Parameters against the metric"), el("div", { id: "parallel" })) : null,
+    el("section", {}, el("h2", {}, "Predictions on test items"), el("div", { class: "controls", id: "prediction-controls" }),
+      el("div", { class: "scroll", id: "predictions" })),
     el("section", {}, el("h2", {}, "Trials"), el("div", { class: "scroll", id: "trials" })));
   drawSummary();
   drawControls();
   drawTrials();
-  await Promise.all([loadCurves(), loadResults(), loadPvalues()]);
+  await Promise.all([loadCurves(), loadResults(), loadPvalues(), loadPredictions()]);
   follow(id);
 }
 
@@ -373,6 +375,51 @@ function drawParallel() {
   put(box, svg);
 }
 
+// A board (220 cells of "0"/"1", 22 rows of 10) as a small SVG; cells of
+// a prediction that differ from the truth are red.
+function board(cells, truth, title) {
+  const C = 7;
+  const svg = el("svg:svg", { class: "board", width: 10 * C + 1, height: 22 * C + 1, viewBox: `0 0 ${10 * C + 1} ${22 * C + 1}` },
+    el("svg:title", {}, title), el("svg:rect", { x: 0, y: 0, width: 10 * C + 1, height: 22 * C + 1, fill: "#f4f4f4", stroke: "#ccc" }));
+  for (let i = 0; i < 220; i++) {
+    const wrong = truth && cells[i] !== truth[i];
+    if (cells[i] === "1" || wrong) {
+      svg.append(el("svg:rect", { x: (i % 10) * C + 1, y: Math.floor(i / 10) * C + 1, width: C - 1, height: C - 1,
+        fill: wrong ? (cells[i] === "1" ? "#d62728" : "#f7b6b6") : "#334" }));
+    }
+  }
+  return svg;
+}
+
+async function loadPredictions() {
+  const box = document.getElementById("predictions");
+  try {
+    page.predictions = await api(`/api/sweeps/${page.id}/predictions`);
+    drawPredictions();
+  } catch (e) { showError(box, e); }
+}
+
+function drawPredictions() {
+  const all = page.predictions.configurations;
+  const box = document.getElementById("predictions");
+  if (all.length === 0) {
+    put(document.getElementById("prediction-controls"));
+    put(box, el("p", { class: "muted" }, "No predictions yet: workers send them with checkpoints and at the end of a trial."));
+    return;
+  }
+  if (!all.some((c) => c.config_key === page.predictionsOf)) page.predictionsOf = all[0].config_key;
+  put(document.getElementById("prediction-controls"),
+    el("label", {}, "configuration ", select("prediction-config", all.map((c) => [c.config_key, c.configuration]), page.predictionsOf,
+      (v) => { page.predictionsOf = v; drawPredictions(); })));
+  const c = all.find((x) => x.config_key === page.predictionsOf);
+  put(box,
+    el("p", { class: "muted" }, `Trial ${c.trial} (repeat ${c.repeat}) at epoch ${c.epoch}: input, predicted (red: cells that differ from the truth) and true next board.`),
+    el("div", { class: "samples", "data-config": c.config_key, "data-epoch": c.epoch },
+      c.samples.map((s) => el("figure", { class: "sample", "data-item": s.item },
+        el("div", { class: "boards" }, board(s.input, null, "input"), board(s.predicted, s.truth, "predicted"), board(s.truth, null, "true")),
+        el("figcaption", {}, `${s.kind} · item ${s.item}`, s.predicted === s.truth ? " · exact" : "")))));
+}
+
 function drawTrials() {
   const order = { running: 0, queued: 1, failed: 2, stopped: 3, completed: 4, cancelled: 5 };
   const trials = [...page.trials.values()].sort((a, b) => (order[a.status] ?? 9) - (order[b.status] ?? 9) || a.id - b.id);
@@ -398,7 +445,7 @@ function follow(id) {
   let pending = null;
   const refresh = () => {
     if (pending) return;
-    pending = setTimeout(() => { pending = null; if (page && page.id === id) { loadCurves(); loadResults(); loadPvalues(); } }, 2000);
+    pending = setTimeout(() => { pending = null; if (page && page.id === id) { loadCurves(); loadResults(); loadPvalues(); loadPredictions(); } }, 2000);
   };
   source.addEventListener("trials", (e) => {
     if (!page || page.id !== id) return;

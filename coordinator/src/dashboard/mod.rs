@@ -7,7 +7,8 @@
 //! configuration (with 95% confidence intervals), every pair's Welch
 //! p-value as a matrix,
 //! learning curves (aggregated on the server from the running summaries,
-//! downsampled), one configuration's repeats, and a stream of trial changes
+//! downsampled), one configuration's repeats, the latest predictions on
+//! the sample items per configuration, and a stream of trial changes
 //! (server-sent events) so that the page follows a running sweep without
 //! reloading.
 //!
@@ -110,6 +111,7 @@ fn router(dashboard: Dashboard) -> Router {
         .route("/api/sweeps/{id}/compare", get(compare))
         .route("/api/sweeps/{id}/curves", get(curves))
         .route("/api/sweeps/{id}/repeats", get(repeats))
+        .route("/api/sweeps/{id}/predictions", get(predictions))
         .route("/api/sweeps/{id}/events", get(events))
         .with_state(dashboard)
 }
@@ -436,6 +438,39 @@ async fn repeats(
         trials.push(json!({"id": trial.id, "repeat": trial.repeat, "points": points}));
     }
     Ok(axum::Json(json!({"config_key": q.config, "trials": trials})).into_response())
+}
+
+/// Per configuration, the latest predictions on the sample items; each
+/// board a string of 220 `0`/`1` cells, row by row from the top.
+async fn predictions(
+    _: Reader,
+    State(d): State<Dashboard>,
+    Path(id): Path<i64>,
+) -> Result<Response, ApiError> {
+    let answer = results::predictions(&d.store, &pb::PredictionsRequest { sweep_id: id }).await?;
+    let cells =
+        |b: &[u8]| -> String { b.iter().map(|c| if *c == 1 { '1' } else { '0' }).collect() };
+    let configurations: Vec<Value> = answer
+        .configurations
+        .iter()
+        .map(|c| {
+            let samples: Vec<Value> = c
+                .samples
+                .iter()
+                .map(|s| {
+                    json!({
+                        "item": s.item, "kind": s.kind, "input": cells(&s.input),
+                        "predicted": cells(&s.predicted), "truth": cells(&s.truth),
+                    })
+                })
+                .collect();
+            json!({
+                "configuration": c.label, "config_key": c.config_key, "trial": c.trial_id,
+                "repeat": c.repeat, "epoch": c.epoch, "samples": samples,
+            })
+        })
+        .collect();
+    Ok(axum::Json(json!({"configurations": configurations})).into_response())
 }
 
 type Events = dyn Stream<Item = Result<Event, Infallible>> + Send;

@@ -1,7 +1,8 @@
 //! One self-contained HTML file of a sweep, to attach to a paper or a
 //! message: the learning curves of one metric grouped by configuration
 //! (mean over repeats, ±std band), the results table with 95% confidence
-//! intervals, and the matrix of Welch p-values. Styles and drawings are
+//! intervals, the matrix of Welch p-values, and each configuration's
+//! latest predictions on the sample items beside the true boards. Styles and drawings are
 //! inline (SVG); the file loads nothing and runs no script.
 
 use std::fmt::Write;
@@ -22,6 +23,8 @@ pub struct Inputs {
     pub pairs: pb::CompareResponse,
     /// The curves of the same metric and split.
     pub curves: pb::LearningCurvesResponse,
+    /// Each configuration's latest predictions on the sample items.
+    pub predictions: pb::PredictionsResponse,
 }
 
 /// Line colours, one per configuration (repeating past ten).
@@ -35,7 +38,8 @@ table{border-collapse:collapse;margin:1em 0}td,th{padding:.25em .6em;border-bott
 td:first-child,th:first-child{text-align:left}.p001{background:#1a9850;color:#fff}.p01{background:#91cf60}\
 .p05{background:#d9ef8b}.legend span{display:inline-block;margin-right:1.2em}\
 .legend i{display:inline-block;width:1.2em;height:.25em;vertical-align:middle;margin-right:.3em}\
-svg text{font-size:11px;fill:#444}";
+svg text{font-size:11px;fill:#444}.samples{display:flex;flex-wrap:wrap;gap:1em}\
+.sample{margin:0;text-align:center;font-size:.8em;color:#555}.sample svg{margin:0 1px}";
 
 /// The 95% confidence interval of a mean from n values with sample std
 /// `std` (Student's t); None below two values.
@@ -80,6 +84,7 @@ pub fn html(inputs: &Inputs) -> String {
     curves_section(&mut out, &inputs.curves);
     results_section(&mut out, &inputs.results);
     pairs_section(&mut out, &inputs.pairs);
+    predictions_section(&mut out, &inputs.predictions);
     out.push_str("</body></html>\n");
     out
 }
@@ -273,6 +278,77 @@ fn pairs_section(out: &mut String, pairs: &pb::CompareResponse) {
         out.push_str("</tr>\n");
     }
     out.push_str("</table>\n");
+}
+
+/// Pixels per board cell.
+const CELL: usize = 6;
+
+/// A board (220 cells, 22 rows of 10) as inline SVG; with `truth`, cells
+/// that differ from it are red.
+fn board(out: &mut String, cells: &[u8], truth: Option<&[u8]>, title: &str) {
+    let (w, h) = (10 * CELL + 1, 22 * CELL + 1);
+    let _ = write!(
+        out,
+        "<svg class=\"board\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\"><title>{title}</title>\
+         <rect width=\"{w}\" height=\"{h}\" fill=\"#f4f4f4\" stroke=\"#ccc\"/>"
+    );
+    for (i, &c) in cells.iter().enumerate() {
+        let wrong = truth.is_some_and(|t| t.get(i) != Some(&c));
+        let fill = match (c == 1, wrong) {
+            (true, false) => "#334",
+            (true, true) => "#d62728",
+            (false, true) => "#f7b6b6",
+            (false, false) => continue,
+        };
+        let _ = write!(
+            out,
+            "<rect x=\"{}\" y=\"{}\" width=\"{s}\" height=\"{s}\" fill=\"{fill}\"/>",
+            (i % 10) * CELL + 1,
+            (i / 10) * CELL + 1,
+            s = CELL - 1
+        );
+    }
+    out.push_str("</svg>");
+}
+
+fn predictions_section(out: &mut String, predictions: &pb::PredictionsResponse) {
+    out.push_str(
+        "<h2>Predictions on test items</h2>\n<p>Per configuration, the latest predictions of \
+         its trial furthest along: input, predicted (red: cells that differ from the truth) \
+         and true next board.</p>\n",
+    );
+    if predictions.configurations.is_empty() {
+        out.push_str("<p>No predictions stored yet.</p>\n");
+        return;
+    }
+    for c in &predictions.configurations {
+        let _ = writeln!(
+            out,
+            "<h3>{}</h3>\n<p>Trial {} (repeat {}) at epoch {}.</p>\n<div class=\"samples\">",
+            text(&c.label),
+            c.trial_id,
+            c.repeat,
+            c.epoch
+        );
+        for s in &c.samples {
+            out.push_str("<figure class=\"sample\"><div>");
+            board(out, &s.input, None, "input");
+            board(out, &s.predicted, Some(&s.truth), "predicted");
+            board(out, &s.truth, None, "true");
+            let _ = writeln!(
+                out,
+                "</div><figcaption>{} · item {}{}</figcaption></figure>",
+                text(&s.kind),
+                s.item,
+                if s.predicted == s.truth {
+                    " · exact"
+                } else {
+                    ""
+                }
+            );
+        }
+        out.push_str("</div>\n");
+    }
 }
 
 #[cfg(test)]

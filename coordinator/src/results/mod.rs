@@ -1,6 +1,6 @@
 //! Results by configuration, computed from the stored metrics: summaries
 //! of every metric per configuration, Welch's t-tests between groups of
-//! configurations and learning curves. The gRPC API, the CLI and
+//! configurations, learning curves and the latest predictions. The gRPC API, the CLI and
 //! `coordinator run` show these same numbers.
 //!
 //! A configuration is a trial's parameters without its seed: the trials
@@ -10,6 +10,7 @@ mod compare;
 mod configurations;
 mod curves;
 mod epochs;
+mod predictions;
 
 use proto::metrics::{Metric, Split};
 use proto::v1 as pb;
@@ -17,6 +18,7 @@ use proto::v1 as pb;
 pub use compare::compare;
 pub use configurations::{labels, labels_by_key};
 pub use curves::learning_curves;
+pub use predictions::predictions;
 
 use crate::convert;
 use crate::error::Error;

@@ -274,6 +274,20 @@ impl SweepService for Sweeps {
         .await
     }
 
+    async fn predictions(
+        &self,
+        request: Request<pb::PredictionsRequest>,
+    ) -> Result<Response<pb::PredictionsResponse>, Status> {
+        handle(
+            &self.gate,
+            "Predictions",
+            Role::Reader,
+            request,
+            |r| async move { results::predictions(&self.store, &r).await },
+        )
+        .await
+    }
+
     async fn results(
         &self,
         request: Request<pb::ResultsRequest>,

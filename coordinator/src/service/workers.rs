@@ -254,11 +254,20 @@ async fn report_progress(
 }
 
 async fn complete(w: &Workers, r: pb::CompleteRequest) -> Result<pb::CompleteResponse, Error> {
+    limits::samples(&r.samples)?;
     let sweep = held_in(
         w.store.finish(r.trial_id, &r.lease_id, None).await?,
         r.trial_id,
     )?;
     tracing::info!(trial = r.trial_id, "trial completed");
+    if !r.samples.is_empty() {
+        let epoch = w
+            .store
+            .trial(r.trial_id)
+            .await?
+            .map_or(0, |t| t.epochs_done);
+        keep_samples(w, r.trial_id, epoch, r.samples).await?;
+    }
     w.sweeps.after_end(&w.store, sweep).await?;
     Ok(pb::CompleteResponse {})
 }
@@ -300,13 +309,31 @@ async fn put_checkpoint(
             limits::MAX_CHECKPOINT_BYTES
         )));
     }
+    limits::samples(&r.samples)?;
     check_epoch(w, r.trial_id, r.epoch).await?;
     let state = w
         .store
         .put_checkpoint(r.trial_id, &r.lease_id, r.epoch, &r.data)
         .await?;
     still_held(state == LeaseState::Held, r.trial_id)?;
+    if !r.samples.is_empty() {
+        keep_samples(w, r.trial_id, r.epoch, r.samples).await?;
+    }
     Ok(pb::PutCheckpointResponse {})
+}
+
+/// Stores a trial's predictions on the sample items at `epoch`.
+async fn keep_samples(
+    w: &Workers,
+    trial_id: i64,
+    epoch: u32,
+    samples: Vec<pb::BoardSample>,
+) -> Result<(), Error> {
+    let stored = pb::BoardSamples { epoch, samples };
+    w.store
+        .put_samples(trial_id, epoch, &prost::Message::encode_to_vec(&stored))
+        .await?;
+    Ok(())
 }
 
 async fn get_checkpoint(
