@@ -722,9 +722,11 @@ async fn run(command: Command) -> Result<()> {
                 .await
                 .with_context(|| format!("exporting sweep {sweep}"))?;
             println!(
-                "{} runs, {} scalars written to {} and read back; open with `tensorboard --logdir {}`",
+                "{} runs, {} scalars and {} prediction images written to {} and read back; open with \
+                 `tensorboard --logdir {}`",
                 done.runs,
                 done.scalars,
+                done.images,
                 tensorboard.display(),
                 tensorboard.display()
             );

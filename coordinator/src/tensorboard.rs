@@ -1,7 +1,8 @@
 //! TensorBoard event files: what `coordinator export --tensorboard` writes
 //! (every metric of every epoch of every trial as a scalar, one run per
-//! trial: `DIR/CONFIGURATION/repeat-N`), and a reader that checks them
-//! back after writing.
+//! trial: `DIR/CONFIGURATION/repeat-N`, and per configuration the latest
+//! predictions on the sample items as an image), and a reader that checks
+//! them back after writing.
 //!
 //! The format is TensorBoard's: a file named `events.out.tfevents.*` of
 //! records, each a little-endian `u64` length, its masked CRC-32C, the
@@ -55,15 +56,35 @@ pub struct Summary {
     pub value: Vec<Value>,
 }
 
-/// `tensorflow.Summary.Value`, a scalar.
+/// `tensorflow.Summary.Value`: a scalar, or an image.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Value {
-    /// The scalar's name, e.g. `test/board_accuracy`.
+    /// The value's name, e.g. `test/board_accuracy`.
     #[prost(string, tag = "1")]
     pub tag: String,
-    /// Its value.
+    /// A scalar's value.
     #[prost(float, tag = "2")]
     pub simple_value: f32,
+    /// An image.
+    #[prost(message, optional, tag = "4")]
+    pub image: Option<Image>,
+}
+
+/// `tensorflow.Summary.Image`: an encoded PNG.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Image {
+    /// Pixels down.
+    #[prost(int32, tag = "1")]
+    pub height: i32,
+    /// Pixels across.
+    #[prost(int32, tag = "2")]
+    pub width: i32,
+    /// 3 for RGB.
+    #[prost(int32, tag = "3")]
+    pub colorspace: i32,
+    /// The PNG file's bytes.
+    #[prost(bytes = "vec", tag = "4")]
+    pub encoded_image_string: Vec<u8>,
 }
 
 /// Why an event file could not be written or read.
@@ -87,6 +108,9 @@ pub enum EventError {
         /// What is wrong with it.
         why: String,
     },
+    /// An image that could not be encoded.
+    #[error("encoding a PNG: {0}")]
+    Image(String),
 }
 
 /// Why an export stopped.
@@ -117,6 +141,8 @@ pub struct Exported {
     pub runs: usize,
     /// Scalars written, over every run and epoch.
     pub scalars: usize,
+    /// Prediction images written (one per configuration that has some).
+    pub images: usize,
 }
 
 /// A configuration's label as a directory name: `/` and NUL, which a name
@@ -183,7 +209,100 @@ pub async fn export(
         exported.runs += 1;
         exported.scalars += steps.iter().map(|(_, s)| s.len()).sum::<usize>();
     }
+    let predictions = api
+        .predictions(pb::PredictionsRequest { sweep_id: sweep })
+        .await?
+        .into_inner();
+    for c in &predictions.configurations {
+        let run = dir
+            .join(run_dir(&c.label))
+            .join(format!("repeat-{}", c.repeat));
+        let name = format!(
+            "events.out.tfevents.exp025-trial-{}-predictions",
+            c.trial_id
+        );
+        let image = predictions_image(&c.samples)?;
+        let path = write_events(
+            &run,
+            &name,
+            wall_time,
+            &[(
+                i64::from(c.epoch),
+                vec![Value {
+                    tag: PREDICTIONS_TAG.into(),
+                    simple_value: 0.0,
+                    image: Some(image),
+                }],
+            )],
+        )?;
+        let found = read_events(&path)?
+            .iter()
+            .filter(|e| matches!(&e.what, Some(What::Summary(s)) if s.value.iter().any(|v| v.image.is_some())))
+            .count();
+        if found != 1 {
+            return Err(ExportError::Mismatch {
+                path,
+                found,
+                wrote: 1,
+            });
+        }
+        exported.images += 1;
+    }
     Ok(exported)
+}
+
+/// The tag of the prediction images.
+pub const PREDICTIONS_TAG: &str = "predictions";
+
+/// Pixels per board cell in a prediction image.
+const CELL_PX: usize = 4;
+
+/// The predictions on the sample items as one RGB image: a row per item,
+/// its input, predicted and true boards side by side (cells of the
+/// prediction that differ from the truth in red).
+pub fn predictions_image(samples: &[pb::BoardSample]) -> Result<Image, EventError> {
+    const GAP: usize = 2 * CELL_PX;
+    let (board_w, board_h) = (10 * CELL_PX, 22 * CELL_PX);
+    let width = 3 * board_w + 4 * GAP;
+    let height = samples.len().max(1) * (board_h + GAP) + GAP;
+    let mut pixels = vec![255u8; width * height * 3];
+    let mut paint = |x0: usize, y0: usize, cells: &[u8], truth: Option<&[u8]>| {
+        for (i, &c) in cells.iter().enumerate().take(220) {
+            let wrong = truth.is_some_and(|t| t.get(i) != Some(&c));
+            let rgb = match (c == 1, wrong) {
+                (true, false) => [51, 51, 68],
+                (true, true) => [214, 39, 40],
+                (false, true) => [247, 182, 182],
+                (false, false) => [238, 238, 238],
+            };
+            let (cx, cy) = (x0 + (i % 10) * CELL_PX, y0 + (i / 10) * CELL_PX);
+            for y in cy..cy + CELL_PX - 1 {
+                for x in cx..cx + CELL_PX - 1 {
+                    pixels[(y * width + x) * 3..][..3].copy_from_slice(&rgb);
+                }
+            }
+        }
+    };
+    for (row, s) in samples.iter().enumerate() {
+        let y = GAP + row * (board_h + GAP);
+        paint(GAP, y, &s.input, None);
+        paint(2 * GAP + board_w, y, &s.predicted, Some(&s.truth));
+        paint(3 * GAP + 2 * board_w, y, &s.truth, None);
+    }
+    let mut encoded = Vec::new();
+    let mut encoder = png::Encoder::new(&mut encoded, width as u32, height as u32);
+    encoder.set_color(png::ColorType::Rgb);
+    encoder.set_depth(png::BitDepth::Eight);
+    encoder
+        .write_header()
+        .and_then(|mut w| w.write_image_data(&pixels))
+        .map_err(|e| EventError::Image(e.to_string()))?;
+    Ok(Image {
+        height: height as i32,
+        width: width as i32,
+        colorspace: 3,
+        encoded_image_string: encoded,
+    })
 }
 
 /// TensorBoard's CRC-32C mask.
@@ -213,6 +332,31 @@ pub fn write_scalars(
     wall_time: f64,
     steps: &[(i64, Vec<(String, f32)>)],
 ) -> Result<PathBuf, EventError> {
+    let steps: Vec<(i64, Vec<Value>)> = steps
+        .iter()
+        .map(|(step, scalars)| {
+            let values = scalars
+                .iter()
+                .map(|(tag, simple_value)| Value {
+                    tag: tag.clone(),
+                    simple_value: *simple_value,
+                    image: None,
+                })
+                .collect();
+            (*step, values)
+        })
+        .collect();
+    write_events(dir, name, wall_time, &steps)
+}
+
+/// Writes the event file `name` in `dir` (made if missing), holding for
+/// each `(step, values)` one summary event of its values; returns its path.
+pub fn write_events(
+    dir: &Path,
+    name: &str,
+    wall_time: f64,
+    steps: &[(i64, Vec<Value>)],
+) -> Result<PathBuf, EventError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| EventError::Io { path, source }
@@ -224,18 +368,12 @@ pub fn write_scalars(
         step: 0,
         what: Some(What::FileVersion(FILE_VERSION.into())),
     });
-    for (step, scalars) in steps {
+    for (step, values) in steps {
         bytes.extend(record(&Event {
             wall_time,
             step: *step,
             what: Some(What::Summary(Summary {
-                value: scalars
-                    .iter()
-                    .map(|(tag, simple_value)| Value {
-                        tag: tag.clone(),
-                        simple_value: *simple_value,
-                    })
-                    .collect(),
+                value: values.clone(),
             })),
         }));
     }

@@ -568,6 +568,42 @@ pub fn spawn_worker(
     )
 }
 
+/// The predictions a simulated worker sends when it completes a trial: a
+/// spawn (the piece at the top right) and a fall (a cell dropping one
+/// row), the spawn predicted with one cell missing and one too many for
+/// even seeds and right for odd ones.
+pub fn board_samples(config: &pb::TrialConfig) -> Vec<pb::BoardSample> {
+    let board = |filled: &[usize]| -> Vec<u8> {
+        let mut b = vec![0u8; 220];
+        for &i in filled {
+            b[i] = 1;
+        }
+        b
+    };
+    let spawn_truth = board(&[4, 5, 14, 15, 219]);
+    let spawn_predicted = if config.seed.is_multiple_of(2) {
+        board(&[4, 14, 15, 16, 219])
+    } else {
+        spawn_truth.clone()
+    };
+    vec![
+        pb::BoardSample {
+            item: 0,
+            kind: "spawn".into(),
+            input: board(&[219]),
+            predicted: spawn_predicted,
+            truth: spawn_truth,
+        },
+        pb::BoardSample {
+            item: 1,
+            kind: "fall".into(),
+            input: board(&[24, 219]),
+            predicted: board(&[34, 219]),
+            truth: board(&[34, 219]),
+        },
+    ]
+}
+
 /// What a simulated worker reports for a trial's epoch.
 pub type Reporter = dyn Fn(&pb::TrialConfig, u32) -> Vec<pb::Metric> + Send + Sync;
 
@@ -624,7 +660,7 @@ pub async fn simulated_worker(
             let request = pb::CompleteRequest {
                 trial_id: trial.id,
                 lease_id: lease.lease_id,
-                samples: Vec::new(),
+                samples: board_samples(&config),
             };
             client.complete(request).await.unwrap();
         }

@@ -424,17 +424,27 @@ async fn a_finished_and_a_running_sweep_in_headless_chromium() {
         "return document.querySelectorAll('#curves-svg polyline.repeat').length === 3;",
     )
     .await;
-    assert!(
-        eval(
-            client,
-            "return document.getElementById('predictions').textContent;"
-        )
-        .await
-        .as_str()
-        .unwrap()
-        .starts_with("No predictions yet"),
-        "a sweep of simulated workers has no predictions"
-    );
+    // Each configuration's predictions, those of its repeat 0 (all at the
+    // last epoch).
+    wait_in_page(
+        client,
+        "the finished sweep's predictions",
+        "const s = document.querySelector('#predictions .samples'); \
+         return s !== null && s.dataset.epoch === '6' \
+         && s.querySelectorAll('figure.sample').length === 2;",
+    )
+    .await;
+    let options = eval(
+        client,
+        "return [...document.querySelectorAll('#prediction-config option')].map(o => o.value);",
+    )
+    .await;
+    let keys: Vec<&str> = answer
+        .configurations
+        .iter()
+        .map(|c| c.config_key.as_str())
+        .collect();
+    assert_eq!(options, json!(keys));
     let png = client.screenshot().await.unwrap();
     std::fs::write(screenshot_dir().join("finished.png"), &png).unwrap();
 

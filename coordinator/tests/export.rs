@@ -54,6 +54,8 @@ out = {}
 for run in m.Runs():
     acc = m.GetAccumulator(run)
     out[run] = {tag: [[e.step, e.value] for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+    for tag in acc.Tags()["images"]:
+        out[run]["image:" + tag] = [[e.step, e.width, e.height] for e in acc.Images(tag)]
 print(json.dumps(out).replace("NaN", "null"))
 "#;
     let out = std::process::Command::new("python3")
@@ -69,6 +71,49 @@ print(json.dumps(out).replace("NaN", "null"))
         panic!("tensorboard could not read the export: {err}");
     }
     Some(serde_json::from_slice(&out.stdout).unwrap())
+}
+
+/// Checks the prediction image of `path` against the samples it shows:
+/// its size, and its pixels cell by cell (filled cells dark, cells of the
+/// prediction that differ from the truth red when filled and pink when
+/// not), counted per colour.
+fn check_image(path: &std::path::Path, samples: &[pb::BoardSample]) {
+    let events = read_events(path).unwrap();
+    let image = events
+        .iter()
+        .find_map(|e| match &e.what {
+            Some(What::Summary(s)) => s.value.iter().find_map(|v| v.image.clone()),
+            _ => None,
+        })
+        .expect("an image event");
+    assert_eq!(events.last().unwrap().step, 3);
+    let decoder = png::Decoder::new(std::io::Cursor::new(&image.encoded_image_string));
+    let mut reader = decoder.read_info().unwrap();
+    let mut pixels = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut pixels).unwrap();
+    assert_eq!(
+        (info.width as i32, info.height as i32),
+        (image.width, image.height)
+    );
+    assert_eq!((image.width, image.height), (152, 200));
+    let count = |rgb: [u8; 3]| pixels.chunks_exact(3).filter(|p| *p == rgb).count();
+    let filled = |b: &[u8]| b.iter().filter(|&&c| c == 1).count();
+    let (mut dark, mut red, mut pink) = (0, 0, 0);
+    for s in samples {
+        dark += filled(&s.input) + filled(&s.truth);
+        for (p, t) in s.predicted.iter().zip(&s.truth) {
+            match (*p == 1, p == t) {
+                (true, true) => dark += 1,
+                (true, false) => red += 1,
+                (false, false) => pink += 1,
+                (false, true) => {}
+            }
+        }
+    }
+    // A cell is 3 x 3 pixels (4 with its gap).
+    assert_eq!(count([51, 51, 68]), dark * 9);
+    assert_eq!(count([214, 39, 40]), red * 9);
+    assert_eq!(count([247, 182, 182]), pink * 9);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -90,7 +135,7 @@ async fn every_stored_value_is_exported_as_a_tensorboard_scalar() {
             ],
         );
         assert!(
-            out.contains("4 runs, 36 scalars written"),
+            out.contains("4 runs, 36 scalars and 2 prediction images written"),
             "{}: {out}",
             db.name
         );
@@ -117,11 +162,21 @@ async fn every_stored_value_is_exported_as_a_tensorboard_scalar() {
                         .push((i64::from(v.epoch), v.value.value as f32));
                 }
             }
-            let files: Vec<_> = std::fs::read_dir(dir.path().join(&run))
+            let (files, images): (Vec<_>, Vec<_>) = std::fs::read_dir(dir.path().join(&run))
                 .unwrap()
                 .map(|e| e.unwrap().path())
-                .collect();
+                .partition(|p| !p.display().to_string().ends_with("-predictions"));
             assert_eq!(files.len(), 1, "{run}: {files:?}");
+            // Each configuration's predictions are one image, in the run of
+            // its trial furthest along (all at epoch 3: repeat 0).
+            assert_eq!(
+                images.len(),
+                usize::from(t.repeat == 0),
+                "{run}: {images:?}"
+            );
+            for path in &images {
+                check_image(path, &testing::board_samples(&t.config));
+            }
             let mut found: BTreeMap<String, Vec<(i64, f32)>> = BTreeMap::new();
             for event in read_events(&files[0]).unwrap() {
                 if let Some(What::Summary(s)) = event.what {
@@ -162,6 +217,14 @@ async fn every_stored_value_is_exported_as_a_tensorboard_scalar() {
             Some(read) => {
                 let runs = read.as_object().unwrap();
                 assert_eq!(runs.len(), 4, "{read}");
+                let images: Vec<&serde_json::Value> = runs
+                    .values()
+                    .filter_map(|tags| tags.get("image:predictions"))
+                    .collect();
+                assert_eq!(images.len(), 2, "{read}");
+                for image in images {
+                    assert_eq!(image, &serde_json::json!([[3, 152, 200]]), "{read}");
+                }
                 for (run, tags) in &expected {
                     for (tag, values) in tags {
                         let got = &read[run][tag];
@@ -204,6 +267,12 @@ async fn the_html_report_holds_curves_results_and_p_values_and_loads_nothing() {
         &["report", &id, "--out", &path, "--metric", "board_accuracy"],
     );
     let html = std::fs::read_to_string(&file).unwrap();
+    // Predictions: per configuration, its samples' three boards each, the
+    // spawn of repeat 0 (an even seed) with one cell missing and one too
+    // many in the predicted board.
+    assert_eq!(html.matches("<svg class=\"board\"").count(), 2 * 2 * 3);
+    assert_eq!(html.matches("height=\"5\" fill=\"#d62728\"").count(), 2);
+    assert_eq!(html.matches("height=\"5\" fill=\"#f7b6b6\"").count(), 2);
     for outside in ["<script", "src=", "href=", "@import", "url("] {
         assert!(
             !html.contains(outside),
