@@ -42,6 +42,11 @@ const FINISHED: &str = "name: finished\nrepeats: 3\n\
     metric: {name: board_accuracy, split: test}\n\
     parameters:\n  lr: {values: [0.001, 0.003, 0.01]}\n  epochs: {value: 6}\n";
 
+const RANDOM: &str = "name: random\nmethod: random\nbudget: 5\nsearch_seed: 7\n\
+    dataset: {generated: {seed: 1, train: 16, test: 8}}\n\
+    parameters:\n  lr: {distribution: log_uniform, min: 0.0001, max: 0.01}\n\
+    \x20 beta1: {distribution: uniform, min: 0.5, max: 0.9}\n  epochs: {value: 3}\n";
+
 const RUNNING: &str = "name: running\nrepeats: 1\n\
     dataset: {generated: {seed: 1, train: 16, test: 8}}\n\
     parameters:\n  epochs: {value: 5}\n";
@@ -458,6 +463,29 @@ async fn a_finished_and_a_running_sweep_in_headless_chromium() {
         ),
     )
     .await;
+
+    // A random search: parallel coordinates, a line per configuration
+    // across an axis per parameter that varies and one for the metric.
+    let random = testing::submit(&server.url(), RANDOM).await.id;
+    drain(&server, random).await;
+    client
+        .goto(&format!("{base}/#/sweep/{random}"))
+        .await
+        .unwrap();
+    wait_in_page(
+        client,
+        "parallel coordinates of five configurations",
+        "const p = document.getElementById('parallel-svg'); \
+         return p !== null && p.querySelectorAll('polyline.configuration').length === 5;",
+    )
+    .await;
+    let axes = eval(
+        client,
+        "return [...document.querySelectorAll('#parallel-svg > text')].map(t => t.textContent) \
+         .filter(t => ['lr', 'beta1', 'board_accuracy'].includes(t));",
+    )
+    .await;
+    assert_eq!(axes, json!(["beta1", "lr", "board_accuracy"]));
 
     // A running sweep: a new epoch appears without a reload.
     let running = testing::submit(&server.url(), RUNNING).await.id;

@@ -77,12 +77,22 @@ async fn a_sweep_runs_to_its_results_and_a_second_run_only_reports() {
             .iter()
             .all(|t| t.status == "completed" && t.epochs_done == 2)
     );
-    // Its workers had a token of their own, revoked when the run ended.
+    // Its workers had a token of their own, and the dashboard whose address
+    // it printed a reader token, both revoked when the run ended.
     let tokens = store.tokens().await.unwrap();
-    assert_eq!(tokens.len(), 1, "{tokens:?}");
+    assert_eq!(tokens.len(), 2, "{tokens:?}");
     assert!(tokens[0].name.starts_with("coordinator-run-"));
     assert_eq!(tokens[0].role, coordinator::auth::Role::Worker);
-    assert!(tokens[0].revoked_ms.is_some(), "revoked at the end");
+    assert!(tokens[1].name.starts_with("coordinator-run-dashboard-"));
+    assert_eq!(tokens[1].role, coordinator::auth::Role::Reader);
+    assert!(
+        tokens.iter().all(|t| t.revoked_ms.is_some()),
+        "revoked at the end"
+    );
+    assert!(
+        stderr.contains("dashboard: http://127.0.0.1:") && stderr.contains("/?token=exp025_"),
+        "{stderr}"
+    );
     assert!(dir.path().join("exp025-workers.log").exists());
 
     let again = run(dir.path(), &file).output().unwrap();
