@@ -413,6 +413,23 @@ async fn a_finished_and_a_running_sweep_in_headless_chromium() {
             c.pvalue
         );
     }
+    // Stopping epochs on demand: the candidates as dashed lines (epochs 1
+    // to 6), each configuration's chosen one as a circle on its curve: the
+    // last, where board accuracy is highest.
+    client
+        .execute(
+            "const c = document.getElementById('curve-stops'); c.click();",
+            vec![],
+        )
+        .await
+        .unwrap();
+    wait_in_page(
+        client,
+        "the stopping epochs marked",
+        "return document.querySelectorAll('#curves-svg line.candidate').length === 6 \
+         && [...document.querySelectorAll('#curves-svg circle.stop')].map(c => c.dataset.epoch).join() === '6,6,6';",
+    )
+    .await;
     // Repeats on demand: one dashed line per trial of the configuration.
     let key = &answer.configurations[0].config_key;
     client

@@ -88,7 +88,7 @@ async function sweepPage(id) {
   page = {
     id, sweep, metrics: detail.metrics, trials: new Map(),
     metric: sweep.metric, split: sweep.metric_split || "test",
-    reading: "last", epoch: "", pMetric: sweep.metric, repeatsOf: "", stops: true,
+    reading: "last", epoch: "", pMetric: sweep.metric, repeatsOf: "", stops: false,
     candidates: defaultCandidates(longest),
     labels: new Map(), hidden: new Set(), curves: null, results: null, stopResults: null, events: null,
   };
@@ -149,7 +149,7 @@ function drawControls() {
     el("label", {}, "repeats of ", select("curve-repeats", [["", "none"], ...configs.map((c) => [c, label(c)])], page.repeatsOf,
       (v) => { page.repeatsOf = v; loadCurves(); })),
     el("label", {}, el("input", { type: "checkbox", id: "curve-stops", checked: page.stops ? "" : null,
-      onchange: (e) => { page.stops = e.target.checked; drawCurves(); } }), " stopping epochs"));
+      onchange: (e) => { page.stops = e.target.checked; loadCurves(); } }), " stopping epochs"));
   put(document.getElementById("result-controls"),
     el("label", {}, "read at ", select("reading", [["last", "each configuration's last epoch"], ["stop", "stopping epochs"], ["epoch", "epoch"]],
       page.reading, (v) => { page.reading = v; loadResults(); loadPvalues(); })),
@@ -174,7 +174,9 @@ async function loadCurves() {
     const q = new URLSearchParams({ split: page.split, metric: page.metric });
     const [curves, stops, repeats] = await Promise.all([
       api(`/api/sweeps/${page.id}/curves?${q}`),
-      api(`/api/sweeps/${page.id}/results?${new URLSearchParams({ split: page.split, stop: page.candidates })}`).catch(() => null),
+      // Choosing stopping epochs reads every candidate epoch of every trial:
+      // only when they are shown.
+      page.stops ? api(`/api/sweeps/${page.id}/results?${new URLSearchParams({ split: page.split, stop: page.candidates })}`).catch(() => null) : null,
       page.repeatsOf ? api(`/api/sweeps/${page.id}/repeats?${new URLSearchParams({ split: page.split, metric: page.metric, config: page.repeatsOf })}`) : null,
     ]);
     page.curves = curves; page.stopResults = stops; page.repeats = repeats;

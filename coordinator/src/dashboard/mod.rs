@@ -313,37 +313,45 @@ async fn compare(
 /// Every pair's two-sided p-value as a matrix, its configurations best
 /// first by their mean (the values themselves are in `results`): a sweep
 /// of hundreds of configurations has tens of thousands of pairs.
-fn matrix(answer: &pb::CompareResponse) -> Value {
-    let mut means: Vec<(String, f64)> = Vec::new();
-    let mut p: HashMap<(String, String), f64> = HashMap::new();
+fn matrix<'a>(answer: &'a pb::CompareResponse) -> Value {
+    // Configurations in order of first appearance, each with its mean.
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    let mut means: Vec<(&str, f64)> = Vec::new();
+    let mut pairs: Vec<(usize, usize, f64)> = Vec::with_capacity(answer.comparisons.len());
     for c in &answer.comparisons {
-        let (a, b) = (
-            c.a.clone().unwrap_or_default(),
-            c.b.clone().unwrap_or_default(),
-        );
-        for g in [&a, &b] {
-            if !means.iter().any(|(l, _)| *l == g.label) {
+        let (Some(a), Some(b)) = (&c.a, &c.b) else {
+            continue;
+        };
+        let mut at = |g: &'a pb::Group| -> usize {
+            let next = index.len();
+            *index.entry(g.label.as_str()).or_insert_with(|| {
                 let mean = g.summary.map_or(f64::NAN, |s| s.mean);
-                means.push((g.label.clone(), mean));
-            }
-        }
-        p.insert((a.label.clone(), b.label.clone()), c.pvalue);
-        p.insert((b.label, a.label), c.pvalue);
+                means.push((g.label.as_str(), mean));
+                next
+            })
+        };
+        let (i, j) = (at(a), at(b));
+        pairs.push((i, j, c.pvalue));
     }
-    means.sort_by(|x, y| x.1.is_nan().cmp(&y.1.is_nan()).then(y.1.total_cmp(&x.1)));
-    let labels: Vec<&String> = means.iter().map(|(l, _)| l).collect();
-    let rows: Vec<Vec<Option<f64>>> = labels
-        .iter()
-        .map(|a| {
-            labels
-                .iter()
-                .map(|b| p.get(&((*a).clone(), (*b).clone())).copied())
-                .collect()
-        })
-        .collect();
+    // Best first by mean, NaN last.
+    let mut order: Vec<usize> = (0..means.len()).collect();
+    order.sort_by(|&x, &y| {
+        let (x, y) = (means[x].1, means[y].1);
+        x.is_nan().cmp(&y.is_nan()).then(y.total_cmp(&x))
+    });
+    let mut rank = vec![0; order.len()];
+    for (r, &i) in order.iter().enumerate() {
+        rank[i] = r;
+    }
+    let mut rows: Vec<Vec<Option<f64>>> = vec![vec![None; order.len()]; order.len()];
+    for (i, j, p) in pairs {
+        rows[rank[i]][rank[j]] = Some(p);
+        rows[rank[j]][rank[i]] = Some(p);
+    }
     json!({
         "metric": answer.metric, "split": answer.split,
-        "labels": labels, "means": means.iter().map(|(_, m)| *m).collect::<Vec<_>>(),
+        "labels": order.iter().map(|&i| means[i].0).collect::<Vec<_>>(),
+        "means": order.iter().map(|&i| means[i].1).collect::<Vec<_>>(),
         "pvalues": rows,
     })
 }

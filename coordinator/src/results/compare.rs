@@ -50,11 +50,16 @@ pub async fn compare(store: &Store, r: &pb::CompareRequest) -> Result<pb::Compar
         g
     };
     let pairs: Vec<(pb::Group, pb::Group)> = if r.all_pairs {
-        let n = chosen.len();
-        let label = |i: usize| chosen[i].configuration.label.clone();
+        // Each configuration's group once; n (n - 1) pairs of copies.
+        let groups: Vec<pb::Group> = chosen
+            .iter()
+            .enumerate()
+            .map(|(i, c)| group(&[i], c.configuration.label.clone()))
+            .collect();
+        let n = groups.len();
         (0..n)
             .flat_map(|i| (0..n).filter(move |&j| j != i).map(move |j| (i, j)))
-            .map(|(i, j)| (group(&[i], label(i)), group(&[j], label(j))))
+            .map(|(i, j)| (groups[i].clone(), groups[j].clone()))
             .collect()
     } else {
         let configurations: Vec<&Configuration> = chosen.iter().map(|c| &c.configuration).collect();
