@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use coordinator::auth::{self, Auth, Gate, Role};
+use coordinator::report;
 use coordinator::testing::{self, wait_for, wait_until};
 use fantoccini::{Client, ClientBuilder};
 use proto::v1 as pb;
@@ -287,19 +288,6 @@ fn screenshot_dir() -> std::path::PathBuf {
     dir
 }
 
-/// `mean ± std` as the results table prints it.
-fn mean_std(s: &pb::Summary) -> String {
-    let mut text = if s.n == 0 {
-        "NaN".to_string()
-    } else {
-        format!("{:.4} ± {:.4}", s.mean, s.std)
-    };
-    if s.nan > 0 {
-        text.push_str(&format!(" ({} NaN)", s.nan));
-    }
-    text
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_finished_and_a_running_sweep_in_headless_chromium() {
     let Some(browser) = browser().await else {
@@ -369,7 +357,7 @@ async fn a_finished_and_a_running_sweep_in_headless_chromium() {
             let name = cell[0].as_str().unwrap();
             let shown = cell[1].as_str().unwrap();
             match c.metrics.iter().find(|m| m.name == name) {
-                Some(m) => assert_eq!(shown, mean_std(&m.summary.unwrap()), "{name}"),
+                Some(m) => assert_eq!(shown, report::mean_std(m.summary.as_ref()), "{name}"),
                 None => assert_eq!(shown, "-", "{name}"),
             }
             checked += 1;

@@ -209,8 +209,7 @@ async fn sweep(
     Path(id): Path<i64>,
 ) -> Result<Response, ApiError> {
     let detail = service::get_sweep(&d.store, id).await?;
-    let mut doc: Value = serde_json::from_str(&report::detail(&detail, Format::Json))
-        .expect("the report writes JSON");
+    let mut doc = report::detail_json(&detail);
     doc["metrics"] = json!(metric_names());
     Ok(axum::Json(doc).into_response())
 }
@@ -290,10 +289,7 @@ async fn compare(
     Path(id): Path<i64>,
     Query(q): Query<Reading>,
 ) -> Result<Response, ApiError> {
-    let metric = match &q.metric {
-        Some(m) => m.clone(),
-        None => stored_metric(&d.store, id).await?,
-    };
+    let metric = metric_or_the_sweeps(&d.store, id, &q.metric).await?;
     let selection = q.selection()?;
     let answer = results::compare(
         &d.store,
@@ -356,9 +352,17 @@ fn matrix<'a>(answer: &'a pb::CompareResponse) -> Value {
     })
 }
 
-async fn stored_metric(store: &Store, id: i64) -> Result<String, Error> {
-    let detail = service::get_sweep(store, id).await?;
-    Ok(detail.sweep.map(|s| s.metric).unwrap_or_default())
+/// The metric asked for, or else the sweep's own (NOT_FOUND for an
+/// unknown sweep).
+async fn metric_or_the_sweeps(
+    store: &Store,
+    id: i64,
+    asked: &Option<String>,
+) -> Result<String, Error> {
+    let sweep = service::stored_sweep(store, id).await?;
+    Ok(asked
+        .clone()
+        .unwrap_or_else(|| sweep.objective.metric.name().to_string()))
 }
 
 /// Curves with at most [`CURVE_POINTS`] points each: every epoch when there
@@ -369,10 +373,7 @@ async fn curves(
     Path(id): Path<i64>,
     Query(q): Query<Reading>,
 ) -> Result<Response, ApiError> {
-    let metric = match &q.metric {
-        Some(m) => m.clone(),
-        None => stored_metric(&d.store, id).await?,
-    };
+    let metric = metric_or_the_sweeps(&d.store, id, &q.metric).await?;
     let mut answer = results::learning_curves(
         &d.store,
         &pb::LearningCurvesRequest {
@@ -418,18 +419,10 @@ async fn repeats(
     Path(id): Path<i64>,
     Query(q): Query<RepeatsQuery>,
 ) -> Result<Response, ApiError> {
-    use proto::metrics::{Metric, Split};
-    let metric = match &q.metric {
-        Some(m) => m.clone(),
-        None => stored_metric(&d.store, id).await?,
-    };
-    let split = if q.split.is_empty() {
-        Split::Test
-    } else {
-        Split::parse(&q.split).map_err(Error::InvalidArgument)?
-    };
+    use proto::metrics::Metric;
+    let metric = metric_or_the_sweeps(&d.store, id, &q.metric).await?;
+    let split = results::split_or_default(&q.split)?;
     let metric = Metric::parse(&metric, split).map_err(Error::InvalidArgument)?;
-    service::get_sweep(&d.store, id).await?;
     let mut trials = Vec::new();
     for trial in d.store.trials(id).await? {
         if trial.config_key != q.config {
@@ -490,7 +483,7 @@ async fn events(
     State(d): State<Dashboard>,
     Path(id): Path<i64>,
 ) -> Result<impl IntoResponse, ApiError> {
-    service::get_sweep(&d.store, id).await?;
+    service::stored_sweep(&d.store, id).await?;
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     tokio::spawn(async move {
         if let Err(e) = send_events(&d.store, id, &tx).await {

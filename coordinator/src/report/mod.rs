@@ -17,7 +17,7 @@ pub use compare::compare;
 use compare::p_text;
 pub use curves::curves;
 pub use results::results;
-pub use status::{detail, sweep_json, sweeps, trial_json};
+pub use status::{detail, detail_json, sweep_json, sweeps, trial_json};
 pub use tokens::tokens;
 
 /// The three ways a report can be printed.
@@ -60,8 +60,9 @@ fn number(v: f64) -> String {
     }
 }
 
-/// `mean ± std`, with the NaN count when there were any.
-fn mean_std(s: Option<&pb::Summary>) -> String {
+/// `mean ± std`, with the NaN count when there were any, as tables print
+/// it.
+pub fn mean_std(s: Option<&pb::Summary>) -> String {
     let Some(s) = s else {
         return "-".to_string();
     };

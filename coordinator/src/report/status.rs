@@ -124,12 +124,17 @@ pub fn trial_json(t: &pb::Trial) -> Value {
     })
 }
 
+/// One sweep and its trials as JSON.
+pub fn detail_json(d: &pb::SweepDetail) -> Value {
+    let trials: Vec<_> = d.trials.iter().map(trial_json).collect();
+    json!({ "sweep": d.sweep.as_ref().map(sweep_json), "trials": trials })
+}
+
 /// One sweep and a line per trial (status, epochs, attempts, worker,
 /// configuration and any error), or JSON.
 pub fn detail(d: &pb::SweepDetail, format: Format) -> String {
     if format == Format::Json {
-        let trials: Vec<_> = d.trials.iter().map(trial_json).collect();
-        return json!({ "sweep": d.sweep.as_ref().map(sweep_json), "trials": trials }).to_string();
+        return detail_json(d).to_string();
     }
     let mut out = String::new();
     if let Some(s) = &d.sweep {

@@ -32,7 +32,7 @@ fn invalid(message: impl Into<String>) -> Error {
 }
 
 /// The request's split; empty means test.
-fn split_or_default(split: &str) -> Result<Split, Error> {
+pub(crate) fn split_or_default(split: &str) -> Result<Split, Error> {
     match split {
         "" => Ok(Split::Test),
         other => Split::parse(other).map_err(invalid),

@@ -37,7 +37,8 @@ async fn sweep(s: &Sweeps, id: i64) -> Result<SweepRow, Error> {
     stored_sweep(&s.store, id).await
 }
 
-async fn stored_sweep(store: &Store, id: i64) -> Result<SweepRow, Error> {
+/// A stored sweep, or NOT_FOUND.
+pub(crate) async fn stored_sweep(store: &Store, id: i64) -> Result<SweepRow, Error> {
     store
         .sweep(id)
         .await?
