@@ -90,10 +90,15 @@ async fn main() {
             })
         }
     };
+    // Each trial's last epoch from last_epochs, earlier ones from epochs.
     let raw = |epochs: &str| {
+        let first = epochs.split(", ").next().unwrap();
         raw_sql(format!(
-            "SELECT e.trial_id, e.epoch, e.metrics FROM trials t JOIN epochs e \
-             ON e.trial_id = t.id WHERE t.sweep_id = 1 AND e.epoch IN ({epochs})"
+            "SELECT l.trial_id, l.epoch, l.metrics FROM trials t JOIN last_epochs l \
+             ON l.trial_id = t.id WHERE t.sweep_id = 1 AND l.epoch IN ({epochs}) \
+             UNION ALL SELECT e.trial_id, e.epoch, e.metrics FROM trials t \
+             JOIN last_epochs l ON l.trial_id = t.id JOIN epochs e ON e.trial_id = t.id \
+             WHERE t.sweep_id = 1 AND l.epoch > {first} AND e.epoch IN ({epochs}) AND e.epoch < l.epoch"
         ))
     };
     let id = "1".to_string();
@@ -285,17 +290,19 @@ async fn populate(server: &str, url: &str, repeats: u32) {
         }
     }
     // Stored behind the coordinator's back, so it builds the curve points
-    // from the stored epochs, as for a sweep from before them, when it
-    // next connects.
+    // and the last epochs from the stored epochs, as for a sweep from
+    // before them, when it next connects.
     let stored_in = start.elapsed();
     let building = Instant::now();
-    sqlx::query("INSERT INTO curve_backfill (sweep_id) VALUES (1)")
-        .execute(&mut pg)
-        .await
-        .unwrap();
+    for marker in [
+        "INSERT INTO curve_backfill (sweep_id) VALUES (1)",
+        "INSERT INTO last_epochs_backfill (pending) VALUES (1)",
+    ] {
+        sqlx::query(marker).execute(&mut pg).await.unwrap();
+    }
     coordinator::store::Store::connect(url).await.unwrap();
     eprintln!(
-        "\ncurve points built from the stored epochs in {:.0} s",
+        "\ncurve points and last epochs built from the stored epochs in {:.0} s",
         building.elapsed().as_secs_f64()
     );
     sqlx::query("UPDATE trials SET status = 'completed', epochs_done = $1")

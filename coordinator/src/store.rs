@@ -755,6 +755,73 @@ async fn backfill_curve_points(pool: &AnyPool, backend: Backend) -> Result<()> {
     }
 }
 
+/// Each trial's newest epoch among the `inserted` of `rows` (the first
+/// report of it, the one stored) becomes its last epoch, unless a newer
+/// one is there.
+async fn set_last_epochs(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    rows: &[&&EpochReport],
+    inserted: &std::collections::HashSet<(i64, i64)>,
+) -> Result<()> {
+    let mut newest: BTreeMap<i64, &EpochReport> = BTreeMap::new();
+    for r in rows
+        .iter()
+        .filter(|r| inserted.contains(&(r.trial_id, i64::from(r.epoch))))
+    {
+        let slot = newest.entry(r.trial_id).or_insert(r);
+        if r.epoch > slot.epoch {
+            *slot = r;
+        }
+    }
+    if newest.is_empty() {
+        return Ok(());
+    }
+    let values: Vec<String> = (0..newest.len())
+        .map(|i| format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
+        .collect();
+    let sql = format!(
+        "INSERT INTO last_epochs (trial_id, epoch, metrics) VALUES {} \
+         ON CONFLICT (trial_id) DO UPDATE SET epoch = excluded.epoch, metrics = excluded.metrics \
+         WHERE last_epochs.epoch < excluded.epoch",
+        values.join(", ")
+    );
+    let mut upsert = sqlx::query(&sql);
+    for r in newest.values() {
+        upsert = upsert
+            .bind(r.trial_id)
+            .bind(i64::from(r.epoch))
+            .bind(packed::pack(&r.metrics));
+    }
+    upsert.execute(&mut **tx).await?;
+    Ok(())
+}
+
+/// Fills `last_epochs` from the stored epochs, once, for a database made
+/// before migration 0009: the first coordinator to connect takes the
+/// marker and fills it in the same transaction; a report stored meanwhile
+/// keeps its newer epoch.
+async fn backfill_last_epochs(pool: &AnyPool) -> Result<()> {
+    let mut tx = pool.begin().await?;
+    let pending = sqlx::query("DELETE FROM last_epochs_backfill")
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    if pending > 0 {
+        let filled = sqlx::query(
+            "INSERT INTO last_epochs (trial_id, epoch, metrics) \
+             SELECT e.trial_id, e.epoch, e.metrics FROM trials t JOIN epochs e ON e.trial_id = t.id \
+             AND e.epoch = (SELECT MAX(m.epoch) FROM epochs m WHERE m.trial_id = t.id) \
+             ON CONFLICT (trial_id) DO NOTHING",
+        )
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tracing::info!(trials = filled, "last epochs filled from stored epochs");
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
 impl Store {
     /// Connects to `postgres://...` or `sqlite://FILE` (created if
     /// missing) and applies the backend's migrations.
@@ -793,6 +860,7 @@ impl Store {
         }
         move_old_metrics(&pool, backend).await?;
         backfill_curve_points(&pool, backend).await?;
+        backfill_last_epochs(&pool).await?;
         let queued = Arc::new(Notify::new());
         let tokens = Arc::new(TokenCache::default());
         if backend == Backend::Postgres {
@@ -1472,6 +1540,7 @@ impl Store {
                 .iter()
                 .map(|r| Ok((r.try_get("trial_id")?, r.try_get("epoch")?)))
                 .collect::<Result<_>>()?;
+            set_last_epochs(&mut tx, &rows, &inserted).await?;
             let mut points: BTreeMap<PointKey, Point> = BTreeMap::new();
             for r in rows
                 .iter()
@@ -1693,24 +1762,39 @@ impl Store {
         metric: Option<Metric>,
         config_keys: Option<&[&str]>,
     ) -> Result<Vec<MetricRow>> {
-        let mut sql = "SELECT e.trial_id, e.epoch, e.metrics FROM trials t \
-                       JOIN epochs e ON e.trial_id = t.id WHERE t.sweep_id = $1"
-            .to_string();
-        if let Some(epochs) = epochs {
-            if epochs.is_empty() {
-                return Ok(Vec::new());
-            }
-            let list: Vec<String> = epochs.iter().map(u32::to_string).collect();
-            sql.push_str(&format!(" AND e.epoch IN ({})", list.join(", ")));
-        }
         let keys = config_keys.unwrap_or_default();
+        let mut of_keys = String::new();
         if config_keys.is_some() {
             if keys.is_empty() {
                 return Ok(Vec::new());
             }
             let params: Vec<String> = (2..2 + keys.len()).map(|i| format!("${i}")).collect();
-            sql.push_str(&format!(" AND t.config_key IN ({})", params.join(", ")));
+            of_keys = format!(" AND t.config_key IN ({})", params.join(", "));
         }
+        let sql = match epochs {
+            None => format!(
+                "SELECT e.trial_id, e.epoch, e.metrics FROM trials t \
+                 JOIN epochs e ON e.trial_id = t.id WHERE t.sweep_id = $1{of_keys}"
+            ),
+            Some(epochs) => {
+                let Some(first) = epochs.iter().min() else {
+                    return Ok(Vec::new());
+                };
+                let list: Vec<String> = epochs.iter().map(u32::to_string).collect();
+                let list = list.join(", ");
+                // A trial's last epoch from last_epochs; earlier ones from
+                // epochs, for the trials that went past the first asked for.
+                format!(
+                    "SELECT l.trial_id, l.epoch, l.metrics FROM trials t \
+                     JOIN last_epochs l ON l.trial_id = t.id \
+                     WHERE t.sweep_id = $1 AND l.epoch IN ({list}){of_keys} \
+                     UNION ALL SELECT e.trial_id, e.epoch, e.metrics FROM trials t \
+                     JOIN last_epochs l ON l.trial_id = t.id JOIN epochs e ON e.trial_id = t.id \
+                     WHERE t.sweep_id = $1 AND l.epoch > {first} AND e.epoch IN ({list}) \
+                     AND e.epoch < l.epoch{of_keys}"
+                )
+            }
+        };
         let mut query = sqlx::query(&sql).bind(sweep_id);
         for key in keys {
             query = query.bind(*key);

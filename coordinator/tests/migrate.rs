@@ -109,8 +109,28 @@ async fn a_database_with_a_row_per_metric_moves_to_a_row_per_epoch() {
                 }
             }
         }
-        // The old table is gone; a second connect has nothing to move.
+        // Each trial's last epoch is filled from the moved rows.
         let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
+        let last: Vec<(i64, i64, bool)> = sqlx::query(
+            "SELECT l.trial_id, l.epoch, l.metrics AS last, e.metrics AS stored FROM last_epochs l \
+             JOIN epochs e ON e.trial_id = l.trial_id AND e.epoch = l.epoch ORDER BY l.trial_id",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let bytes = |column| sqlx::Row::get::<Vec<u8>, _>(r, column);
+            let same = bytes("last") == bytes("stored");
+            (
+                sqlx::Row::get(r, "trial_id"),
+                sqlx::Row::get(r, "epoch"),
+                same,
+            )
+        })
+        .collect();
+        assert_eq!(last, [(1, 3, true), (2, 3, true)], "{}", db.name);
+        // The old table is gone; a second connect has nothing to move.
         assert!(
             sqlx::query("SELECT COUNT(*) AS n FROM metrics")
                 .fetch_one(&mut conn)

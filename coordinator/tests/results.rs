@@ -443,6 +443,66 @@ async fn unfinished_trials_are_shown_not_averaged() {
     }
 }
 
+/// A trial's last epoch is its newest stored one, read with its first
+/// stored values: epochs reported again by a second attempt (resumed from
+/// an earlier checkpoint) change nothing, at the last epoch as at any other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn epochs_reported_again_keep_their_first_values_at_the_last_epoch() {
+    for db in common::databases().await {
+        let server = common::start(&db.url, Duration::from_millis(300), 3).await;
+        let sweep = common::submit(&server.url(), &common::sweep_yaml(1, 1, 5)).await;
+        let (mut client, id) = common::worker(&server.url()).await;
+        let mut api = users(&server.url()).await;
+        let mut report = async |epochs: std::ops::RangeInclusive<u32>, offset: f64| {
+            let lease = loop {
+                if let Some(lease) = common::lease(&mut client, id).await {
+                    break lease;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            };
+            let reports = epochs
+                .map(|epoch| pb::ProgressReport {
+                    trial_id: lease.trial.as_ref().unwrap().id,
+                    lease_id: lease.lease_id.clone(),
+                    epoch,
+                    metrics: vec![metric("board_accuracy", offset + f64::from(epoch))],
+                })
+                .collect();
+            common::send(&mut client, reports).await
+        };
+        let value_at = async |api: &mut SweepServiceClient<Channel>, epoch| {
+            let r = api
+                .results(pb::ResultsRequest {
+                    sweep_id: sweep.id,
+                    split: "test".into(),
+                    epoch,
+                    summaries_only: false,
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            let c = &r.configurations[0];
+            (c.epoch, c.metrics.first().map(|m| m.values.clone()))
+        };
+        // The first attempt stores epochs 1-3 (3, the last, read from the
+        // trial's last epoch), its lease runs out, and the second resumes
+        // from epoch 1 with other values and goes on to epoch 4.
+        report(1..=3, 0.0).await;
+        assert_eq!(value_at(&mut api, at(3)).await, (3, Some(vec![3.0])));
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        report(2..=4, 100.0).await;
+        for (epoch, want) in [(2, 2.0), (3, 3.0), (4, 104.0)] {
+            assert_eq!(
+                value_at(&mut api, at(epoch)).await,
+                (epoch, Some(vec![want])),
+                "{} epoch {epoch}",
+                db.name
+            );
+        }
+        server.stop().await;
+    }
+}
+
 fn cli(url: &str, args: &[&str]) -> String {
     common::client_command(env!("CARGO_BIN_EXE_coordinator"), url, args)
 }
