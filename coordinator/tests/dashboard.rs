@@ -185,6 +185,68 @@ async fn the_api_asks_for_a_reader_token_and_answers_as_the_cli() {
             .collect();
         assert_eq!(t["points"].as_array().unwrap(), &values);
     }
+
+    // Without split= and metric=, the sweep's own metric and its split.
+    for (plain, explicit) in [
+        ("results", "results?split=test"),
+        ("curves", "curves?split=test&metric=board_accuracy"),
+        ("compare", "compare?split=test&metric=board_accuracy"),
+    ] {
+        let get = async |path: &str| {
+            let path = format!("/api/sweeps/{sweep}/{path}");
+            testing::http_get(&base, &path, Some(&reader)).await
+        };
+        let (plain, explicit) = (get(plain).await, get(explicit).await);
+        assert_eq!(plain.0, 200, "{}", plain.1);
+        assert_eq!(plain, explicit);
+    }
+    // The p-value matrix of the best two configurations by mean: the
+    // p-values of compare's own tests between them.
+    let path = format!("/api/sweeps/{sweep}/compare?top=2");
+    let matrix: Value =
+        serde_json::from_str(&testing::http_get(&base, &path, Some(&reader)).await.1).unwrap();
+    let mut by_mean: Vec<&pb::ConfigurationResult> = answer.configurations.iter().collect();
+    let mean = |c: &pb::ConfigurationResult| {
+        let board = c.metrics.iter().find(|m| m.name == "board_accuracy");
+        board.unwrap().summary.unwrap().mean
+    };
+    by_mean.sort_by(|a, b| mean(b).total_cmp(&mean(a)));
+    assert_eq!(matrix["configurations"], json!(3));
+    assert_eq!(
+        matrix["labels"],
+        json!([by_mean[0].label, by_mean[1].label])
+    );
+    let pair = coordinator::results::compare(
+        store,
+        &pb::CompareRequest {
+            sweep_id: sweep,
+            metric: "board_accuracy".into(),
+            a: by_mean[0].label.split(' ').map(String::from).collect(),
+            b: by_mean[1].label.split(' ').map(String::from).collect(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let p = pair.comparisons[0].pvalue;
+    assert_eq!(matrix["pvalues"], json!([[null, p], [p, null]]));
+    // The sweep with the first trials the page shows, the most epochs of
+    // any, and its newest change, where the page's event stream starts.
+    let path = format!("/api/sweeps/{sweep}?trials=2");
+    let doc: Value =
+        serde_json::from_str(&testing::http_get(&base, &path, Some(&reader)).await.1).unwrap();
+    let stored = store.trials(sweep).await.unwrap();
+    let ids: Vec<i64> = doc["trials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, [stored[0].id, stored[1].id]);
+    assert_eq!(doc["sweep"]["trials"], json!(stored.len()));
+    assert_eq!(doc["longest_epochs"], json!(6));
+    let newest = stored.iter().map(|t| t.updated_ms).max().unwrap();
+    assert_eq!(doc["changed_ms"], json!(newest));
     server.stop().await;
 }
 

@@ -82,9 +82,19 @@ async function listPage() {
 // ---- a sweep ----
 
 async function sweepPage(id) {
-  const detail = await api(`/api/sweeps/${id}`);
+  // Everything the page first shows, asked for at once: without metric= and
+  // split= the server answers for the sweep's own metric, as the page's
+  // controls start.
+  const first = {
+    curves: api(`/api/sweeps/${id}/curves`),
+    results: api(`/api/sweeps/${id}/results`),
+    pvalues: api(`/api/sweeps/${id}/compare?top=${P_SHOWN}`),
+    predictions: api(`/api/sweeps/${id}/predictions`),
+  };
+  for (const pending of Object.values(first)) pending.catch(() => {});
+  const detail = await api(`/api/sweeps/${id}?trials=${TRIALS_SHOWN}`);
   const sweep = detail.sweep;
-  const longest = Math.max(1, ...detail.trials.map((t) => t.epochs || 1));
+  const longest = Math.max(1, detail.longest_epochs);
   page = {
     id, sweep, metrics: detail.metrics, trials: new Map(),
     metric: sweep.metric, split: sweep.metric_split || "test",
@@ -109,8 +119,9 @@ async function sweepPage(id) {
   drawSummary();
   drawControls();
   drawTrials();
-  await Promise.all([loadCurves(), loadResults(), loadPvalues(), loadPredictions()]);
-  follow(id);
+  await Promise.all([loadCurves(first.curves), loadResults(first.results), loadPvalues(first.pvalues),
+    loadPredictions(first.predictions)]);
+  follow(id, detail.changed_ms);
 }
 
 // Ten candidate stopping epochs spread up to the longest trial's last.
@@ -168,12 +179,13 @@ function readingQuery() {
   return q;
 }
 
-async function loadCurves() {
+// Each load asks the server, or takes the answer the page asked for first.
+async function loadCurves(pending) {
   const box = document.getElementById("curves");
   try {
     const q = new URLSearchParams({ split: page.split, metric: page.metric });
     const [curves, stops, repeats] = await Promise.all([
-      api(`/api/sweeps/${page.id}/curves?${q}`),
+      pending || api(`/api/sweeps/${page.id}/curves?${q}`),
       // Choosing stopping epochs reads every candidate epoch of every trial:
       // only when they are shown.
       page.stops ? api(`/api/sweeps/${page.id}/results?${new URLSearchParams({ split: page.split, stop: page.candidates })}`).catch(() => null) : null,
@@ -268,10 +280,10 @@ function drawCurves() {
     } }, el("i", { style: `background:${colour(i)}` }), c.configuration)));
 }
 
-async function loadResults() {
+async function loadResults(pending) {
   const box = document.getElementById("results");
   try {
-    page.results = await api(`/api/sweeps/${page.id}/results?${readingQuery()}`);
+    page.results = await (pending || api(`/api/sweeps/${page.id}/results?${readingQuery()}`));
     drawResults();
     drawParallel();
   } catch (e) { showError(box, e); }
@@ -297,16 +309,16 @@ function drawResults() {
     el("table", { id: "results-table" }, head, rows));
 }
 
-async function loadPvalues() {
+async function loadPvalues(pending) {
   const box = document.getElementById("pvalues");
   try {
-    const q = readingQuery(); q.set("metric", page.pMetric);
-    const r = await api(`/api/sweeps/${page.id}/compare?${q}`);
+    const q = readingQuery(); q.set("metric", page.pMetric); q.set("top", P_SHOWN);
+    const r = await (pending || api(`/api/sweeps/${page.id}/compare?${q}`));
     if (r.labels.length < 2) { put(box, el("p", { class: "muted" }, "Fewer than two configurations with values yet.")); return; }
-    const shown = r.labels.slice(0, P_SHOWN);
+    const shown = r.labels;
     const cls = (v) => (v === null ? null : v < 0.001 ? "p001" : v < 0.01 ? "p01" : v < 0.05 ? "p05" : null);
     put(box,
-      r.labels.length > P_SHOWN ? el("p", { class: "muted" }, `The ${P_SHOWN} configurations with the highest mean of ${r.labels.length}.`) : null,
+      r.configurations > shown.length ? el("p", { class: "muted" }, `The ${shown.length} configurations with the highest mean of ${r.configurations}.`) : null,
       el("table", { id: "pvalues-table" },
         el("tr", {}, el("th", {}, ""), shown.map((l, j) => el("th", { title: l }, `#${j + 1}`))),
         shown.map((a, i) => el("tr", {}, el("th", { class: "label" }, `#${i + 1} ${a}`, el("span", { class: "muted" }, ` (mean ${num(r.means[i])})`)),
@@ -393,10 +405,10 @@ function board(cells, truth, title) {
   return svg;
 }
 
-async function loadPredictions() {
+async function loadPredictions(pending) {
   const box = document.getElementById("predictions");
   try {
-    page.predictions = await api(`/api/sweeps/${page.id}/predictions`);
+    page.predictions = await (pending || api(`/api/sweeps/${page.id}/predictions`));
     drawPredictions();
   } catch (e) { showError(box, e); }
 }
@@ -432,17 +444,18 @@ function drawTrials() {
       t.stop_reason ? el("div", { class: "reason" }, `stopped early: ${t.stop_reason}`) : null,
       t.error ? el("div", { class: "error" }, t.error) : null)));
   put(document.getElementById("trials"),
-    trials.length > TRIALS_SHOWN ? el("p", { class: "muted" }, `The first ${TRIALS_SHOWN} of ${trials.length} trials, running first.`) : null,
+    page.sweep.trials > TRIALS_SHOWN ? el("p", { class: "muted" }, `The first ${TRIALS_SHOWN} of ${page.sweep.trials} trials, running first.`) : null,
     el("table", { id: "trials-table" },
       el("tr", {}, ["trial", "status", "repeat", "epochs", "attempts", "worker", "configuration"]
         .map((h, i) => el("th", { class: i === 1 || i >= 5 ? "label" : null }, h))), rows));
 }
 
-// Follows the sweep: trial changes redraw the trials table at once and the
-// curves and tables at most every two seconds.
-function follow(id) {
+// Follows the sweep from `since` (the sweep document's newest change): trial
+// changes redraw the trials table at once and the curves and tables at most
+// every two seconds.
+function follow(id, since) {
   const live = document.getElementById("live");
-  const source = new EventSource(`/api/sweeps/${id}/events`);
+  const source = new EventSource(`/api/sweeps/${id}/events?since=${since}`);
   page.events = source;
   let pending = null;
   const refresh = () => {

@@ -40,6 +40,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use crate::auth::{Gate, Role};
 use crate::error::Error;
 use crate::report::{self, Format};
+use crate::stats::{self, Alternative};
 use crate::store::Store;
 use crate::{convert, results, service};
 
@@ -203,14 +204,44 @@ async fn sweeps(_: Reader, State(d): State<Dashboard>) -> Result<Response, ApiEr
     Ok(json_text(report::sweeps(&list.sweeps, Format::Json)))
 }
 
+#[derive(Debug, Deserialize)]
+struct SweepQuery {
+    /// Only this many trials: running first, then queued, failed, stopped,
+    /// completed and cancelled, each by id (all without it).
+    trials: Option<usize>,
+}
+
+/// A sweep with its trials (`trials=N`: the N the page shows first), every
+/// metric's name, the most epochs of any trial and its newest change.
 async fn sweep(
     _: Reader,
     State(d): State<Dashboard>,
     Path(id): Path<i64>,
+    Query(q): Query<SweepQuery>,
 ) -> Result<Response, ApiError> {
-    let detail = service::get_sweep(&d.store, id).await?;
-    let mut doc = report::detail_json(&detail);
+    use crate::store::status;
+    let sweep = service::stored_sweep(&d.store, id).await?;
+    let mut trials = d.store.trials(id).await?;
+    let changed_ms = trials.iter().map(|t| t.updated_ms).max().unwrap_or(-1);
+    let longest = trials.iter().map(|t| t.config.epochs).max().unwrap_or(0);
+    if let Some(shown) = q.trials {
+        let order = [
+            status::RUNNING,
+            status::QUEUED,
+            status::FAILED,
+            status::STOPPED,
+            status::COMPLETED,
+            status::CANCELLED,
+        ];
+        let rank = |s: &str| order.iter().position(|o| *o == s).unwrap_or(order.len());
+        trials.sort_by_key(|t| (rank(&t.status), t.id));
+        trials.truncate(shown);
+    }
+    let mut doc = report::detail_json(&service::detail(sweep, &trials));
     doc["metrics"] = json!(metric_names());
+    doc["longest_epochs"] = json!(longest);
+    // Where the page's event stream starts: changes from then on.
+    doc["changed_ms"] = json!(changed_ms);
     Ok(axum::Json(doc).into_response())
 }
 
@@ -232,6 +263,8 @@ struct Reading {
     metric: Option<String>,
     epoch: Option<u32>,
     stop: Option<String>,
+    /// The p-value matrix: only the best this many configurations by mean.
+    top: Option<usize>,
 }
 
 impl Reading {
@@ -264,12 +297,13 @@ async fn results_of(
     Path(id): Path<i64>,
     Query(q): Query<Reading>,
 ) -> Result<Response, ApiError> {
+    let (_, split) = metric_and_split(&d.store, id, &q.metric, &q.split).await?;
     let selection = q.selection()?;
     let answer = results::results(
         &d.store,
         &pb::ResultsRequest {
             sweep_id: id,
-            split: q.split.clone(),
+            split,
             epoch: selection.clone(),
             summaries_only: true,
         },
@@ -283,86 +317,76 @@ async fn results_of(
     )))
 }
 
+/// Every pair's two-sided Welch p-value as a matrix, its configurations best
+/// first by their mean, `top=N` of them (the values themselves are in
+/// `results`): a sweep of hundreds of configurations has tens of thousands
+/// of pairs.
 async fn compare(
     _: Reader,
     State(d): State<Dashboard>,
     Path(id): Path<i64>,
     Query(q): Query<Reading>,
 ) -> Result<Response, ApiError> {
-    let metric = metric_or_the_sweeps(&d.store, id, &q.metric).await?;
+    let (metric, split) = metric_and_split(&d.store, id, &q.metric, &q.split).await?;
     let selection = q.selection()?;
-    let answer = results::compare(
+    let (metric, split, groups) = results::configuration_groups(
         &d.store,
         &pb::CompareRequest {
             sweep_id: id,
             metric,
-            split: q.split.clone(),
-            epoch: selection.clone(),
-            all_pairs: true,
+            split,
+            epoch: selection,
             ..Default::default()
         },
     )
     .await?;
-    Ok(axum::Json(matrix(&answer)).into_response())
-}
-
-/// Every pair's two-sided p-value as a matrix, its configurations best
-/// first by their mean (the values themselves are in `results`): a sweep
-/// of hundreds of configurations has tens of thousands of pairs.
-fn matrix<'a>(answer: &'a pb::CompareResponse) -> Value {
-    // Configurations in order of first appearance, each with its mean.
-    let mut index: HashMap<&str, usize> = HashMap::new();
-    let mut means: Vec<(&str, f64)> = Vec::new();
-    let mut pairs: Vec<(usize, usize, f64)> = Vec::with_capacity(answer.comparisons.len());
-    for c in &answer.comparisons {
-        let (Some(a), Some(b)) = (&c.a, &c.b) else {
-            continue;
-        };
-        let mut at = |g: &'a pb::Group| -> usize {
-            let next = index.len();
-            *index.entry(g.label.as_str()).or_insert_with(|| {
-                let mean = g.summary.map_or(f64::NAN, |s| s.mean);
-                means.push((g.label.as_str(), mean));
-                next
-            })
-        };
-        let (i, j) = (at(a), at(b));
-        pairs.push((i, j, c.pvalue));
-    }
+    let configurations = groups.len();
+    let mut ranked: Vec<(String, f64, Vec<f64>)> = groups
+        .into_iter()
+        .map(|g| (g.label, g.summary.map_or(f64::NAN, |s| s.mean), g.values))
+        .collect();
     // Best first by mean, NaN last.
-    let mut order: Vec<usize> = (0..means.len()).collect();
-    order.sort_by(|&x, &y| {
-        let (x, y) = (means[x].1, means[y].1);
-        x.is_nan().cmp(&y.is_nan()).then(y.total_cmp(&x))
-    });
-    let mut rank = vec![0; order.len()];
-    for (r, &i) in order.iter().enumerate() {
-        rank[i] = r;
+    ranked.sort_by(|(_, x, _), (_, y, _)| x.is_nan().cmp(&y.is_nan()).then(y.total_cmp(x)));
+    ranked.truncate(q.top.unwrap_or(configurations));
+    let n = ranked.len();
+    let mut rows: Vec<Vec<Option<f64>>> = vec![vec![None; n]; n];
+    for i in 0..n {
+        for j in i + 1..n {
+            let p = stats::welch(&ranked[i].2, &ranked[j].2, Alternative::TwoSided).pvalue;
+            rows[i][j] = Some(p);
+            rows[j][i] = Some(p);
+        }
     }
-    let mut rows: Vec<Vec<Option<f64>>> = vec![vec![None; order.len()]; order.len()];
-    for (i, j, p) in pairs {
-        rows[rank[i]][rank[j]] = Some(p);
-        rows[rank[j]][rank[i]] = Some(p);
-    }
-    json!({
-        "metric": answer.metric, "split": answer.split,
-        "labels": order.iter().map(|&i| means[i].0).collect::<Vec<_>>(),
-        "means": order.iter().map(|&i| means[i].1).collect::<Vec<_>>(),
-        "pvalues": rows,
-    })
+    let (labels, means): (Vec<String>, Vec<f64>) = ranked
+        .into_iter()
+        .map(|(label, mean, _)| (label, mean))
+        .unzip();
+    Ok(axum::Json(json!({
+        "metric": metric, "split": split, "configurations": configurations,
+        "labels": labels, "means": means, "pvalues": rows,
+    }))
+    .into_response())
 }
 
-/// The metric asked for, or else the sweep's own (NOT_FOUND for an
-/// unknown sweep).
-async fn metric_or_the_sweeps(
+/// The metric and split asked for; where one is not given, the sweep's own
+/// metric or that metric's split (NOT_FOUND for an unknown sweep). The page
+/// can then ask for everything at once, before it has read the sweep.
+async fn metric_and_split(
     store: &Store,
     id: i64,
-    asked: &Option<String>,
-) -> Result<String, Error> {
+    metric: &Option<String>,
+    split: &str,
+) -> Result<(String, String), Error> {
     let sweep = service::stored_sweep(store, id).await?;
-    Ok(asked
+    let metric = metric
         .clone()
-        .unwrap_or_else(|| sweep.objective.metric.name().to_string()))
+        .unwrap_or_else(|| sweep.objective.metric.name().to_string());
+    let split = if split.is_empty() {
+        sweep.objective.split.name().to_string()
+    } else {
+        split.to_string()
+    };
+    Ok((metric, split))
 }
 
 /// Curves with at most [`CURVE_POINTS`] points each: every epoch when there
@@ -373,13 +397,13 @@ async fn curves(
     Path(id): Path<i64>,
     Query(q): Query<Reading>,
 ) -> Result<Response, ApiError> {
-    let metric = metric_or_the_sweeps(&d.store, id, &q.metric).await?;
+    let (metric, split) = metric_and_split(&d.store, id, &q.metric, &q.split).await?;
     let mut answer = results::learning_curves(
         &d.store,
         &pb::LearningCurvesRequest {
             sweep_id: id,
             metric,
-            split: q.split.clone(),
+            split,
         },
     )
     .await?;
@@ -420,8 +444,8 @@ async fn repeats(
     Query(q): Query<RepeatsQuery>,
 ) -> Result<Response, ApiError> {
     use proto::metrics::Metric;
-    let metric = metric_or_the_sweeps(&d.store, id, &q.metric).await?;
-    let split = results::split_or_default(&q.split)?;
+    let (metric, split) = metric_and_split(&d.store, id, &q.metric, &q.split).await?;
+    let split = results::split_or_default(&split)?;
     let metric = Metric::parse(&metric, split).map_err(Error::InvalidArgument)?;
     let mut trials = Vec::new();
     for trial in d.store.trials(id).await? {
@@ -476,17 +500,27 @@ async fn predictions(
 
 type Events = dyn Stream<Item = Result<Event, Infallible>> + Send;
 
-/// Server-sent events of a sweep: first every trial, then each trial as it
-/// changes (`trial`), with the sweep's counts after each change (`sweep`).
+#[derive(Debug, Deserialize)]
+struct EventsQuery {
+    /// The sweep document's `changed_ms`: only changes from then on are
+    /// sent. Without it, every trial first.
+    since: Option<i64>,
+}
+
+/// Server-sent events of a sweep: every trial changed since `since`, then
+/// each trial as it changes (`trials`), with the sweep's counts after each
+/// change (`sweep`).
 async fn events(
     _: Reader,
     State(d): State<Dashboard>,
     Path(id): Path<i64>,
+    Query(q): Query<EventsQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     service::stored_sweep(&d.store, id).await?;
     let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let since = q.since.unwrap_or(-1);
     tokio::spawn(async move {
-        if let Err(e) = send_events(&d.store, id, &tx).await {
+        if let Err(e) = send_events(&d.store, id, since, &tx).await {
             tracing::warn!(error = %e, sweep = id, "dashboard events ended");
         }
     });
@@ -497,12 +531,12 @@ async fn events(
 async fn send_events(
     store: &Store,
     sweep_id: i64,
+    mut since: i64,
     tx: &tokio::sync::mpsc::Sender<Result<Event, Infallible>>,
 ) -> Result<(), Error> {
     // Rows changed in the millisecond of the last look are read again, so
     // nothing written in that millisecond is missed; what was sent already
     // is skipped.
-    let mut since = -1;
     let mut sent: HashMap<i64, (i64, u32, String)> = HashMap::new();
     loop {
         let changed = store.trials_changed_since(sweep_id, since - 1).await?;

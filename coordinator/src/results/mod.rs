@@ -15,7 +15,7 @@ mod predictions;
 use proto::metrics::{Metric, Split};
 use proto::v1 as pb;
 
-pub use compare::compare;
+pub use compare::{compare, configuration_groups};
 pub use configurations::{labels, labels_by_key};
 pub use curves::learning_curves;
 pub use predictions::predictions;

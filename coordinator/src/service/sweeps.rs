@@ -16,7 +16,7 @@ use super::handle;
 use crate::auth::{Gate, Role};
 use crate::error::Error;
 use crate::limits;
-use crate::store::{Store, SweepRow};
+use crate::store::{Store, SweepRow, TrialRow};
 use crate::{convert, results, search, spec};
 
 /// How often a watch looks at the database.
@@ -63,15 +63,20 @@ async fn submit(s: &Sweeps, r: pb::SubmitRequest) -> Result<pb::SubmitResponse, 
     })
 }
 
-/// A sweep with its trials and file (GetSweep; the dashboard's sweep).
-pub(crate) async fn get_sweep(store: &Store, sweep_id: i64) -> Result<pb::SweepDetail, Error> {
+/// A sweep with its trials and file (GetSweep).
+async fn get_sweep(store: &Store, sweep_id: i64) -> Result<pb::SweepDetail, Error> {
     let sweep = stored_sweep(store, sweep_id).await?;
     let trials = store.trials(sweep.id).await?;
-    Ok(pb::SweepDetail {
+    Ok(detail(sweep, &trials))
+}
+
+/// A sweep with `trials`, as GetSweep answers.
+pub(crate) fn detail(sweep: SweepRow, trials: &[TrialRow]) -> pb::SweepDetail {
+    pb::SweepDetail {
         sweep: Some(convert::sweep(&sweep)),
         trials: trials.iter().map(convert::trial).collect(),
         yaml: sweep.yaml,
-    })
+    }
 }
 
 /// Every sweep (ListSweeps; the dashboard's list).
