@@ -1,12 +1,12 @@
 //! `worker bench`: seconds per epoch (training plus evaluation of both
 //! splits) at batch 4, optionally beside the PyTorch reference
-//! `bench_torch.py` run in the same invocation, with the ratio.
+//! `bench_torch.py` run in the same invocation, with the ratio. Both run on
+//! the same number of CPU threads (one unless told), like for like.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
-use candle_core::Device;
 use serde_json::{Value, json};
 
 use crate::dataset::DatasetSpec;
@@ -26,6 +26,10 @@ pub struct BenchOptions {
     pub torch_script: Option<PathBuf>,
     /// The Python interpreter for the PyTorch script.
     pub python: String,
+    /// CPU threads of both, ours and PyTorch's.
+    pub threads: std::num::NonZeroUsize,
+    /// Where ours trains: `cpu` or `cuda:N`.
+    pub device: String,
 }
 
 fn median(values: &mut [f64]) -> f64 {
@@ -52,7 +56,8 @@ pub fn candle_epochs(opts: &BenchOptions) -> Result<Value> {
         seed: 0,
         ..TrainConfig::default()
     };
-    let mut trainer = Trainer::new(config, &data.train, &data.test, &Device::Cpu)?;
+    let device = crate::device::parse(&opts.device)?;
+    let mut trainer = Trainer::new(config, &data.train, &data.test, &device)?;
     let (mut train_s, mut eval_s, mut total_s) = (vec![], vec![], vec![]);
     for _ in 0..opts.epochs {
         let report = trainer.run_epoch()?;
@@ -61,10 +66,10 @@ pub fn candle_epochs(opts: &BenchOptions) -> Result<Value> {
         eval_s.push(report.seconds - report.train_seconds);
         total_s.push(report.seconds);
     }
-    let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "default".into());
     Ok(json!({
         "impl": "candle",
-        "threads": threads,
+        "device": opts.device,
+        "threads": opts.threads,
         "train_s": train_s,
         "eval_s": eval_s,
         "total_s": total_s.clone(),
@@ -77,7 +82,7 @@ pub fn candle_epochs(opts: &BenchOptions) -> Result<Value> {
     }))
 }
 
-/// Runs the PyTorch reference benchmark on the same data, one thread.
+/// Runs the PyTorch reference benchmark on the same data and threads.
 pub fn torch_epochs(opts: &BenchOptions, script: &Path) -> Result<Value> {
     let init = match opts.init {
         InitScheme::Kaiming { .. } => {
@@ -87,7 +92,8 @@ pub fn torch_epochs(opts: &BenchOptions, script: &Path) -> Result<Value> {
     };
     let out = Command::new(&opts.python)
         .arg(script)
-        .args(["--json", "--threads", "1", "--init", &init])
+        .args(["--json", "--threads", &opts.threads.to_string()])
+        .args(["--init", &init])
         .args(["--epochs", &opts.epochs.to_string()])
         .arg("--data")
         .arg(&opts.data)
@@ -109,7 +115,23 @@ pub fn torch_epochs(opts: &BenchOptions, script: &Path) -> Result<Value> {
 }
 
 /// Measures ours, then the baseline if given, and prints one JSON object.
+///
+/// candle reads its thread count from `RAYON_NUM_THREADS` whenever it
+/// multiplies, so the benchmark runs itself again with that set to
+/// `threads` unless it already is.
 pub fn run(opts: &BenchOptions) -> Result<()> {
+    let threads = opts.threads.to_string();
+    if std::env::var("RAYON_NUM_THREADS").ok() != Some(threads.clone()) {
+        let status = Command::new(std::env::current_exe()?)
+            .args(std::env::args_os().skip(1))
+            .env("RAYON_NUM_THREADS", &threads)
+            .status()
+            .context("running the benchmark on its threads")?;
+        if !status.success() {
+            bail!("the benchmark failed ({status})");
+        }
+        return Ok(());
+    }
     let candle = candle_epochs(opts)?;
     let mut report = json!({ "candle": candle });
     if let Some(script) = &opts.torch_script {

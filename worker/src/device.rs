@@ -13,7 +13,11 @@ pub fn parse(name: &str) -> Result<Device> {
                 .and_then(|n| n.parse::<usize>().ok())
                 .with_context(|| format!("unknown device {name:?}; expected cpu or cuda:N"))?;
             Device::new_cuda(ordinal).with_context(|| {
-                format!("opening {name} (the worker must be built with --features cuda)")
+                if cfg!(feature = "cuda") {
+                    format!("opening {name}: no usable NVIDIA GPU or driver")
+                } else {
+                    format!("opening {name} (the worker must be built with --features cuda)")
+                }
             })
         }
     }

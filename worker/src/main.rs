@@ -55,12 +55,18 @@ enum Command {
         /// Init scheme of both networks.
         #[arg(long, default_value = "smart")]
         init: InitScheme,
-        /// The reference's bench_torch.py, run with one thread on the same data.
+        /// The reference's bench_torch.py, run on the same data and threads.
         #[arg(long)]
         torch: Option<PathBuf>,
         /// The Python interpreter for --torch.
         #[arg(long, default_value = "python3")]
         python: String,
+        /// CPU threads, ours and PyTorch's alike.
+        #[arg(long, default_value = "1")]
+        threads: std::num::NonZeroUsize,
+        /// Where ours trains: cpu or cuda:N (CUDA needs --features cuda).
+        #[arg(long, default_value = "cpu")]
+        device: String,
     },
 }
 
@@ -192,12 +198,16 @@ fn main() -> Result<()> {
             init,
             torch,
             python,
+            threads,
+            device,
         } => bench::run(&BenchOptions {
             data,
             epochs,
             init,
             torch_script: torch,
             python,
+            threads,
+            device,
         })?,
     }
     Ok(())

@@ -1,7 +1,8 @@
 //! The candle GAN against real PyTorch: outputs, losses, first-step
 //! gradients, and every parameter and running statistic after each of three
 //! training steps, for the default and the smart init (tolerances from the
-//! fixtures' README).
+//! fixtures' README). On the CPU by default; `EXP025_TEST_DEVICE=cuda:0`
+//! runs them on a GPU (a build with `--features cuda`; deploy/cuda/gpu-check.sh).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -15,11 +16,20 @@ use worker::layers::{Pass, bce_with_logits};
 use worker::optim::AdamConfig;
 use worker::tensors::NamedTensors;
 
+/// The device under test: `EXP025_TEST_DEVICE`, or the CPU.
+fn device() -> Device {
+    let name = std::env::var("EXP025_TEST_DEVICE").unwrap_or_else(|_| "cpu".into());
+    worker::device::parse(&name).unwrap()
+}
+
+/// A fixture file, on the device under test. The crate's folder is read at
+/// run time where cargo (or the GPU check, running the built test on another
+/// machine) sets it.
 fn fixture(name: &str) -> HashMap<String, Tensor> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name);
-    candle_core::safetensors::load(&path, &Device::Cpu).unwrap()
+    let crate_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    let path = crate_dir.join("tests/fixtures").join(name);
+    candle_core::safetensors::load(&path, &device()).unwrap()
 }
 
 /// NCHW boards (B, 2, 22, 10) -> channels-last (B, 220, 2).
@@ -92,7 +102,7 @@ fn assert_step_matches_pytorch(file: &str, init: InitScheme, glob_relu: bool) {
             eps: 1e-8,
         },
     };
-    let mut gan = Gan::new(&config, &mut ChaCha8Rng::seed_from_u64(0), &Device::Cpu).unwrap();
+    let mut gan = Gan::new(&config, &mut ChaCha8Rng::seed_from_u64(0), &device()).unwrap();
     gan.generator.tensors.load(&f, "init.gen.").unwrap();
     gan.discriminator.tensors.load(&f, "init.disc.").unwrap();
     let (x, y, z) = (channels_last(&f["x"]), channels_last(&f["y"]), &f["z"]);
