@@ -78,6 +78,7 @@ async fn main() {
     } else {
         populate(&server.url(), &url, repeats).await;
     }
+    populate_samples(&url).await;
     // The raw read of the rows a command needs, as the baseline.
     let raw_sql = |sql: String| {
         let url = url.clone();
@@ -165,10 +166,10 @@ async fn main() {
         std::future::pending(),
     ));
     const PAGE: [&str; 5] = [
-        "/api/sweeps/1",
-        "/api/sweeps/1/curves?split=test&metric=board_accuracy",
-        "/api/sweeps/1/results?split=test",
-        "/api/sweeps/1/compare?split=test&metric=board_accuracy",
+        "/api/sweeps/1?trials=500",
+        "/api/sweeps/1/curves",
+        "/api/sweeps/1/results",
+        "/api/sweeps/1/compare?top=40",
         "/api/sweeps/1/predictions",
     ];
     let get = |paths: Vec<&'static str>| {
@@ -333,4 +334,65 @@ async fn populate(server: &str, url: &str, repeats: u32) {
         total as f64 / 1e9,
         stored_in.as_secs_f64()
     );
+}
+
+/// Every trial's latest predictions, as workers send them with their last
+/// checkpoint: 4 spawns and 4 falls of random boards (once per database).
+async fn populate_samples(url: &str) {
+    let mut pg = sqlx::PgConnection::connect(url).await.unwrap();
+    let stored: i64 = sqlx::Row::get(
+        &sqlx::query("SELECT COUNT(*) AS n FROM samples")
+            .fetch_one(&mut pg)
+            .await
+            .unwrap(),
+        "n",
+    );
+    if stored > 0 {
+        return;
+    }
+    let ids: Vec<i64> = sqlx::query("SELECT id FROM trials WHERE sweep_id = 1 ORDER BY id")
+        .fetch_all(&mut pg)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| sqlx::Row::get(r, "id"))
+        .collect();
+    let mut rng = ChaCha8Rng::seed_from_u64(26);
+    let mut board = || -> Vec<u8> {
+        (0..220)
+            .map(|_| u8::from(rng.random::<f64>() < 0.2))
+            .collect()
+    };
+    for chunk in ids.chunks(500) {
+        let (mut trials, mut epochs, mut data) = (Vec::new(), Vec::new(), Vec::new());
+        for id in chunk {
+            let samples = (0..8)
+                .map(|item| proto::v1::BoardSample {
+                    item,
+                    kind: if item < 4 { "spawn" } else { "fall" }.into(),
+                    input: board(),
+                    predicted: board(),
+                    truth: board(),
+                })
+                .collect();
+            let stored = proto::v1::BoardSamples {
+                epoch: EPOCHS,
+                samples,
+            };
+            trials.push(*id);
+            epochs.push(i64::from(EPOCHS));
+            data.push(prost::Message::encode_to_vec(&stored));
+        }
+        sqlx::query(
+            "INSERT INTO samples (trial_id, epoch, data) \
+             SELECT * FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::BYTEA[])",
+        )
+        .bind(trials)
+        .bind(epochs)
+        .bind(data)
+        .execute(&mut pg)
+        .await
+        .unwrap();
+    }
+    eprintln!("predictions of {} trials stored", ids.len());
 }

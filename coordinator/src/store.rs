@@ -1706,14 +1706,32 @@ impl Store {
         Ok(())
     }
 
-    /// The latest predictions of each trial of a sweep that has some:
-    /// (trial, data), in trial order.
-    pub async fn sweep_samples(&self, sweep_id: i64) -> Result<Vec<(i64, Vec<u8>)>> {
+    /// The epoch of the latest predictions of each trial of a sweep that
+    /// has some: (trial, epoch).
+    pub async fn sweep_sample_epochs(&self, sweep_id: i64) -> Result<Vec<(i64, u32)>> {
         let rows = sqlx::query(
-            "SELECT s.trial_id, s.data FROM samples s JOIN trials t ON t.id = s.trial_id \
-             WHERE t.sweep_id = $1 ORDER BY s.trial_id",
+            "SELECT s.trial_id, s.epoch FROM samples s JOIN trials t ON t.id = s.trial_id \
+             WHERE t.sweep_id = $1",
         )
         .bind(sweep_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("trial_id")?, r.try_get::<i64, _>("epoch")? as u32)))
+            .collect()
+    }
+
+    /// The latest predictions of the trials `ids` that have some: (trial,
+    /// data).
+    pub async fn samples_of(&self, ids: &[i64]) -> Result<Vec<(i64, Vec<u8>)>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list: Vec<String> = ids.iter().map(i64::to_string).collect();
+        let rows = sqlx::query(&format!(
+            "SELECT trial_id, data FROM samples WHERE trial_id IN ({})",
+            list.join(", ")
+        ))
         .fetch_all(&self.pool)
         .await?;
         rows.iter()

@@ -247,6 +247,25 @@ async fn the_api_asks_for_a_reader_token_and_answers_as_the_cli() {
     assert_eq!(doc["longest_epochs"], json!(6));
     let newest = stored.iter().map(|t| t.updated_ms).max().unwrap();
     assert_eq!(doc["changed_ms"], json!(newest));
+    // Predictions: with config=, every configuration listed and only the
+    // one asked for (empty: the first) with its boards.
+    for (asked, shown) in [
+        (String::new(), 0),
+        (answer.configurations[2].config_key.clone(), 2),
+    ] {
+        let path = format!(
+            "/api/sweeps/{sweep}/predictions?config={}",
+            asked.replace(' ', "%20").replace('=', "%3D")
+        );
+        let doc: Value =
+            serde_json::from_str(&testing::http_get(&base, &path, Some(&reader)).await.1).unwrap();
+        let listed = doc["configurations"].as_array().unwrap();
+        assert_eq!(listed.len(), 3);
+        for (i, c) in listed.iter().enumerate() {
+            let boards = c["samples"].as_array().unwrap().len();
+            assert_eq!(boards > 0, i == shown, "{asked:?}: configuration {i}");
+        }
+    }
     server.stop().await;
 }
 

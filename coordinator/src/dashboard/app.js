@@ -89,7 +89,7 @@ async function sweepPage(id) {
     curves: api(`/api/sweeps/${id}/curves`),
     results: api(`/api/sweeps/${id}/results`),
     pvalues: api(`/api/sweeps/${id}/compare?top=${P_SHOWN}`),
-    predictions: api(`/api/sweeps/${id}/predictions`),
+    predictions: api(`/api/sweeps/${id}/predictions?config=`),
   };
   for (const pending of Object.values(first)) pending.catch(() => {});
   const detail = await api(`/api/sweeps/${id}?trials=${TRIALS_SHOWN}`);
@@ -408,7 +408,10 @@ function board(cells, truth, title) {
 async function loadPredictions(pending) {
   const box = document.getElementById("predictions");
   try {
-    page.predictions = await (pending || api(`/api/sweeps/${page.id}/predictions`));
+    // The boards of the configuration shown (at first, the first one's);
+    // the others are only listed.
+    const q = new URLSearchParams({ config: page.predictionsOf || "" });
+    page.predictions = await (pending || api(`/api/sweeps/${page.id}/predictions?${q}`));
     drawPredictions();
   } catch (e) { showError(box, e); }
 }
@@ -424,7 +427,7 @@ function drawPredictions() {
   if (!all.some((c) => c.config_key === page.predictionsOf)) page.predictionsOf = all[0].config_key;
   put(document.getElementById("prediction-controls"),
     el("label", {}, "configuration ", select("prediction-config", all.map((c) => [c.config_key, c.configuration]), page.predictionsOf,
-      (v) => { page.predictionsOf = v; drawPredictions(); })));
+      (v) => { page.predictionsOf = v; loadPredictions(); })));
   const c = all.find((x) => x.config_key === page.predictionsOf);
   put(box,
     el("p", { class: "muted" }, `Trial ${c.trial} (repeat ${c.repeat}) at epoch ${c.epoch}: input, predicted (red: cells that differ from the truth) and true next board.`),

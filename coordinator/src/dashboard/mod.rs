@@ -465,14 +465,26 @@ async fn repeats(
     Ok(axum::Json(json!({"config_key": q.config, "trials": trials})).into_response())
 }
 
+#[derive(Debug, Deserialize)]
+struct PredictionsQuery {
+    /// The boards of this configuration only (empty: of the first with
+    /// predictions); every configuration is still listed. All without it.
+    config: Option<String>,
+}
+
 /// Per configuration, the latest predictions on the sample items; each
 /// board a string of 220 `0`/`1` cells, row by row from the top.
 async fn predictions(
     _: Reader,
     State(d): State<Dashboard>,
     Path(id): Path<i64>,
+    Query(q): Query<PredictionsQuery>,
 ) -> Result<Response, ApiError> {
     let answer = results::predictions(&d.store, &pb::PredictionsRequest { sweep_id: id }).await?;
+    let shown = match q.config.as_deref() {
+        Some("") => answer.configurations.first().map(|c| c.config_key.as_str()),
+        other => other,
+    };
     let cells =
         |b: &[u8]| -> String { b.iter().map(|c| if *c == 1 { '1' } else { '0' }).collect() };
     let configurations: Vec<Value> = answer
@@ -482,6 +494,7 @@ async fn predictions(
             let samples: Vec<Value> = c
                 .samples
                 .iter()
+                .filter(|_| q.config.is_none() || shown == Some(c.config_key.as_str()))
                 .map(|s| {
                     json!({
                         "item": s.item, "kind": s.kind, "input": cells(&s.input),
