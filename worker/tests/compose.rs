@@ -135,4 +135,25 @@ fn the_kubernetes_workers_run_this_worker_from_the_images_docker_builds() {
         container["readinessProbe"]["grpc"]["port"].as_u64(),
         Some(50051)
     );
+    // The dashboard listens on the port the container and the Service name.
+    let command = strings(&container["command"]);
+    let at = command.iter().position(|a| a == "--dashboard").unwrap();
+    assert_eq!(command[at + 1], "0.0.0.0:8080");
+    let port = &container["ports"][1];
+    assert_eq!(
+        (port["name"].as_str(), port["containerPort"].as_u64()),
+        (Some("http"), Some(8080))
+    );
+    let service = &documents("deploy/kubernetes/base/coordinator.yaml")[0];
+    let port = &service["spec"]["ports"][1];
+    assert_eq!(
+        (port["port"].as_u64(), port["targetPort"].as_str()),
+        (Some(8080), Some("http"))
+    );
+    // Compose publishes it on the host's loopback only (plain HTTP).
+    let coordinator = &services["coordinator"];
+    let command = strings(&coordinator["command"]);
+    let at = command.iter().position(|a| a == "--dashboard").unwrap();
+    assert_eq!(command[at + 1], "0.0.0.0:8080");
+    assert!(strings(&coordinator["ports"]).contains(&"127.0.0.1:8080:8080".to_string()));
 }
