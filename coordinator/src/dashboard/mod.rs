@@ -16,7 +16,6 @@
 //! checks tokens: `Authorization: Bearer TOKEN`, or once `/?token=TOKEN`,
 //! which keeps it in an HTTP-only cookie for the pages that follow.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -544,24 +543,17 @@ async fn events(
 async fn send_events(
     store: &Store,
     sweep_id: i64,
-    mut since: i64,
+    since: i64,
     tx: &tokio::sync::mpsc::Sender<Result<Event, Infallible>>,
 ) -> Result<(), Error> {
-    // Rows changed in the millisecond of the last look are read again, so
-    // nothing written in that millisecond is missed; what was sent already
-    // is skipped.
-    let mut sent: HashMap<i64, (i64, u32, String)> = HashMap::new();
+    let mut changes = service::TrialChanges::new(sweep_id, since);
     loop {
-        let changed = store.trials_changed_since(sweep_id, since - 1).await?;
-        let mut trials = Vec::new();
-        for trial in &changed {
-            since = since.max(trial.updated_ms);
-            let state = (trial.updated_ms, trial.epochs_done, trial.status.clone());
-            if sent.get(&trial.id) != Some(&state) {
-                sent.insert(trial.id, state);
-                trials.push(report::trial_json(&convert::trial(trial)));
-            }
-        }
+        let trials: Vec<Value> = changes
+            .next(store)
+            .await?
+            .iter()
+            .map(|t| report::trial_json(&convert::trial(t)))
+            .collect();
         if !trials.is_empty() {
             let sweep = store.sweep(sweep_id).await?.as_ref().map(convert::sweep);
             let events = [

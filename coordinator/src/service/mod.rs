@@ -19,7 +19,7 @@ use tracing::Instrument;
 
 pub use batch::{Batcher, Leases, Reports};
 pub use sweeps::Sweeps;
-pub(crate) use sweeps::{detail, list_sweeps, stored_sweep};
+pub(crate) use sweeps::{TrialChanges, detail, list_sweeps, stored_sweep};
 pub use workers::Workers;
 
 use crate::auth::{Gate, Role};

@@ -155,6 +155,45 @@ async fn watch(s: &Sweeps, r: pb::WatchRequest) -> Result<Pin<Box<WatchEvents>>,
     Ok(Box::pin(ReceiverStream::new(rx)))
 }
 
+/// A sweep's trials as they change, found by polling: each look gives the
+/// trials changed since the last one (status, epochs or anything else),
+/// each once per state. Rows changed in the millisecond of the last look
+/// are read again, so nothing written in that millisecond is missed.
+#[derive(Debug)]
+pub(crate) struct TrialChanges {
+    sweep_id: i64,
+    since: i64,
+    sent: HashMap<i64, (i64, u32, String)>,
+}
+
+impl TrialChanges {
+    /// Changes made after `since` (milliseconds; -1 for every trial first).
+    pub(crate) fn new(sweep_id: i64, since: i64) -> Self {
+        Self {
+            sweep_id,
+            since,
+            sent: HashMap::new(),
+        }
+    }
+
+    /// The trials changed since the last look.
+    pub(crate) async fn next(&mut self, store: &Store) -> Result<Vec<TrialRow>, Error> {
+        let changed = store
+            .trials_changed_since(self.sweep_id, self.since - 1)
+            .await?;
+        let mut out = Vec::new();
+        for trial in changed {
+            self.since = self.since.max(trial.updated_ms);
+            let state = (trial.updated_ms, trial.epochs_done, trial.status.clone());
+            if self.sent.get(&trial.id) != Some(&state) {
+                self.sent.insert(trial.id, state);
+                out.push(trial);
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// Polls the database and sends trial changes and newly stored epochs until
 /// the client goes away.
 async fn send_changes(
@@ -164,27 +203,14 @@ async fn send_changes(
     mut stopping: watch::Receiver<bool>,
 ) -> Result<(), Error> {
     use pb::watch_event::Event;
-    // Rows changed in the millisecond of the last poll are read again, so
-    // nothing written in that millisecond is missed; what was sent already
-    // is skipped.
-    let mut since = -1;
-    let mut sent: HashMap<i64, (i64, String)> = HashMap::new();
+    let mut changes = TrialChanges::new(sweep_id, -1);
     let mut epochs_seen: HashMap<i64, u32> = HashMap::new();
     loop {
-        let changed = store.trials_changed_since(sweep_id, since - 1).await?;
-        for trial in &changed {
-            since = since.max(trial.updated_ms);
-            let state = (trial.updated_ms, trial.status.clone());
-            if sent.get(&trial.id) == Some(&state)
-                && epochs_seen.get(&trial.id) == Some(&trial.epochs_done)
-            {
-                continue;
-            }
-            sent.insert(trial.id, state);
+        for trial in changes.next(&store).await? {
             let seen = epochs_seen.entry(trial.id).or_insert(0);
             if trial.epochs_done > *seen {
                 let rows = store.metrics_after(trial.id, *seen).await?;
-                for event in convert::epochs_done(trial, *seen + 1..=trial.epochs_done, &rows) {
+                for event in convert::epochs_done(&trial, *seen + 1..=trial.epochs_done, &rows) {
                     if tx
                         .send(Ok(pb::WatchEvent {
                             event: Some(Event::Epoch(event)),
@@ -197,7 +223,7 @@ async fn send_changes(
                 }
                 *seen = trial.epochs_done;
             }
-            let event = Event::Trial(Box::new(convert::trial(trial)));
+            let event = Event::Trial(Box::new(convert::trial(&trial)));
             if tx
                 .send(Ok(pb::WatchEvent { event: Some(event) }))
                 .await
