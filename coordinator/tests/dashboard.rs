@@ -295,15 +295,18 @@ impl Drop for Browser {
     }
 }
 
-fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+/// Where `program` is on PATH.
+fn on_path(program: &str) -> Option<std::path::PathBuf> {
+    let paths = std::env::var_os("PATH")?;
+    std::env::split_paths(&paths)
+        .map(|dir| dir.join(program))
+        .find(|path| path.is_file())
 }
 
 /// A browser, or None (with SKIPPED said) where chromium or chromedriver is
 /// missing and EXP025_REQUIRE_BROWSER is not set.
 async fn browser() -> Option<Browser> {
-    if !(on_path("chromedriver") && on_path("chromium")) {
+    let (Some(_), Some(chromium)) = (on_path("chromedriver"), on_path("chromium")) else {
         assert!(
             std::env::var("EXP025_REQUIRE_BROWSER").is_err(),
             "EXP025_REQUIRE_BROWSER is set but chromium or chromedriver is not on PATH"
@@ -313,7 +316,7 @@ async fn browser() -> Option<Browser> {
              (Debian: apt-get install chromium chromium-driver)"
         );
         return None;
-    }
+    };
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -327,7 +330,7 @@ async fn browser() -> Option<Browser> {
         .unwrap();
     let capabilities: serde_json::Map<String, Value> = serde_json::from_value(json!({
         "goog:chromeOptions": {
-            "binary": "/usr/bin/chromium",
+            "binary": chromium,
             "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
                      "--disable-dev-shm-usage", "--window-size=1400,2200"],
         }
