@@ -16,6 +16,7 @@
 //! checks tokens: `Authorization: Bearer TOKEN`, or once `/?token=TOKEN`,
 //! which keeps it in an HTTP-only cookie for the pages that follow.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -446,21 +447,30 @@ async fn repeats(
     let (metric, split) = metric_and_split(&d.store, id, &q.metric, &q.split).await?;
     let split = results::split_or_default(&split)?;
     let metric = Metric::parse(&metric, split).map_err(Error::InvalidArgument)?;
-    let mut trials = Vec::new();
-    for trial in d.store.trials(id).await? {
-        if trial.config_key != q.config {
-            continue;
-        }
-        let points: Vec<(u32, f64)> = d
-            .store
-            .metrics_after(trial.id, 0)
-            .await?
-            .into_iter()
-            .filter(|r| r.value.split == split && r.value.metric == metric)
-            .map(|r| (r.epoch, r.value.value))
-            .collect();
-        trials.push(json!({"id": trial.id, "repeat": trial.repeat, "points": points}));
+    // Every value of the configuration's trials in one read, by trial.
+    let mut points: HashMap<i64, Vec<(u32, f64)>> = HashMap::new();
+    for r in d
+        .store
+        .metric_values(id, split, None, Some(metric), Some(&[q.config.as_str()]))
+        .await?
+    {
+        points
+            .entry(r.trial_id)
+            .or_default()
+            .push((r.epoch, r.value.value));
     }
+    let trials: Vec<Value> = d
+        .store
+        .trials(id)
+        .await?
+        .into_iter()
+        .filter(|t| t.config_key == q.config)
+        .map(|t| {
+            let mut points = points.remove(&t.id).unwrap_or_default();
+            points.sort_by_key(|(epoch, _)| *epoch);
+            json!({"id": t.id, "repeat": t.repeat, "points": points})
+        })
+        .collect();
     Ok(axum::Json(json!({"config_key": q.config, "trials": trials})).into_response())
 }
 
