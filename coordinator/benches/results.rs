@@ -241,13 +241,7 @@ async fn populate(server: &str, url: &str, repeats: u32) {
     let sweep = testing::submit(server, &sweep_yaml(repeats)).await;
     assert_eq!(sweep.id, 1);
     let mut pg = sqlx::PgConnection::connect(url).await.unwrap();
-    let ids: Vec<i64> = sqlx::query("SELECT id FROM trials WHERE sweep_id = 1 ORDER BY id")
-        .fetch_all(&mut pg)
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| sqlx::Row::get(r, "id"))
-        .collect();
+    let ids = trial_ids(&mut pg).await;
     let slots: Vec<(Split, Metric)> = packed::slots().collect();
     let mut rng = ChaCha8Rng::seed_from_u64(25);
     let start = Instant::now();
@@ -272,16 +266,14 @@ async fn populate(server: &str, url: &str, repeats: u32) {
                 metrics.push(packed::pack(&values));
             }
         }
-        sqlx::query(
-            "INSERT INTO epochs (trial_id, epoch, metrics) \
-             SELECT * FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::BYTEA[])",
+        insert_rows(
+            &mut pg,
+            "epochs (trial_id, epoch, metrics)",
+            trials,
+            epochs,
+            metrics,
         )
-        .bind(trials)
-        .bind(epochs)
-        .bind(metrics)
-        .execute(&mut pg)
-        .await
-        .unwrap();
+        .await;
         if i % 20 == 19 {
             eprint!(
                 "\rmetrics of {} / {} trials stored",
@@ -350,13 +342,7 @@ async fn populate_samples(url: &str) {
     if stored > 0 {
         return;
     }
-    let ids: Vec<i64> = sqlx::query("SELECT id FROM trials WHERE sweep_id = 1 ORDER BY id")
-        .fetch_all(&mut pg)
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| sqlx::Row::get(r, "id"))
-        .collect();
+    let ids = trial_ids(&mut pg).await;
     let mut rng = ChaCha8Rng::seed_from_u64(26);
     let mut board = || -> Vec<u8> {
         (0..220)
@@ -383,16 +369,44 @@ async fn populate_samples(url: &str) {
             epochs.push(i64::from(EPOCHS));
             data.push(prost::Message::encode_to_vec(&stored));
         }
-        sqlx::query(
-            "INSERT INTO samples (trial_id, epoch, data) \
-             SELECT * FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::BYTEA[])",
+        insert_rows(
+            &mut pg,
+            "samples (trial_id, epoch, data)",
+            trials,
+            epochs,
+            data,
         )
-        .bind(trials)
-        .bind(epochs)
-        .bind(data)
-        .execute(&mut pg)
-        .await
-        .unwrap();
+        .await;
     }
     eprintln!("predictions of {} trials stored", ids.len());
+}
+
+/// The benchmark sweep's trial ids, in order.
+async fn trial_ids(pg: &mut sqlx::PgConnection) -> Vec<i64> {
+    sqlx::query("SELECT id FROM trials WHERE sweep_id = 1 ORDER BY id")
+        .fetch_all(pg)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| sqlx::Row::get(r, "id"))
+        .collect()
+}
+
+/// Rows of (trial, epoch, bytes) into `table (columns)` in one statement.
+async fn insert_rows(
+    pg: &mut sqlx::PgConnection,
+    table: &str,
+    trials: Vec<i64>,
+    epochs: Vec<i64>,
+    bytes: Vec<Vec<u8>>,
+) {
+    sqlx::query(&format!(
+        "INSERT INTO {table} SELECT * FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::BYTEA[])"
+    ))
+    .bind(trials)
+    .bind(epochs)
+    .bind(bytes)
+    .execute(pg)
+    .await
+    .unwrap();
 }

@@ -761,16 +761,18 @@ async fn backfill_curve_points(pool: &AnyPool, backend: Backend) -> Result<()> {
 async fn set_last_epochs(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     rows: &[&&EpochReport],
+    blobs: &[Vec<u8>],
     inserted: &std::collections::HashSet<(i64, i64)>,
 ) -> Result<()> {
-    let mut newest: BTreeMap<i64, &EpochReport> = BTreeMap::new();
-    for r in rows
+    let mut newest: BTreeMap<i64, (&EpochReport, &[u8])> = BTreeMap::new();
+    for (r, blob) in rows
         .iter()
-        .filter(|r| inserted.contains(&(r.trial_id, i64::from(r.epoch))))
+        .zip(blobs)
+        .filter(|(r, _)| inserted.contains(&(r.trial_id, i64::from(r.epoch))))
     {
-        let slot = newest.entry(r.trial_id).or_insert(r);
-        if r.epoch > slot.epoch {
-            *slot = r;
+        let slot = newest.entry(r.trial_id).or_insert((r, blob));
+        if r.epoch > slot.0.epoch {
+            *slot = (r, blob);
         }
     }
     if newest.is_empty() {
@@ -786,11 +788,8 @@ async fn set_last_epochs(
         values.join(", ")
     );
     let mut upsert = sqlx::query(&sql);
-    for r in newest.values() {
-        upsert = upsert
-            .bind(r.trial_id)
-            .bind(i64::from(r.epoch))
-            .bind(packed::pack(&r.metrics));
+    for (r, blob) in newest.into_values() {
+        upsert = upsert.bind(r.trial_id).bind(i64::from(r.epoch)).bind(blob);
     }
     upsert.execute(&mut **tx).await?;
     Ok(())
@@ -1525,12 +1524,14 @@ impl Store {
                  ON CONFLICT (trial_id, epoch) DO NOTHING RETURNING trial_id, epoch",
                 values.join(", ")
             );
+            // Packed once, for the epochs and the last epochs.
+            let blobs: Vec<Vec<u8>> = rows.iter().map(|r| packed::pack(&r.metrics)).collect();
             let mut insert = sqlx::query(&sql);
-            for r in &rows {
+            for (r, blob) in rows.iter().zip(&blobs) {
                 insert = insert
                     .bind(r.trial_id)
                     .bind(i64::from(r.epoch))
-                    .bind(packed::pack(&r.metrics));
+                    .bind(blob.as_slice());
             }
             // Only epochs stored now (not ones stored before) count in the
             // curves.
@@ -1540,7 +1541,7 @@ impl Store {
                 .iter()
                 .map(|r| Ok((r.try_get("trial_id")?, r.try_get("epoch")?)))
                 .collect::<Result<_>>()?;
-            set_last_epochs(&mut tx, &rows, &inserted).await?;
+            set_last_epochs(&mut tx, &rows, &blobs, &inserted).await?;
             let mut points: BTreeMap<PointKey, Point> = BTreeMap::new();
             for r in rows
                 .iter()

@@ -500,10 +500,11 @@ async fn predictions(
         .configurations
         .iter()
         .map(|c| {
+            let boards = q.config.is_none() || shown == Some(c.config_key.as_str());
             let samples: Vec<Value> = c
                 .samples
                 .iter()
-                .filter(|_| q.config.is_none() || shown == Some(c.config_key.as_str()))
+                .take(if boards { c.samples.len() } else { 0 })
                 .map(|s| {
                     json!({
                         "item": s.item, "kind": s.kind, "input": cells(&s.input),
