@@ -112,6 +112,7 @@ async fn worker(
             .lease(pb::LeaseRequest {
                 worker_id,
                 wait_ms: 500,
+                ..Default::default()
             })
             .await
             .unwrap()

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use crate::error::Error;
 use crate::service::Leases;
-use crate::store::{Leasing, Store, StoreError};
+use crate::store::{LeaseAsk, Leasing, Store, StoreError};
 
 /// Lease and retry policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,13 +51,13 @@ pub const MAX_WAIT: Duration = Duration::from_secs(30);
 /// [`Store::queued`]).
 const POLL: Duration = Duration::from_secs(2);
 
-/// Leases the oldest queued trial to `worker_id` (through `leases`, which
-/// serves many callers at once), waiting up to `wait` (at most
-/// [`MAX_WAIT`]) for one to be queued.
+/// Leases the oldest queued trial (of its pack key first) to the worker
+/// asking (through `leases`, which serves many callers at once), waiting up
+/// to `wait` (at most [`MAX_WAIT`]) for one to be queued.
 pub async fn wait_for_trial(
     store: &Store,
     leases: &Leases,
-    worker_id: i64,
+    ask: LeaseAsk,
     wait: Duration,
 ) -> Result<Leasing, Error> {
     let deadline = tokio::time::Instant::now() + wait.min(MAX_WAIT);
@@ -67,7 +67,7 @@ pub async fn wait_for_trial(
         let queued = store.queued().notified();
         tokio::pin!(queued);
         queued.as_mut().enable();
-        match leases.lease(worker_id).await? {
+        match leases.lease(ask.clone()).await? {
             Leasing::Empty => {}
             answer => return Ok(answer),
         }

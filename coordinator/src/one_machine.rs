@@ -117,8 +117,33 @@ async fn sweep_for(store: &Store, file: &str, yaml: &str) -> Result<i64> {
     Ok(id)
 }
 
-/// Starts `workers` worker processes against `url`.
-fn spawn_workers(options: &LocalRun, workers: usize, url: &str, token: &str) -> Result<Vec<Child>> {
+/// The largest pack a local worker trains on a CPU: past it, a pack's
+/// epoch grows long for little more throughput (`worker bench --packs`).
+const MAX_CPU_PACK: usize = 16;
+/// The largest pack a local worker trains on a GPU.
+const MAX_GPU_PACK: usize = 256;
+
+/// Trials per pack for `workers` workers sharing `trials` on `device`: each
+/// worker packs its share of the sweep, so that every trial trains from
+/// the start, up to what the device gains from.
+pub fn pack_size(trials: usize, workers: usize, device: &str) -> usize {
+    let most = if device.starts_with("cuda") {
+        MAX_GPU_PACK
+    } else {
+        MAX_CPU_PACK
+    };
+    trials.div_ceil(workers.max(1)).clamp(1, most)
+}
+
+/// Starts `workers` worker processes against `url`, each training packs of
+/// `pack` trials.
+fn spawn_workers(
+    options: &LocalRun,
+    workers: usize,
+    pack: usize,
+    url: &str,
+    token: &str,
+) -> Result<Vec<Child>> {
     let log = File::options()
         .create(true)
         .append(true)
@@ -132,6 +157,7 @@ fn spawn_workers(options: &LocalRun, workers: usize, url: &str, token: &str) -> 
             command
                 .args(["worker", "--coordinator", url, "--device", &options.device])
                 .args(["--name", &format!("local-{i}")])
+                .args(["--pack", &pack.to_string()])
                 .env(PARENT_ENV, std::process::id().to_string())
                 .env("EXP025_TOKEN", token)
                 .stdin(Stdio::null())
@@ -332,9 +358,12 @@ pub async fn run(options: &LocalRun) -> Result<Outcome> {
         .create_token(&token_name, Role::Worker, &auth::hash(&token))
         .await?;
     let workers = options.workers.clamp(1, trials.len());
-    let mut children = spawn_workers(options, workers, &url, &token)?;
+    let unfinished = trials.iter().filter(|t| !is_finished(t)).count();
+    let pack = pack_size(unfinished, workers, &options.device);
+    let mut children = spawn_workers(options, workers, pack, &url, &token)?;
     eprintln!(
-        "coordinator on {url}, {workers} worker processes (logs: {}); Ctrl-C stops, running again resumes",
+        "coordinator on {url}, {workers} worker processes training packs of up to {pack} trials \
+         (logs: {}); Ctrl-C stops, running again resumes",
         options.log.display()
     );
     let dashboard = match options.dashboard {
@@ -483,4 +512,19 @@ async fn print_results(store: &Store, sweep_id: i64) -> Result<()> {
         report::compare(&tests, None, all_pairs, Format::Table).trim_end()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pack_size;
+
+    #[test]
+    fn each_worker_packs_its_share_up_to_what_the_device_gains_from() {
+        assert_eq!(pack_size(4, 2, "cpu"), 2);
+        assert_eq!(pack_size(5, 2, "cpu"), 3);
+        assert_eq!(pack_size(1, 2, "cpu"), 1);
+        assert_eq!(pack_size(0, 2, "cpu"), 1);
+        assert_eq!(pack_size(400, 2, "cpu"), 16);
+        assert_eq!(pack_size(400, 1, "cuda:0"), 256);
+    }
 }

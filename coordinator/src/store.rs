@@ -287,6 +287,26 @@ impl SweepRow {
     }
 }
 
+/// A worker asking for a trial.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseAsk {
+    /// Who asks.
+    pub worker: i64,
+    /// The pack key of trials it trains (`proto::config::pack_key`), whose
+    /// like it takes first; empty for any.
+    pub pack_with: String,
+}
+
+/// A known worker in one round of leasing: where its answer goes, and the
+/// lease it gets.
+#[derive(Debug)]
+struct Asker<'a> {
+    at: usize,
+    worker: i64,
+    lease: String,
+    pack_with: &'a str,
+}
+
 /// A trial as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrialRow {
@@ -821,6 +841,30 @@ async fn backfill_last_epochs(pool: &AnyPool) -> Result<()> {
     Ok(())
 }
 
+/// Gives the trials that may still be leased, queued before migration 0010,
+/// their pack keys.
+async fn backfill_pack_keys(pool: &AnyPool) -> Result<()> {
+    let rows =
+        sqlx::query("SELECT id, config FROM trials WHERE pack_key = '' AND status IN ($1, $2)")
+            .bind(status::QUEUED)
+            .bind(status::RUNNING)
+            .fetch_all(pool)
+            .await?;
+    for row in &rows {
+        let config: Vec<u8> = row.try_get("config")?;
+        let config = TrialConfig::decode(config.as_slice())?;
+        sqlx::query("UPDATE trials SET pack_key = $1 WHERE id = $2")
+            .bind(proto::config::pack_key(&config))
+            .bind(row.try_get::<i64, _>("id")?)
+            .execute(pool)
+            .await?;
+    }
+    if !rows.is_empty() {
+        tracing::info!(trials = rows.len(), "pack keys given to queued trials");
+    }
+    Ok(())
+}
+
 impl Store {
     /// Connects to `postgres://...` or `sqlite://FILE` (created if
     /// missing) and applies the backend's migrations.
@@ -860,6 +904,7 @@ impl Store {
         move_old_metrics(&pool, backend).await?;
         backfill_curve_points(&pool, backend).await?;
         backfill_last_epochs(&pool).await?;
+        backfill_pack_keys(&pool).await?;
         let queued = Arc::new(Notify::new());
         let tokens = Arc::new(TokenCache::default());
         if backend == Backend::Postgres {
@@ -1182,14 +1227,17 @@ impl Store {
 
     /// Takes the oldest queued trials, one for each worker asking (in
     /// order), holding each for `lease_ms`, in one statement (the workers'
-    /// last_seen is renewed beside it). A trial goes to one worker only,
+    /// last_seen is renewed beside it); a worker asking with a pack key
+    /// gets the oldest trial of that key first (one more statement per
+    /// key), any other when there is none. A trial goes to one worker only,
     /// whatever other coordinators share the database.
-    pub async fn lease_many(&self, workers: &[i64], lease_ms: i64) -> Result<Vec<Leasing>> {
-        if workers.is_empty() {
+    pub async fn lease_many(&self, asks: &[LeaseAsk], lease_ms: i64) -> Result<Vec<Leasing>> {
+        if asks.is_empty() {
             return Ok(Vec::new());
         }
+        let workers: Vec<i64> = asks.iter().map(|a| a.worker).collect();
         let now = now_ms();
-        let mut ids: Vec<i64> = workers.to_vec();
+        let mut ids: Vec<i64> = workers.clone();
         ids.sort_unstable();
         ids.dedup();
         let list: Vec<String> = ids.iter().map(i64::to_string).collect();
@@ -1233,11 +1281,16 @@ impl Store {
                 tracing::warn!(error = %e, "recording when workers were seen failed");
             }
         });
-        let asking: Vec<(usize, i64, String)> = workers
+        let asking: Vec<Asker> = asks
             .iter()
             .enumerate()
-            .filter(|(_, w)| known.contains(w))
-            .map(|(i, w)| (i, *w, format!("{:032x}", rand::rng().random::<u128>())))
+            .filter(|(_, a)| known.contains(&a.worker))
+            .map(|(i, a)| Asker {
+                at: i,
+                worker: a.worker,
+                lease: format!("{:032x}", rand::rng().random::<u128>()),
+                pack_with: a.pack_with.as_str(),
+            })
             .collect();
         let mut answers: Vec<Leasing> = workers
             .iter()
@@ -1252,15 +1305,49 @@ impl Store {
         if asking.is_empty() {
             return Ok(answers);
         }
+        let mut unserved = Vec::new();
+        let mut by_key: BTreeMap<&str, Vec<Asker>> = Default::default();
+        for asker in asking {
+            if asker.pack_with.is_empty() {
+                unserved.push(asker);
+            } else {
+                by_key.entry(asker.pack_with).or_default().push(asker);
+            }
+        }
+        for (key, askers) in by_key {
+            unserved.extend(
+                self.take(askers, Some(key), lease_ms, now, &mut answers)
+                    .await?,
+            );
+        }
+        self.take(unserved, None, lease_ms, now, &mut answers)
+            .await?;
+        Ok(answers)
+    }
+
+    /// Leases the oldest queued trials (of `pack_key` when given) to
+    /// `askers`, one each, setting their answers; returns those left
+    /// without one.
+    async fn take<'a>(
+        &self,
+        askers: Vec<Asker<'a>>,
+        pack_key: Option<&str>,
+        lease_ms: i64,
+        now: i64,
+        answers: &mut [Leasing],
+    ) -> Result<Vec<Asker<'a>>> {
+        if askers.is_empty() {
+            return Ok(askers);
+        }
         let lock = match self.backend {
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
         };
-        let values: Vec<String> = (0..asking.len())
+        let values: Vec<String> = (0..askers.len())
             .map(|i| format!("(${}, ${}, ${})", 3 * i + 5, 3 * i + 6, 3 * i + 7))
             .collect();
         let sql = format!(
-            "WITH picked AS (SELECT id FROM trials WHERE status = $1 ORDER BY id LIMIT {n}{lock}), \
+            "WITH picked AS (SELECT id FROM trials WHERE status = $1{of_key} ORDER BY id LIMIT {n}{lock}), \
              ranked AS (SELECT id, ROW_NUMBER() OVER (ORDER BY id) AS rn FROM picked), \
              asking (rn, lease, worker) AS (VALUES {values}) \
              UPDATE trials SET status = $2, lease_id = asking.lease, worker_id = asking.worker, \
@@ -1272,34 +1359,44 @@ impl Store {
                (SELECT name FROM workers WHERE workers.id = trials.worker_id) AS worker_name, \
                trials.updated_ms, trials.preemptions, trials.stop_epoch, trials.stop_reason, \
                trials.proposal, trials.proposed_by, trials.lease_id AS lease",
-            n = asking.len(),
-            values = values.join(", ")
+            n = askers.len(),
+            values = values.join(", "),
+            of_key = pack_key.map_or(String::new(), |_| format!(
+                " AND pack_key = ${}",
+                3 * askers.len() + 5
+            )),
         );
         let mut query = sqlx::query(&sql)
             .bind(status::QUEUED)
             .bind(status::RUNNING)
             .bind(now + lease_ms)
             .bind(now);
-        for (rank, (_, worker, lease)) in asking.iter().enumerate() {
+        for (rank, asker) in askers.iter().enumerate() {
             query = query
                 .bind(rank as i64 + 1)
-                .bind(lease.clone())
-                .bind(*worker);
+                .bind(asker.lease.clone())
+                .bind(asker.worker);
         }
-        let asker: HashMap<&str, usize> = asking
-            .iter()
-            .map(|(i, _, lease)| (lease.as_str(), *i))
-            .collect();
+        if let Some(key) = pack_key {
+            query = query.bind(key.to_string());
+        }
+        let by_lease: HashMap<&str, usize> =
+            askers.iter().map(|a| (a.lease.as_str(), a.at)).collect();
+        let mut served = std::collections::HashSet::new();
         for row in query.fetch_all(&self.pool).await? {
             let lease: String = row.try_get("lease")?;
-            if let Some(i) = asker.get(lease.as_str()) {
-                answers[*i] = Leasing::Leased(Box::new(Leased {
+            if let Some(&at) = by_lease.get(lease.as_str()) {
+                served.insert(at);
+                answers[at] = Leasing::Leased(Box::new(Leased {
                     lease_id: lease,
                     trial: trial_row(&row)?,
                 }));
             }
         }
-        Ok(answers)
+        Ok(askers
+            .into_iter()
+            .filter(|a| !served.contains(&a.at))
+            .collect())
     }
 
     /// Where the lease on `trial_id` stands for the holder of `lease_id`,
@@ -2038,7 +2135,7 @@ async fn insert_trials(
     for trial in trials {
         sqlx::query(
             "INSERT INTO trials (sweep_id, config, config_key, repeat_index, seed, status, created_ms, \
-             updated_ms, proposal, proposed_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9)",
+             updated_ms, proposal, proposed_by, pack_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9, $10)",
         )
         .bind(sweep_id)
         .bind(trial.config.encode_to_vec())
@@ -2049,6 +2146,7 @@ async fn insert_trials(
         .bind(now)
         .bind(i64::from(trial.proposal))
         .bind(trial.proposed_by)
+        .bind(proto::config::pack_key(&trial.config))
         .execute(&mut **tx)
         .await?;
     }

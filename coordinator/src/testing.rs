@@ -358,6 +358,7 @@ pub async fn lease(client: &mut WorkerServiceClient<Channel>, worker_id: i64) ->
     let request = pb::LeaseRequest {
         worker_id,
         wait_ms: 0,
+        ..Default::default()
     };
     client.lease(request).await.unwrap().into_inner().lease
 }
@@ -550,12 +551,26 @@ pub fn spawn_worker(
     checkpoint_every: u32,
     log: Option<&std::fs::File>,
 ) -> Process {
+    spawn_worker_with(program, url, cache, name, checkpoint_every, log, &[])
+}
+
+/// [`spawn_worker`] with more flags of `worker run` (`--pack 3`, say).
+pub fn spawn_worker_with(
+    program: &str,
+    url: &str,
+    cache: &std::path::Path,
+    name: &str,
+    checkpoint_every: u32,
+    log: Option<&std::fs::File>,
+    flags: &[&str],
+) -> Process {
     use std::process::{Command, Stdio};
     let stderr = log.map_or_else(Stdio::null, |f| Stdio::from(f.try_clone().unwrap()));
     Process(
         Command::new(program)
             .args(["worker", "--coordinator", url, "--name", name])
             .args(["--checkpoint-every", &checkpoint_every.to_string()])
+            .args(flags)
             .arg("--cache-dir")
             .arg(cache)
             .env("RAYON_NUM_THREADS", "1")
@@ -623,6 +638,7 @@ pub async fn simulated_worker(
         let request = pb::LeaseRequest {
             worker_id,
             wait_ms: 1000,
+            ..Default::default()
         };
         let leased = tokio::select! {
             leased = client.lease(request) => leased.unwrap().into_inner().lease,

@@ -164,6 +164,7 @@ async fn each_role_may_make_its_calls_only_and_refusals_change_nothing() {
             .lease(pb::LeaseRequest {
                 worker_id: id,
                 wait_ms: 0,
+                ..Default::default()
             })
             .await
             .unwrap();

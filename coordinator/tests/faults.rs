@@ -2,8 +2,11 @@
 //! served by a real coordinator process to real worker processes, while
 //! workers are SIGKILLed at random moments (and replaced), the coordinator
 //! is SIGKILLed and restarted five times, and Postgres itself crashes and
-//! restarts. Every trial completes, every epoch is stored exactly once, and
-//! every trial's metrics equal those of the same sweep run without faults.
+//! restarts. The faulted run's workers train packs of up to three trials
+//! (so trials resume into other packs), the run without faults trains each
+//! trial alone. Every trial completes, every epoch is stored exactly once,
+//! and every trial's metrics equal those of the same sweep run without
+//! faults.
 
 mod common;
 
@@ -33,6 +36,19 @@ fn sweep_yaml() -> String {
 
 fn worker(url: &str, cache: &Path, name: &str, log: &File) -> Process {
     testing::spawn_worker(COORDINATOR, url, cache, name, 2, Some(log))
+}
+
+/// A worker training packs of up to three trials.
+fn packed_worker(url: &str, cache: &Path, name: &str, log: &File) -> Process {
+    testing::spawn_worker_with(
+        COORDINATOR,
+        url,
+        cache,
+        name,
+        2,
+        Some(log),
+        &["--pack", "3"],
+    )
 }
 
 /// `coordinator serve` on `port`, with short leases so that a killed
@@ -101,7 +117,12 @@ async fn nothing_is_lost_to_killed_workers_coordinators_and_databases() {
     let worker_log = File::create(scratch.path().join("workers.log")).unwrap();
     let mut spawned = 0;
     let mut spawn = |workers: &mut Vec<Process>| {
-        workers.push(worker(&url, &cache, &format!("w{spawned}"), &worker_log));
+        workers.push(packed_worker(
+            &url,
+            &cache,
+            &format!("w{spawned}"),
+            &worker_log,
+        ));
         spawned += 1;
     };
     let mut workers = Vec::new();
@@ -193,11 +214,16 @@ async fn nothing_is_lost_to_killed_workers_coordinators_and_databases() {
         faulted, reference,
         "every trial's metrics equal the run without faults"
     );
-    let trained = std::fs::read_to_string(scratch.path().join("workers.log"))
-        .unwrap()
+    let worker_lines = std::fs::read_to_string(scratch.path().join("workers.log")).unwrap();
+    let trained = worker_lines
         .lines()
         .filter(|l| l.contains("epoch trained"))
         .count() as u64;
+    let packed = worker_lines
+        .lines()
+        .filter(|l| l.contains("training a pack"))
+        .count();
+    assert!(packed > 0, "the faulted run trained packs");
     let attempts: u32 = monitor
         .trials(sweep.id)
         .await
@@ -211,8 +237,8 @@ async fn nothing_is_lost_to_killed_workers_coordinators_and_databases() {
         std::io::stderr(),
         "fault suite: {worker_kills} workers SIGKILLed, {coordinator_kills} coordinator SIGKILLs and restarts, \
          {postgres_crashes} Postgres crash and restart; {total} epochs ({stored} metric rows) stored exactly once, \
-         {} epochs trained again, {attempts} leases for {TRIALS} trials, {rows} deterministic metric values equal \
-         to the run without faults ({:.0} s)",
+         {} epochs trained again, {attempts} leases for {TRIALS} trials, {packed} pack epochs, {rows} deterministic \
+         metric values equal to the run without faults, whose trials trained alone ({:.0} s)",
         trained.saturating_sub(total),
         start.elapsed().as_secs_f64()
     );

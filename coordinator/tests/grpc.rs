@@ -62,6 +62,50 @@ async fn fifty_concurrent_leasing_clients_never_share_a_trial() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_packing_worker_gets_trials_of_its_pack_key_first() {
+    for db in common::databases().await {
+        let server = common::start(&db.url, Duration::from_secs(60), 3).await;
+        let sweep = |batch: u32| {
+            format!(
+                "name: b{batch}\nrepeats: 2\ndataset: {{generated: {{seed: 1, train: 16, test: 8}}}}\n\
+                 parameters:\n  batch_size: {{value: {batch}}}\n  epochs: {{value: 1}}\n"
+            )
+        };
+        // The batch-4 trials are older than the batch-8 ones.
+        common::submit(&server.url(), &sweep(4)).await;
+        common::submit(&server.url(), &sweep(8)).await;
+        let (mut client, id) = common::worker(&server.url()).await;
+        let mut lease = async |pack_with: &str| {
+            let request = pb::LeaseRequest {
+                worker_id: id,
+                wait_ms: 0,
+                pack_with: pack_with.to_string(),
+            };
+            let lease = client.lease(request).await.unwrap().into_inner().lease;
+            lease.unwrap().trial.unwrap().config.unwrap()
+        };
+        let oldest = lease("").await;
+        assert_eq!(oldest.batch_size, 4, "{}: no key, the oldest", db.name);
+        let eights = proto::config::pack_key(&pb::TrialConfig {
+            batch_size: 8,
+            ..oldest.clone()
+        });
+        for _ in 0..2 {
+            let joined = lease(&eights).await;
+            assert_eq!(joined.batch_size, 8, "{}: its pack's key first", db.name);
+            assert_eq!(proto::config::pack_key(&joined), eights);
+        }
+        let other = lease(&eights).await;
+        assert_eq!(
+            other.batch_size, 4,
+            "{}: none of its key left, any other",
+            db.name
+        );
+        server.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_lease_is_re_leased_and_the_old_holder_refused() {
     for db in common::databases().await {
         let server = common::start(&db.url, Duration::from_millis(600), 2).await;

@@ -210,6 +210,7 @@ async fn hostile_requests_are_refused_clearly_and_change_nothing() {
             b.lease(pb::LeaseRequest {
                 worker_id: 999_999,
                 wait_ms: 0,
+                ..Default::default()
             })
             .await,
             Code::NotFound,
@@ -220,6 +221,7 @@ async fn hostile_requests_are_refused_clearly_and_change_nothing() {
             b.lease(pb::LeaseRequest {
                 worker_id: -1,
                 wait_ms: 0,
+                ..Default::default()
             })
             .await,
             Code::NotFound,
@@ -230,6 +232,7 @@ async fn hostile_requests_are_refused_clearly_and_change_nothing() {
             b.lease(pb::LeaseRequest {
                 worker_id: a_id,
                 wait_ms: 4_000_000_000,
+                ..Default::default()
             })
             .await,
             Code::InvalidArgument,

@@ -111,6 +111,7 @@ async fn metrics_are_scraped_with_the_series_a_sweep_implies() {
         .lease(pb::LeaseRequest {
             worker_id: 999_999,
             wait_ms: 0,
+            ..Default::default()
         })
         .await
         .unwrap_err();

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use coordinator::store::Store;
 use proto::metrics::{Metric, Split};
-use sqlx::Connection;
+use sqlx::{Connection, Row};
 
 /// The migrations of `backend` up to `last`, copied to a directory of their
 /// own (sqlx reads a directory).
@@ -93,9 +93,35 @@ async fn a_database_with_a_row_per_metric_moves_to_a_row_per_epoch() {
                 }
             }
         }
+        // And one trial still queued, which gets its pack key (migration
+        // 0010) when the coordinator connects.
+        let queued = &plan.trials[0].config;
+        sqlx::query(
+            "INSERT INTO trials (sweep_id, config, config_key, repeat_index, seed, status, \
+             epochs_done, created_ms, updated_ms) VALUES (1, $1, 'queued-one', 9, 9, 'queued', 0, 0, 0)",
+        )
+        .bind(prost::Message::encode_to_vec(queued))
+        .execute(&mut conn)
+        .await
+        .unwrap();
         conn.close().await.unwrap();
 
         let store = Store::connect(&db.url).await.unwrap();
+        let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
+        let keys: Vec<(i64, String)> = sqlx::query("SELECT id, pack_key FROM trials ORDER BY id")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get("id"), r.get("pack_key")))
+            .collect();
+        let key = proto::config::pack_key(queued);
+        assert_eq!(
+            keys,
+            [(1, String::new()), (2, String::new()), (3, key)],
+            "{}: the queued trial's pack key",
+            db.name
+        );
         for trial in 1..=2i64 {
             let rows = store.metrics_after(trial, 0).await.unwrap();
             assert_eq!(rows.len(), 9, "{}", db.name);
@@ -110,7 +136,6 @@ async fn a_database_with_a_row_per_metric_moves_to_a_row_per_epoch() {
             }
         }
         // Each trial's last epoch is filled from the moved rows.
-        let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
         let last: Vec<(i64, i64, bool)> = sqlx::query(
             "SELECT l.trial_id, l.epoch, l.metrics AS last, e.metrics AS stored FROM last_epochs l \
              JOIN epochs e ON e.trial_id = l.trial_id AND e.epoch = l.epoch ORDER BY l.trial_id",

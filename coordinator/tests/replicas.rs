@@ -200,6 +200,7 @@ async fn a_waiting_worker_is_woken_by_a_trial_queued_on_another_coordinator() {
             let request = pb::LeaseRequest {
                 worker_id: worker,
                 wait_ms: 20_000,
+                ..Default::default()
             };
             let leased = client.lease(request).await.unwrap().into_inner().lease;
             (leased, Instant::now())

@@ -3,7 +3,8 @@
 //! two workers drain a sweep; a worker killed mid-trial loses nothing, its
 //! trial finishing on the other from its checkpoint with the metrics of an
 //! uninterrupted run (and the same predictions on the sample items);
-//! SIGTERM checkpoints and releases.
+//! SIGTERM checkpoints and releases; in a packed worker, each trial of a
+//! pack is cancelled, preempted and completed on its own.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -19,6 +20,11 @@ const COORDINATOR: &str = env!("CARGO_BIN_EXE_coordinator");
 
 fn spawn_worker(url: &str, cache: &std::path::Path, name: &str) -> Process {
     testing::spawn_worker(COORDINATOR, url, cache, name, 1, None)
+}
+
+fn spawn_packed_worker(url: &str, cache: &std::path::Path, name: &str, pack: usize) -> Process {
+    let pack = pack.to_string();
+    testing::spawn_worker_with(COORDINATOR, url, cache, name, 1, None, &["--pack", &pack])
 }
 
 async fn all_completed(store: &Store, sweep: i64) -> bool {
@@ -329,4 +335,85 @@ async fn a_worker_told_to_stop_with_its_coordinator_gone_exits_in_bounded_time()
         "the worker exited {:?} after SIGTERM, status {exit:?}",
         stopped_at.elapsed()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pack_loses_a_cancelled_trial_takes_a_queued_one_and_hands_all_back_on_sigterm() {
+    let db = testing::databases().await.remove(0);
+    let cache = tempfile::tempdir().unwrap();
+    let server = testing::start(&db.url, Duration::from_secs(30), 3).await;
+    let create = |yaml: String| {
+        let store = server.store.clone();
+        async move {
+            store
+                .create_sweep(&yaml, &coordinator::spec::parse(&yaml).unwrap())
+                .await
+                .unwrap()
+        }
+    };
+    let doomed = create(testing::sweep_yaml(1, 1, 1000)).await;
+    let long = create(testing::sweep_yaml(2, 1, 1000)).await;
+    let mut worker = spawn_packed_worker(&server.url(), cache.path(), "packed", 3);
+    let store = server.store.clone();
+    wait_until(
+        "all three trials training",
+        Duration::from_secs(60),
+        || async {
+            let mut trials = store.trials(doomed).await.unwrap();
+            trials.extend(store.trials(long).await.unwrap());
+            trials.iter().all(|t| t.epochs_done >= 2)
+        },
+    )
+    .await;
+
+    // Cancelled, the trial leaves the pack; its member takes the next
+    // queued trial, which joins the pack and completes beside the others.
+    assert!(server.store.cancel_sweep(doomed).await.unwrap());
+    let next = create(testing::sweep_yaml(1, 1, 2)).await;
+    wait_until(
+        "the next trial on the freed member",
+        Duration::from_secs(60),
+        || all_completed(&server.store, next),
+    )
+    .await;
+    let cancelled = &server.store.trials(doomed).await.unwrap()[0];
+    assert_eq!(cancelled.status, "cancelled");
+    let before: Vec<u32> = store
+        .trials(long)
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.epochs_done)
+        .collect();
+    wait_until("the pack training on", Duration::from_secs(60), || async {
+        let now = store.trials(long).await.unwrap();
+        now.iter()
+            .zip(&before)
+            .all(|(t, b)| t.epochs_done > *b && t.status == "running")
+    })
+    .await;
+
+    // SIGTERM: every trial of the pack checkpoints and goes back to the
+    // queue as preempted, without using an attempt.
+    let status = Command::new("kill")
+        .args(["-TERM", &worker.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = tokio::task::spawn_blocking(move || worker.0.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(exit.success(), "exit status {exit:?}");
+    for trial in server.store.trials(long).await.unwrap() {
+        assert_eq!(trial.status, "queued", "trial {} released", trial.id);
+        assert_eq!((trial.attempts, trial.preemptions), (0, 1));
+        let (epoch, _) = server
+            .store
+            .checkpoint(trial.id)
+            .await
+            .unwrap()
+            .expect("a checkpoint at preemption");
+        assert_eq!(epoch, trial.epochs_done, "trial {}", trial.id);
+    }
+    server.stop().await;
 }

@@ -108,6 +108,22 @@ pub fn validate(c: &TrialConfig) -> Result<(), InvalidConfig> {
     Ok(())
 }
 
+/// Trials whose keys are equal can train in one pack, as one computation:
+/// the same batch size on the same dataset (what shapes the tensors);
+/// everything else may differ.
+pub fn pack_key(c: &TrialConfig) -> String {
+    use prost::Message;
+    let dataset: String = c
+        .dataset
+        .as_ref()
+        .map(|d| d.encode_to_vec())
+        .unwrap_or_default()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("batch {} data {dataset}", c.batch_size)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -32,21 +32,21 @@ const OPT_GEN: &str = "opt_generator.";
 const OPT_DISC: &str = "opt_discriminator.";
 
 /// Serialises the trainer's state.
-pub fn save(trainer: &Trainer<'_>) -> Result<Vec<u8>, CheckpointError> {
+pub fn save(trainer: &Trainer) -> Result<Vec<u8>, CheckpointError> {
     let gan = &trainer.gan;
-    let mut tensors: HashMap<String, Tensor> = gan.generator.tensors.snapshot(GEN)?;
-    tensors.extend(gan.discriminator.tensors.snapshot(DISC)?);
-    tensors.extend(gan.opt_gen.state(OPT_GEN));
-    tensors.extend(gan.opt_disc.state(OPT_DISC));
+    let mut tensors: HashMap<String, Tensor> = gan.generator.tensors.snapshot(0, GEN)?;
+    tensors.extend(gan.discriminator.tensors.snapshot(0, DISC)?);
+    tensors.extend(gan.opt_gen.state(0, OPT_GEN)?);
+    tensors.extend(gan.opt_disc.state(0, OPT_DISC)?);
     let metadata = HashMap::from([
         ("epoch".to_string(), trainer.epoch.to_string()),
         (
             "opt_generator.step".to_string(),
-            gan.opt_gen.steps().to_string(),
+            gan.opt_gen.steps(0).to_string(),
         ),
         (
             "opt_discriminator.step".to_string(),
-            gan.opt_disc.steps().to_string(),
+            gan.opt_disc.steps(0).to_string(),
         ),
         (
             "rng.word_pos".to_string(),
@@ -66,7 +66,7 @@ pub fn save(trainer: &Trainer<'_>) -> Result<Vec<u8>, CheckpointError> {
 
 /// Restores a state written by [`save`] into a trainer built with the same
 /// configuration.
-pub fn load(trainer: &mut Trainer<'_>, bytes: &[u8]) -> Result<(), CheckpointError> {
+pub fn load(trainer: &mut Trainer, bytes: &[u8]) -> Result<(), CheckpointError> {
     let (_, header) = safetensors::SafeTensors::read_metadata(bytes)?;
     let meta = header.metadata().clone().unwrap_or_default();
     let field = |key: &'static str| meta.get(key).ok_or(CheckpointError::Metadata(key));

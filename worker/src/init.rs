@@ -75,7 +75,7 @@ pub enum Fill {
 
 impl Fill {
     /// Samples `n` values in f32.
-    pub fn sample<R: Rng>(self, n: usize, rng: &mut R) -> Vec<f32> {
+    pub fn sample<R: Rng + ?Sized>(self, n: usize, rng: &mut R) -> Vec<f32> {
         match self {
             Fill::Uniform(bound) => (0..n)
                 .map(|_| ((rng.random::<f64>() * 2.0 - 1.0) * bound) as f32)

@@ -1,6 +1,9 @@
 //! The layers of both networks, on channels-last activations.
 //!
-//! An activation is `(B, H*W, C)`. Convolutions gather their 3x3 windows with
+//! An activation is `(K*B, H*W, C)`: a pack of K trials trained as one
+//! computation, trial after trial, B items each (K = 1 for a trial alone).
+//! Every weight has the trials as its first dimension, and each trial
+//! computes exactly what it computes alone. Convolutions gather their 3x3 windows with
 //! one `index_select` and multiply once (candle's CPU conv backward is a slow
 //! naive transpose); max-pool routes the gradient to the first maximum of
 //! each window as PyTorch does (candle's does not); BatchNorm sums its batch
@@ -11,7 +14,7 @@ use std::sync::Arc;
 use candle_core::{D, Device, Result, Tensor, Var};
 use rand::Rng;
 
-use crate::init::{InitScheme, LayerShape};
+use crate::init::{Fill, InitScheme, LayerShape};
 use crate::kernels::{self, BatchNormRelu, BiasAdd, Conv2d, MaxPool2};
 use crate::tensors::{Kind, NamedTensors};
 
@@ -52,29 +55,69 @@ impl Pass {
     }
 }
 
+/// Where a network's weights come from.
+pub enum Weights<'a> {
+    /// Drawn for one trial from its generator, with the network's init scheme.
+    Drawn {
+        /// The trial's generator.
+        rng: &'a mut dyn Rng,
+        /// The network's init scheme.
+        scheme: InitScheme,
+    },
+    /// The tensors of networks of one trial each, stacked into a pack.
+    Stacked(&'a [&'a NamedTensors]),
+}
+
+impl std::fmt::Debug for Weights<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Weights::Drawn { scheme, .. } => write!(f, "Drawn({scheme})"),
+            Weights::Stacked(nets) => write!(f, "Stacked({} trials)", nets.len()),
+        }
+    }
+}
+
 /// What layers need while a network is built.
 #[derive(Debug)]
-pub struct Builder<'a, R: Rng> {
+pub struct Builder<'a, 'w> {
     /// Where the network's tensors are registered.
     pub tensors: &'a mut NamedTensors,
-    /// The trial's generator, which draws the weights.
-    pub rng: &'a mut R,
-    /// The network's init scheme.
-    pub scheme: InitScheme,
+    /// Where the weights come from.
+    pub weights: Weights<'w>,
     /// Where the tensors live.
     pub device: &'a Device,
 }
 
-impl<R: Rng> Builder<'_, R> {
-    fn sampled(&mut self, name: &str, dims: &[usize], fill: crate::init::Fill) -> Result<Var> {
-        let n = dims.iter().product();
-        let values = fill.sample(n, self.rng);
-        let t = Tensor::from_vec(values, dims, self.device)?;
+impl Builder<'_, '_> {
+    /// Trials in the pack being built.
+    pub fn pack(&self) -> usize {
+        match &self.weights {
+            Weights::Drawn { .. } => 1,
+            Weights::Stacked(nets) => nets.len(),
+        }
+    }
+
+    fn sampled(
+        &mut self,
+        name: &str,
+        dims: &[usize],
+        fill: impl FnOnce(InitScheme) -> Fill,
+    ) -> Result<Var> {
+        let t = match &mut self.weights {
+            Weights::Drawn { rng, scheme } => {
+                let values = fill(*scheme).sample(dims.iter().product(), &mut **rng);
+                Tensor::from_vec(values, [&[1], dims].concat(), self.device)?
+            }
+            Weights::Stacked(nets) => NamedTensors::stacked(nets, name)?,
+        };
         self.tensors.add(name, t, Kind::Parameter)
     }
 
     fn constant(&mut self, name: &str, n: usize, value: f32, kind: Kind) -> Result<Var> {
-        let t = Tensor::full(value, n, self.device)?;
+        let t = match &self.weights {
+            Weights::Drawn { .. } => Tensor::full(value, (1, n), self.device)?,
+            Weights::Stacked(nets) => NamedTensors::stacked(nets, name)?,
+        };
         self.tensors.add(name, t, kind)
     }
 }
@@ -97,8 +140,8 @@ impl Conv {
     /// A conv layer named `name` (PyTorch's `name.weight`, `name.bias`) for
     /// inputs of size `in_hw`.
     #[allow(clippy::too_many_arguments)]
-    pub fn new<R: Rng>(
-        b: &mut Builder<'_, R>,
+    pub fn new(
+        b: &mut Builder<'_, '_>,
         name: &str,
         c_in: usize,
         c_out: usize,
@@ -113,13 +156,11 @@ impl Conv {
             fan_out: c_out * k * k,
             is_output,
         };
-        let weight = b.sampled(
-            &format!("{name}.weight"),
-            &[c_out, c_in, k, k],
-            b.scheme.weight(shape),
-        )?;
+        let weight = b.sampled(&format!("{name}.weight"), &[c_out, c_in, k, k], |s| {
+            s.weight(shape)
+        })?;
         let bias = if bias {
-            Some(b.sampled(&format!("{name}.bias"), &[c_out], b.scheme.bias(shape))?)
+            Some(b.sampled(&format!("{name}.bias"), &[c_out], |s| s.bias(shape))?)
         } else {
             None
         };
@@ -145,7 +186,7 @@ impl Conv {
             x.w + 2 * self.pad + 1 - self.k,
         );
         let weight = pass.param(&self.weight);
-        let c_out = weight.dim(0)?;
+        let c_out = weight.dim(1)?;
         let out = if x.t.device().is_cpu() {
             x.t.contiguous()?
                 .apply_op2(
@@ -193,7 +234,8 @@ pub fn conv_index((h, w): (usize, usize), k: usize, pad: usize) -> Vec<u32> {
     index
 }
 
-/// BatchNorm2d (eps 1e-5, momentum 0.1) over channels-last activations.
+/// BatchNorm2d (eps 1e-5, momentum 0.1) over channels-last activations,
+/// with each trial's own batch and running statistics.
 #[derive(Debug)]
 pub struct BatchNorm {
     weight: Var,
@@ -207,7 +249,7 @@ const BN_MOMENTUM: f64 = 0.1;
 
 impl BatchNorm {
     /// Registers `{name}.weight`, `.bias`, `.running_mean`, `.running_var` for `c` channels.
-    pub fn new<R: Rng>(b: &mut Builder<'_, R>, name: &str, c: usize) -> Result<Self> {
+    pub fn new(b: &mut Builder<'_, '_>, name: &str, c: usize) -> Result<Self> {
         Ok(Self {
             weight: b.constant(&format!("{name}.weight"), c, 1.0, Kind::Parameter)?,
             bias: b.constant(&format!("{name}.bias"), c, 0.0, Kind::Parameter)?,
@@ -218,36 +260,43 @@ impl BatchNorm {
 
     /// BatchNorm followed by ReLU when `relu`.
     pub fn forward(&self, x: &Act, pass: Pass, relu: bool) -> Result<Act> {
-        let (b, hw, c) = x.t.dims3()?;
-        let flat = x.t.reshape((b * hw, c))?;
+        let (kb, hw, c) = x.t.dims3()?;
+        let pack = self.weight.dim(0)?;
+        let n = kb * hw / pack;
+        let flat = x.t.reshape((kb * hw, c))?;
         let (gamma, beta) = (pass.param(&self.weight), pass.param(&self.bias));
         let out = if !flat.device().is_cpu() {
+            let per_trial = flat.reshape((pack, n, c))?;
             let (mean, var) = if pass.train {
-                let (mean, var) = generic::batch_stats(&flat)?;
-                self.update_running(&mean.flatten_all()?, &var.flatten_all()?, b * hw)?;
+                let (mean, var) = generic::batch_stats(&per_trial)?;
+                self.update_running(&mean.squeeze(1)?, &var.squeeze(1)?, n)?;
                 (mean, var)
             } else {
                 (
-                    self.running_mean.as_detached_tensor().reshape((1, c))?,
-                    self.running_var.as_detached_tensor().reshape((1, c))?,
+                    self.running_mean.as_detached_tensor().unsqueeze(1)?,
+                    self.running_var.as_detached_tensor().unsqueeze(1)?,
                 )
             };
-            generic::normalize(&flat, &mean, &var, &gamma, &beta, relu)?
+            generic::normalize(&per_trial, &mean, &var, &gamma, &beta, relu)?
         } else {
             let (mean, var) = if pass.train {
-                let (mean, var) = kernels::batch_stats(&flat)?;
+                let (mean, var) = kernels::batch_stats(&flat, pack)?;
                 let as_tensor = |v: &[f64]| {
                     Tensor::from_vec(
                         v.iter().map(|&m| m as f32).collect::<Vec<_>>(),
-                        c,
+                        (pack, c),
                         flat.device(),
                     )
                 };
-                self.update_running(&as_tensor(&mean)?, &as_tensor(&var)?, b * hw)?;
+                self.update_running(&as_tensor(&mean)?, &as_tensor(&var)?, n)?;
                 (mean, var)
             } else {
                 let host = |v: &Var| -> Result<Vec<f64>> {
-                    Ok(v.to_vec1::<f32>()?.into_iter().map(f64::from).collect())
+                    Ok(v.flatten_all()?
+                        .to_vec1::<f32>()?
+                        .into_iter()
+                        .map(f64::from)
+                        .collect())
                 };
                 (host(&self.running_mean)?, host(&self.running_var)?)
             };
@@ -266,13 +315,14 @@ impl BatchNorm {
             )?
         };
         Ok(Act {
-            t: out.reshape((b, hw, c))?,
+            t: out.reshape((kb, hw, c))?,
             h: x.h,
             w: x.w,
         })
     }
 
-    /// `running = 0.9 * running + 0.1 * batch`, with the unbiased variance.
+    /// `running = 0.9 * running + 0.1 * batch`, with the unbiased variance,
+    /// for `(K, C)` batch statistics over `n` values per trial.
     fn update_running(&self, mean: &Tensor, var: &Tensor, n: usize) -> Result<()> {
         let n = n as f64;
         let unbiased = (var.detach() * (n / (n - 1.0)))?;
@@ -286,7 +336,7 @@ impl BatchNorm {
     }
 }
 
-/// A fully connected layer on `(B, in)`.
+/// A fully connected layer on `(K*B, in)`.
 #[derive(Debug)]
 pub struct Linear {
     weight: Var,
@@ -295,8 +345,8 @@ pub struct Linear {
 
 impl Linear {
     /// Registers `{name}.weight` and `{name}.bias`, drawn by the scheme.
-    pub fn new<R: Rng>(
-        b: &mut Builder<'_, R>,
+    pub fn new(
+        b: &mut Builder<'_, '_>,
         name: &str,
         n_in: usize,
         n_out: usize,
@@ -308,21 +358,24 @@ impl Linear {
             is_output,
         };
         Ok(Self {
-            weight: b.sampled(
-                &format!("{name}.weight"),
-                &[n_out, n_in],
-                b.scheme.weight(shape),
-            )?,
-            bias: b.sampled(&format!("{name}.bias"), &[n_out], b.scheme.bias(shape))?,
+            weight: b.sampled(&format!("{name}.weight"), &[n_out, n_in], |s| {
+                s.weight(shape)
+            })?,
+            bias: b.sampled(&format!("{name}.bias"), &[n_out], |s| s.bias(shape))?,
         })
     }
 
-    /// `x W^T + b`, optionally followed by a ReLU.
+    /// `x W^T + b`, each trial's items by its own weights: one batched
+    /// product.
     pub fn forward(&self, x: &Tensor, pass: Pass) -> Result<Tensor> {
-        add_bias(
-            &x.matmul(&pass.param(&self.weight).t()?)?,
-            &pass.param(&self.bias),
-        )
+        let weight = pass.param(&self.weight);
+        let (pack, n_out, n_in) = weight.dims3()?;
+        let kb = x.dim(0)?;
+        let y = x
+            .reshape((pack, kb / pack, n_in))?
+            .matmul(&weight.t()?)?
+            .reshape((kb, n_out))?;
+        add_bias(&y, &pass.param(&self.bias))
     }
 }
 
@@ -351,12 +404,16 @@ pub fn max_pool2(x: &Act) -> Result<Act> {
     })
 }
 
-/// `x + bias` for `(N, C)` and `(C)`.
+/// `x + bias` for a pack's `(K*N, C)` and `(K, C)`.
 fn add_bias(x: &Tensor, bias: &Tensor) -> Result<Tensor> {
     if x.device().is_cpu() {
         x.contiguous()?.apply_op2(&bias.contiguous()?, BiasAdd)
     } else {
-        x.broadcast_add(bias)
+        let (kn, c) = x.dims2()?;
+        let pack = bias.dim(0)?;
+        x.reshape((pack, kn / pack, c))?
+            .broadcast_add(&bias.unsqueeze(1)?)?
+            .reshape((kn, c))
     }
 }
 
@@ -367,47 +424,56 @@ pub(crate) mod generic {
 
     use super::{Act, BN_EPS};
 
-    /// Convolution of `(B, HW, C)` by `(O, C, k, k)` weights to
-    /// `(B*P, O)`: windows gathered with one `index_select` over a
-    /// zero-padded input, then one matrix product.
+    /// Convolution of a pack's `(K*B, HW, C)` by `(K, O, C, k, k)` weights
+    /// to `(K*B*P, O)`: windows gathered with one `index_select` over a
+    /// zero-padded input, then one batched matrix product.
     pub fn conv(x: &Tensor, weight: &Tensor, index: &Tensor) -> Result<Tensor> {
-        let (b, _, c) = x.dims3()?;
-        let (o, _, k, _) = weight.dims4()?;
-        // (O, C, kh, kw) -> (kh*kw*C, O), matching the gathered columns.
-        let wmat = weight.permute((2, 3, 1, 0))?.reshape((k * k * c, o))?;
+        let (kb, hw, c) = x.dims3()?;
+        let (pack, o, _, k, _) = weight.dims5()?;
+        let b = kb / pack;
+        // (K, O, C, kh, kw) -> (K, kh*kw*C, O), matching the gathered columns.
+        let wmat = weight
+            .permute((0, 3, 4, 2, 1))?
+            .reshape((pack, k * k * c, o))?;
         let taps = k * k;
+        let positions = index.dim(0)? / taps;
         let cols = x
-            .pad_with_zeros(1, 0, 1)?
+            .reshape((pack, b, hw, c))?
+            .pad_with_zeros(2, 0, 1)?
             .contiguous()?
-            .index_select(index, 1)?
-            .reshape((b * index.dim(0)? / taps, taps * c))?;
-        cols.matmul(&wmat)
+            .index_select(index, 2)?
+            .reshape((pack, b * positions, taps * c))?;
+        cols.matmul(&wmat)?.reshape((kb * positions, o))
     }
 
-    /// Batch mean and biased variance `(1, C)` of `(N, C)`, summed in f64.
-    pub fn batch_stats(flat: &Tensor) -> Result<(Tensor, Tensor)> {
-        let x64 = flat.to_dtype(DType::F64)?;
-        let mean = x64.mean_keepdim(0)?;
-        let var = x64.broadcast_sub(&mean)?.sqr()?.mean_keepdim(0)?;
+    /// Each trial's batch mean and biased variance `(K, 1, C)` of a pack's
+    /// `(K, N, C)`, summed in f64.
+    pub fn batch_stats(x: &Tensor) -> Result<(Tensor, Tensor)> {
+        let x64 = x.to_dtype(DType::F64)?;
+        let mean = x64.mean_keepdim(1)?;
+        let var = x64.broadcast_sub(&mean)?.sqr()?.mean_keepdim(1)?;
         Ok((mean.to_dtype(DType::F32)?, var.to_dtype(DType::F32)?))
     }
 
-    /// `relu?((x - mean) / sqrt(var + eps) * gamma + beta)`.
+    /// `relu?((x - mean) / sqrt(var + eps) * gamma + beta)` on `(K, N, C)`,
+    /// with `(K, 1, C)` statistics and `(K, C)` gamma and beta; returns
+    /// `(K*N, C)`.
     pub fn normalize(
-        flat: &Tensor,
+        x: &Tensor,
         mean: &Tensor,
         var: &Tensor,
         gamma: &Tensor,
         beta: &Tensor,
         relu: bool,
     ) -> Result<Tensor> {
-        let c = gamma.elem_count();
+        let (pack, n, c) = x.dims3()?;
         let inv_std = (var + BN_EPS)?.sqrt()?.recip()?;
-        let scale = inv_std.broadcast_mul(&gamma.reshape((1, c))?)?;
-        let out = flat
+        let scale = inv_std.broadcast_mul(&gamma.unsqueeze(1)?)?;
+        let out = x
             .broadcast_sub(mean)?
             .broadcast_mul(&scale)?
-            .broadcast_add(&beta.reshape((1, c))?)?;
+            .broadcast_add(&beta.unsqueeze(1)?)?
+            .reshape((pack * n, c))?;
         if relu { out.relu() } else { Ok(out) }
     }
 
@@ -429,15 +495,19 @@ pub(crate) mod generic {
     }
 }
 
-/// Flattens `(B, H*W, C)` in PyTorch's C, H, W order to `(B, C*H*W)`.
+/// Flattens `(K*B, H*W, C)` in PyTorch's C, H, W order to `(K*B, C*H*W)`.
 pub fn flatten_chw(x: &Act) -> Result<Tensor> {
     let (b, hw, c) = x.t.dims3()?;
     x.t.transpose(1, 2)?.reshape((b, c * hw))
 }
 
-/// `BCEWithLogitsLoss` (mean) against a constant target.
-pub fn bce_with_logits(logits: &Tensor, target: f64) -> Result<Tensor> {
-    bce_with_logits_items(logits, target)?.mean_all()
+/// `BCEWithLogitsLoss` (mean) against a constant target, per trial: `(K)`
+/// losses of a pack's `(K*B)` logits.
+pub fn bce_with_logits(logits: &Tensor, target: f64, pack: usize) -> Result<Tensor> {
+    let kb = logits.dim(0)?;
+    bce_with_logits_items(logits, target)?
+        .reshape((pack, kb / pack))?
+        .mean(1)
 }
 
 /// Per-item BCE with logits against a constant target, in PyTorch's stable

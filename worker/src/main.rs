@@ -67,6 +67,13 @@ enum Command {
         /// Where ours trains: cpu or cuda:N (CUDA needs --features cuda).
         #[arg(long, default_value = "cpu")]
         device: String,
+        /// Sweep throughput instead: trial-epochs per second of packs of
+        /// these sizes (e.g. 1,2,4,8,16,32,64).
+        #[arg(long, value_delimiter = ',')]
+        packs: Option<Vec<usize>>,
+        /// The reference's bench_torch_packed.py, run for the same packs.
+        #[arg(long, requires = "packs")]
+        torch_packed: Option<PathBuf>,
     },
 }
 
@@ -200,6 +207,8 @@ fn main() -> Result<()> {
             python,
             threads,
             device,
+            packs,
+            torch_packed,
         } => bench::run(&BenchOptions {
             data,
             epochs,
@@ -208,6 +217,8 @@ fn main() -> Result<()> {
             python,
             threads,
             device,
+            packs,
+            torch_packed,
         })?,
     }
     Ok(())

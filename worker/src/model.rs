@@ -1,12 +1,14 @@
 //! The notebook's generator (`TetrisModel`) and discriminator
-//! (`TetrisDiscriminator`), with PyTorch's `state_dict` names.
+//! (`TetrisDiscriminator`), with PyTorch's `state_dict` names, for a pack of
+//! trials: built for one trial from its seed, or stacked from several.
 
-use candle_core::{Device, Result, Tensor};
+use candle_core::{Device, Result, Tensor, Var};
 use rand::Rng;
 
 use crate::init::InitScheme;
 use crate::layers::{
-    Act, BatchNorm, Builder, Conv, Linear, Pass, flatten_chw, max_pool2, relu, softmax_channels,
+    Act, BatchNorm, Builder, Conv, Linear, Pass, Weights, flatten_chw, max_pool2, relu,
+    softmax_channels,
 };
 use crate::tensors::NamedTensors;
 use crate::tetris::{COLS, ROWS};
@@ -24,8 +26,8 @@ struct ConvBnRelu {
 }
 
 impl ConvBnRelu {
-    fn new<R: Rng>(
-        b: &mut Builder<'_, R>,
+    fn new(
+        b: &mut Builder<'_, '_>,
         seq: &str,
         at: usize,
         c_in: usize,
@@ -48,7 +50,10 @@ pub struct Generator {
     loc: [ConvBnRelu; 2],
     glob: [ConvBnRelu; 2],
     glob_linear: Linear,
-    glob_relu: bool,
+    /// Per trial, the floor applied after `glob.9`: 0 (a ReLU, the smart
+    /// variant) or -inf (none); `(K, 1)`.
+    glob_floor: Tensor,
+    glob_relu: Vec<bool>,
     head: [ConvBnRelu; 3],
     out: Conv,
     /// Every parameter and BatchNorm buffer, under PyTorch's names.
@@ -56,19 +61,30 @@ pub struct Generator {
 }
 
 impl Generator {
-    /// Builds the generator with `scheme`; `glob_relu` adds the smart
-    /// variant's ReLU after `glob.9`.
+    /// Builds the generator of one trial with `scheme`; `glob_relu` adds the
+    /// smart variant's ReLU after `glob.9`.
     pub fn new<R: Rng>(
         scheme: InitScheme,
         glob_relu: bool,
         rng: &mut R,
         device: &Device,
     ) -> Result<Self> {
+        Self::build(Weights::Drawn { rng, scheme }, vec![glob_relu], device)
+    }
+
+    /// One generator for the pack of `trials`, their tensors stacked.
+    pub fn stack(trials: &[&Generator]) -> Result<Self> {
+        let nets: Vec<&NamedTensors> = trials.iter().map(|g| &g.tensors).collect();
+        let glob_relu = trials.iter().flat_map(|g| g.glob_relu.clone()).collect();
+        let device = trials[0].glob_floor.device().clone();
+        Self::build(Weights::Stacked(&nets), glob_relu, &device)
+    }
+
+    fn build(weights: Weights<'_>, glob_relu: Vec<bool>, device: &Device) -> Result<Self> {
         let mut tensors = NamedTensors::default();
         let b = &mut Builder {
             tensors: &mut tensors,
-            rng,
-            scheme,
+            weights,
             device,
         };
         let loc = [
@@ -86,10 +102,16 @@ impl Generator {
             ConvBnRelu::new(b, "head", 6, 16, BOARD)?,
         ];
         let out = Conv::new(b, "head.9", 16, 2, 1, 0, true, true, BOARD)?;
+        let floors: Vec<f32> = glob_relu
+            .iter()
+            .map(|&r| if r { 0.0 } else { f32::NEG_INFINITY })
+            .collect();
+        let glob_floor = Tensor::from_vec(floors, (glob_relu.len(), 1), device)?;
         Ok(Self {
             loc,
             glob,
             glob_linear,
+            glob_floor,
             glob_relu,
             head,
             out,
@@ -97,11 +119,17 @@ impl Generator {
         })
     }
 
-    /// `x`: boards `(B, 220, 2)` one-hot; `z`: `(B, 4)`. Returns the softmax
-    /// probabilities `(B, 220, 2)`.
+    /// Trials in the pack.
+    pub fn pack(&self) -> usize {
+        self.glob_relu.len()
+    }
+
+    /// `x`: boards `(K*B, 220, 2)` one-hot, trial after trial; `z`:
+    /// `(K*B, 4)`. Returns the softmax probabilities `(K*B, 220, 2)`.
     pub fn forward(&self, x: &Tensor, z: &Tensor, pass: Pass) -> Result<Tensor> {
-        let (b, hw, _) = x.dims3()?;
-        let noise = z.reshape((b, 1, Z_DIM))?.broadcast_as((b, hw, Z_DIM))?;
+        let (kb, hw, _) = x.dims3()?;
+        let pack = self.pack();
+        let noise = z.reshape((kb, 1, Z_DIM))?.broadcast_as((kb, hw, Z_DIM))?;
         let mut h = Act {
             t: Tensor::cat(&[x, &noise], 2)?,
             h: ROWS,
@@ -112,13 +140,12 @@ impl Generator {
         }
         let g = self.glob[0].forward(&h, pass)?;
         let g = self.glob[1].forward(&max_pool2(&g)?, pass)?;
-        let mut g = self
+        let g = self
             .glob_linear
-            .forward(&flatten_chw(&max_pool2(&g)?)?, pass)?;
-        if self.glob_relu {
-            g = g.relu()?;
-        }
-        let g = g.reshape((b, 1, 10))?.broadcast_as((b, hw, 10))?;
+            .forward(&flatten_chw(&max_pool2(&g)?)?, pass)?
+            .reshape((pack, kb / pack, 10))?
+            .broadcast_maximum(&self.glob_floor.unsqueeze(2)?)?;
+        let g = g.reshape((kb, 1, 10))?.broadcast_as((kb, hw, 10))?;
         let mut y = Act {
             t: Tensor::cat(&[&h.t, &g], 2)?,
             h: ROWS,
@@ -144,13 +171,23 @@ pub struct Discriminator {
 }
 
 impl Discriminator {
-    /// Builds the discriminator with `scheme`.
+    /// Builds the discriminator of one trial with `scheme`.
     pub fn new<R: Rng>(scheme: InitScheme, rng: &mut R, device: &Device) -> Result<Self> {
+        Self::build(Weights::Drawn { rng, scheme }, device)
+    }
+
+    /// One discriminator for the pack of `trials`, their tensors stacked.
+    pub fn stack(trials: &[&Discriminator]) -> Result<Self> {
+        let nets: Vec<&NamedTensors> = trials.iter().map(|d| &d.tensors).collect();
+        let device = trials[0].fc10_bias().device().clone();
+        Self::build(Weights::Stacked(&nets), &device)
+    }
+
+    fn build(weights: Weights<'_>, device: &Device) -> Result<Self> {
         let mut tensors = NamedTensors::default();
         let b = &mut Builder {
             tensors: &mut tensors,
-            rng,
-            scheme,
+            weights,
             device,
         };
         Ok(Self {
@@ -163,7 +200,16 @@ impl Discriminator {
         })
     }
 
-    /// `x`, `y`: `(B, 220, 2)`. Returns logits `(B,)`.
+    fn fc10_bias(&self) -> &Var {
+        self.tensors.get("body.10.bias").expect("registered")
+    }
+
+    /// Trials in the pack.
+    pub fn pack(&self) -> usize {
+        self.fc10_bias().dim(0).expect("a pack dimension")
+    }
+
+    /// `x`, `y`: `(K*B, 220, 2)`, trial after trial. Returns logits `(K*B)`.
     pub fn forward(&self, x: &Tensor, y: &Tensor, pass: Pass) -> Result<Tensor> {
         let h = Act {
             t: Tensor::cat(&[x, y], 2)?,

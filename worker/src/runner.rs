@@ -1,8 +1,11 @@
-//! `worker run`: registers with the coordinator, leases trials into N
-//! slots, trains each on a blocking thread, streams every epoch's metrics as
-//! soon as it ends, checkpoints every K epochs, and survives a coordinator
+//! `worker run`: registers with the coordinator, leases trials into packs
+//! (`--slots` packs of up to `--pack` trials each), trains each pack on a
+//! thread of its own as one computation, streams every trial's epochs as
+//! soon as they end, checkpoints every N epochs, and survives a coordinator
 //! that goes away (it trains on, retries with backoff and re-sends what was
-//! not acknowledged; stored metrics are idempotent).
+//! not acknowledged; stored metrics are idempotent). A trial joins its pack
+//! at the next epoch boundary and leaves it when it ends, is stopped or
+//! fails; every lease, report and directive stays the trial's own.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -42,9 +45,13 @@ pub struct RunArgs {
     /// cpu or cuda:N.
     #[arg(long, default_value = "cpu")]
     pub device: String,
-    /// Trials trained at once on the device.
+    /// Packs trained side by side on the device, each on its own thread.
     #[arg(long, default_value_t = 1)]
     pub slots: usize,
+    /// Trials trained together in one pack, as one computation (packing
+    /// changes speed, never results).
+    #[arg(long, default_value_t = 1)]
+    pub pack: usize,
     /// How this worker shows in the coordinator's status [default:
     /// DEVICE-PID].
     #[arg(long, env = "EXP025_WORKER_NAME")]
@@ -69,6 +76,8 @@ impl RunArgs {
             self.device.clone(),
             "--slots".into(),
             self.slots.to_string(),
+            "--pack".into(),
+            self.pack.to_string(),
             "--checkpoint-every".into(),
             self.checkpoint_every.to_string(),
         ];
@@ -99,6 +108,7 @@ impl RunArgs {
             },
             device: self.device,
             slots: self.slots.max(1),
+            pack: self.pack.max(1),
             checkpoint_every: self.checkpoint_every,
         };
         tokio::runtime::Runtime::new()?.block_on(async {
@@ -155,8 +165,10 @@ pub struct RunnerOptions {
     pub coordinator: Coordinator,
     /// `cpu` or `cuda:N`.
     pub device: String,
-    /// Trials trained at once.
+    /// Packs trained side by side.
     pub slots: usize,
+    /// Trials per pack.
+    pub pack: usize,
     /// How this worker shows in the coordinator's status.
     pub name: String,
     /// Save a checkpoint to the coordinator every this many epochs.
@@ -241,7 +253,7 @@ pub async fn run(options: RunnerOptions, shutdown: Stopping) -> Result<()> {
             protocol_version: proto::PROTOCOL_VERSION,
             name: options.name.clone(),
             device: options.device.clone(),
-            slots: options.slots as u32,
+            slots: (options.slots * options.pack) as u32,
         };
         async move { client.register(request).await }
     })
@@ -265,8 +277,15 @@ pub async fn run(options: RunnerOptions, shutdown: Stopping) -> Result<()> {
         options,
     });
     let mut slots = tokio::task::JoinSet::new();
-    for slot in 0..ctx.options.slots {
-        slots.spawn(slot_loop(ctx.clone(), slot, shutdown.clone()));
+    for n in 0..ctx.options.slots {
+        let pack = Arc::new(Pack {
+            joins: spawn_pack(n),
+            keys: Default::default(),
+        });
+        for member in 0..ctx.options.pack {
+            let slot = n * ctx.options.pack + member;
+            slots.spawn(slot_loop(ctx.clone(), slot, pack.clone(), shutdown.clone()));
+        }
     }
     while let Some(done) = slots.join_next().await {
         done??;
@@ -274,7 +293,49 @@ pub async fn run(options: RunnerOptions, shutdown: Stopping) -> Result<()> {
     Ok(())
 }
 
-async fn slot_loop(ctx: Arc<Ctx>, slot: usize, mut shutdown: Stopping) -> Result<()> {
+/// What the members of one pack share: its training thread, and the pack
+/// keys of the trials it holds.
+struct Pack {
+    joins: std::sync::mpsc::Sender<Join>,
+    keys: std::sync::Mutex<Vec<String>>,
+}
+
+impl Pack {
+    /// The key a member asks for, so that the trial it leases joins the
+    /// trials already here (any key when the pack is empty).
+    fn wanted(&self) -> String {
+        let keys = self.keys.lock().expect("not poisoned");
+        keys.first().cloned().unwrap_or_default()
+    }
+
+    /// Records a trial of `key` as in the pack until the guard drops.
+    fn hold(&self, key: String) -> Held<'_> {
+        self.keys.lock().expect("not poisoned").push(key.clone());
+        Held { pack: self, key }
+    }
+}
+
+/// A trial's key in its pack, while it is there.
+struct Held<'a> {
+    pack: &'a Pack,
+    key: String,
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        let mut keys = self.pack.keys.lock().expect("not poisoned");
+        if let Some(i) = keys.iter().position(|k| *k == self.key) {
+            keys.remove(i);
+        }
+    }
+}
+
+async fn slot_loop(
+    ctx: Arc<Ctx>,
+    slot: usize,
+    pack: Arc<Pack>,
+    mut shutdown: Stopping,
+) -> Result<()> {
     let stopping = shutdown.clone();
     loop {
         if shutdown.borrow().is_some() {
@@ -283,9 +344,10 @@ async fn slot_loop(ctx: Arc<Ctx>, slot: usize, mut shutdown: Stopping) -> Result
         let request = pb::LeaseRequest {
             worker_id: ctx.worker_id,
             wait_ms: LEASE_WAIT_MS,
+            pack_with: pack.wanted(),
         };
         let leased = tokio::select! {
-            r = retry("lease", &stopping, || { let mut c = ctx.client.clone(); let r = request; async move { c.lease(r).await } }) => r?,
+            r = retry("lease", &stopping, || { let mut c = ctx.client.clone(); let r = request.clone(); async move { c.lease(r).await } }) => r?,
             _ = stopped(&mut shutdown) => return Ok(()),
         };
         if let Some(lease) = leased.into_inner().lease {
@@ -296,7 +358,7 @@ async fn slot_loop(ctx: Arc<Ctx>, slot: usize, mut shutdown: Stopping) -> Result
                 from_epoch = lease.resume_from_epoch,
                 "trial leased"
             );
-            if let Err(e) = run_trial(&ctx, lease, shutdown.clone()).await {
+            if let Err(e) = run_trial(&ctx, lease, &pack, shutdown.clone()).await {
                 tracing::error!(
                     slot,
                     trial = trial_id,
@@ -332,8 +394,9 @@ const RUN: u8 = 0;
 const PAUSE: u8 = 1;
 const ABANDON: u8 = 2;
 
-/// Trains one leased trial to its end, a directive to stop, or shutdown.
-async fn run_trial(ctx: &Ctx, lease: pb::Lease, mut shutdown: Stopping) -> Result<()> {
+/// Trains one leased trial in the slot's pack to its end, a directive to
+/// stop, or shutdown.
+async fn run_trial(ctx: &Ctx, lease: pb::Lease, pack: &Pack, mut shutdown: Stopping) -> Result<()> {
     let trial = lease.trial.context("a lease without a trial")?;
     let mut reporter = Reporter {
         client: ctx.client.clone(),
@@ -364,22 +427,22 @@ async fn run_trial(ctx: &Ctx, lease: pb::Lease, mut shutdown: Stopping) -> Resul
         Ok(d) => d,
         Err(e) => return reporter.fail(&format!("dataset: {e:#}")).await,
     };
+    let _held = pack.hold(proto::config::pack_key(config));
     let saved = reporter.checkpoint().await?;
     let control = Arc::new(AtomicU8::new(RUN));
     let (events, mut inbox) = mpsc::unbounded_channel();
-    let (device, every) = (ctx.device.clone(), ctx.options.checkpoint_every.max(1));
-    let thread_control = control.clone();
-    let trainer = tokio::task::spawn_blocking(move || {
-        train_thread(
-            &data,
-            train_config,
-            &device,
+    pack.joins
+        .send(Join {
+            trial_id: trial.id,
+            config: train_config,
+            data,
             saved,
-            every,
-            &thread_control,
-            &events,
-        )
-    });
+            every: ctx.options.checkpoint_every.max(1),
+            device: ctx.device.clone(),
+            control: control.clone(),
+            events,
+        })
+        .context("the pack's training thread has stopped")?;
     let heartbeat = Duration::from_secs(u64::from(ctx.lease_seconds)) / 3;
     let outcome = loop {
         tokio::select! {
@@ -403,7 +466,6 @@ async fn run_trial(ctx: &Ctx, lease: pb::Lease, mut shutdown: Stopping) -> Resul
             }
         }
     };
-    trainer.await?;
     let held = reporter.flush(&control).await?;
     match outcome {
         _ if !held => {
@@ -425,40 +487,151 @@ async fn run_trial(ctx: &Ctx, lease: pb::Lease, mut shutdown: Stopping) -> Resul
     }
 }
 
-/// The training thread: resumes from `saved` if given, then trains epoch
-/// after epoch, checking `control` at every epoch boundary.
-fn train_thread(
-    data: &crate::datagen::Dataset,
+/// A trial handed to its pack's training thread.
+struct Join {
+    trial_id: i64,
     config: TrainConfig,
-    device: &Device,
+    data: Arc<crate::datagen::Dataset>,
+    /// The state to resume from.
     saved: Option<Vec<u8>>,
+    /// Checkpoint every this many epochs.
     every: u32,
-    control: &AtomicU8,
-    events: &mpsc::UnboundedSender<Event>,
-) {
-    let result = (|| -> Result<Event> {
-        let mut trainer = Trainer::new(config, &data.train, &data.test, device)?;
-        if let Some(bytes) = saved {
-            checkpoint::load(&mut trainer, &bytes)?;
-        }
-        while trainer.epoch() < config.epochs {
-            match control.load(Ordering::Relaxed) {
-                PAUSE => return Ok(Event::Paused(trainer.epoch(), checkpoint::save(&trainer)?)),
-                ABANDON => return Ok(Event::Abandoned),
-                _ => {}
+    device: Device,
+    /// Checked at every epoch boundary.
+    control: Arc<AtomicU8>,
+    events: mpsc::UnboundedSender<Event>,
+}
+
+/// A trial in its pack.
+struct Member {
+    trainer: Trainer,
+    join: Join,
+}
+
+impl Member {
+    /// Starts (or resumes) the trial; a trial that cannot start says why.
+    fn start(join: Join) -> Option<Member> {
+        let started = Trainer::new(join.config, join.data.clone(), &join.device)
+            .map_err(anyhow::Error::from)
+            .and_then(|mut trainer| {
+                if let Some(bytes) = &join.saved {
+                    checkpoint::load(&mut trainer, bytes)?;
+                }
+                Ok(trainer)
+            });
+        match started {
+            Ok(trainer) => Some(Member { trainer, join }),
+            Err(e) => {
+                let _ = join.events.send(Event::Failed(format!("{e:#}")));
+                None
             }
-            let report = trainer.run_epoch()?;
-            let due = report.epoch % every == 0 && report.epoch < config.epochs;
-            let state = due
-                .then(|| anyhow::Ok((checkpoint::save(&trainer)?, trainer.samples()?)))
-                .transpose()?;
-            if events.send(Event::Epoch(Box::new(report), state)).is_err() {
-                return Ok(Event::Abandoned);
+        }
+    }
+
+    /// What the trial says at an epoch boundary before training on, if it
+    /// leaves the pack there.
+    fn leaving(&self) -> Result<Option<Event>> {
+        Ok(match self.join.control.load(Ordering::Relaxed) {
+            PAUSE => Some(Event::Paused(
+                self.trainer.epoch(),
+                checkpoint::save(&self.trainer)?,
+            )),
+            ABANDON => Some(Event::Abandoned),
+            _ if self.trainer.epoch() >= self.join.config.epochs => {
+                Some(Event::Finished(self.trainer.samples()?))
+            }
+            _ => None,
+        })
+    }
+
+    /// Sends an epoch's report (with a checkpoint when one is due); false
+    /// when nobody listens any more.
+    fn report(&self, report: EpochReport) -> Result<bool> {
+        let epoch = report.epoch;
+        let due = epoch.is_multiple_of(self.join.every) && epoch < self.join.config.epochs;
+        let state = due
+            .then(|| anyhow::Ok((checkpoint::save(&self.trainer)?, self.trainer.samples()?)))
+            .transpose()?;
+        Ok(self
+            .join
+            .events
+            .send(Event::Epoch(Box::new(report), state))
+            .is_ok())
+    }
+}
+
+/// Starts pack `n`'s training thread; it trains the trials sent to it until
+/// every sender is gone.
+fn spawn_pack(n: usize) -> std::sync::mpsc::Sender<Join> {
+    let (joins, inbox) = std::sync::mpsc::channel::<Join>();
+    std::thread::Builder::new()
+        .name(format!("pack-{n}"))
+        .spawn(move || pack_thread(&inbox))
+        .expect("starting a training thread");
+    joins
+}
+
+/// Trains the pack epoch after epoch: trials join at an epoch boundary and
+/// leave when they end, are told to stop, or fail; trials that cannot share
+/// one computation (another batch size or dataset) train as packs of their
+/// own, one after the other, in the same round.
+fn pack_thread(inbox: &std::sync::mpsc::Receiver<Join>) {
+    let mut members: Vec<Member> = Vec::new();
+    loop {
+        let joining: Vec<Join> = if members.is_empty() {
+            match inbox.recv() {
+                Ok(join) => std::iter::once(join).chain(inbox.try_iter()).collect(),
+                Err(_) => return,
+            }
+        } else {
+            inbox.try_iter().collect()
+        };
+        members.extend(joining.into_iter().filter_map(Member::start));
+        members.retain(|m| match m.leaving() {
+            Ok(None) => true,
+            Ok(Some(event)) => {
+                let _ = m.join.events.send(event);
+                false
+            }
+            Err(e) => {
+                let _ = m.join.events.send(Event::Failed(format!("{e:#}")));
+                false
+            }
+        });
+        let mut rest = std::mem::take(&mut members);
+        while !rest.is_empty() {
+            let first = rest.remove(0);
+            let (others, fits): (Vec<Member>, Vec<Member>) = rest
+                .into_iter()
+                .partition(|m| !first.trainer.packs_with(&m.trainer));
+            rest = others;
+            let mut group: Vec<Member> = std::iter::once(first).chain(fits).collect();
+            if group.len() > 1 {
+                let trials: Vec<i64> = group.iter().map(|m| m.join.trial_id).collect();
+                tracing::info!(?trials, "training a pack");
+            }
+            let mut trainers: Vec<&mut Trainer> =
+                group.iter_mut().map(|m| &mut m.trainer).collect();
+            match crate::train::run_epochs(&mut trainers) {
+                Ok(reports) => {
+                    for (member, report) in group.into_iter().zip(reports) {
+                        match member.report(report) {
+                            Ok(true) => members.push(member),
+                            Ok(false) => {}
+                            Err(e) => {
+                                let _ = member.join.events.send(Event::Failed(format!("{e:#}")));
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    for member in group {
+                        let _ = member.join.events.send(Event::Failed(format!("{e:#}")));
+                    }
+                }
             }
         }
-        Ok(Event::Finished(trainer.samples()?))
-    })();
-    let _ = events.send(result.unwrap_or_else(|e| Event::Failed(format!("{e:#}"))));
+    }
 }
 
 /// Sends a trial's reports in order until each is acknowledged, and makes

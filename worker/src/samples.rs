@@ -33,7 +33,7 @@ pub fn items(split: &Split) -> Vec<(usize, &'static str)> {
         .collect()
 }
 
-impl Trainer<'_> {
+impl Trainer {
     /// The generator's predictions now on the sample items of the test
     /// split.
     pub fn samples(&self) -> Result<Vec<BoardSample>> {
@@ -103,12 +103,12 @@ mod tests {
 
     #[test]
     fn samples_show_fixed_items_and_leave_training_as_it_was() {
-        let data = generate(&GeneratedSpec {
+        let data = std::sync::Arc::new(generate(&GeneratedSpec {
             seed: 3,
             train: 24,
             test: 200,
             pairing: Default::default(),
-        });
+        }));
         let chosen = items(&data.test);
         assert_eq!(chosen.len(), 2 * PER_KIND, "{chosen:?}");
         assert!(
@@ -127,8 +127,8 @@ mod tests {
             ..TrainConfig::default()
         };
         let device = Device::Cpu;
-        let mut sampled = Trainer::new(config, &data.train, &data.test, &device).unwrap();
-        let mut plain = Trainer::new(config, &data.train, &data.test, &device).unwrap();
+        let mut sampled = Trainer::new(config, data.clone(), &device).unwrap();
+        let mut plain = Trainer::new(config, data.clone(), &device).unwrap();
         for _ in 0..2 {
             let first = sampled.samples().unwrap();
             assert_eq!(

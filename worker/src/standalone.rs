@@ -102,8 +102,7 @@ pub struct RunOptions {
 /// Trains the trial, writing one JSON line of metrics per epoch.
 pub fn run(dataset: &DatasetSpec, config: TrainConfig, opts: &RunOptions) -> Result<()> {
     let device = crate::device::parse(&opts.device)?;
-    let data = dataset.load()?;
-    let mut trainer = Trainer::new(config, &data.train, &data.test, &device)?;
+    let mut trainer = Trainer::new(config, std::sync::Arc::new(dataset.load()?), &device)?;
     if let Some(path) = &opts.resume {
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         checkpoint::load(&mut trainer, &bytes)

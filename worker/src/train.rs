@@ -1,6 +1,9 @@
-//! One trial's training: seeded shuffling and noise, an epoch of steps, and
-//! the evaluation of both splits after every epoch.
+//! A trial's training: seeded shuffling and noise, an epoch of steps, and
+//! the evaluation of both splits after every epoch; alone, or packed with
+//! other trials of the same batch size and data into one computation that
+//! gives each exactly what it would get alone.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use candle_core::{D, DType, Device, Result, Tensor};
@@ -10,6 +13,7 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::datagen::Dataset;
 use crate::gan::{Gan, GanConfig, zero_gradients};
 use crate::init::InitScheme;
 use crate::layers::{Pass, bce_with_logits_items};
@@ -144,27 +148,21 @@ impl EpochReport {
 
 /// A trial in progress.
 #[derive(Debug)]
-pub struct Trainer<'d> {
+pub struct Trainer {
     /// What the trial trains.
     pub config: TrainConfig,
-    /// Both networks and their optimisers.
+    /// Both networks and their optimisers (a pack of one).
     pub gan: Gan,
     pub(crate) rng: ChaCha8Rng,
     pub(crate) epoch: u32,
-    train: &'d Split,
-    test: &'d Split,
+    data: Arc<Dataset>,
     pub(crate) device: Device,
 }
 
-impl<'d> Trainer<'d> {
-    /// A fresh trial: weights drawn from the trial's seed.
-    pub fn new(
-        config: TrainConfig,
-        train: &'d Split,
-        test: &'d Split,
-        device: &Device,
-    ) -> Result<Self> {
-        if train.is_empty() {
+impl Trainer {
+    /// A fresh trial on `data`: weights drawn from the trial's seed.
+    pub fn new(config: TrainConfig, data: Arc<Dataset>, device: &Device) -> Result<Self> {
+        if data.train.is_empty() {
             candle_core::bail!("the train split has no items");
         }
         let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
@@ -174,15 +172,14 @@ impl<'d> Trainer<'d> {
             gan,
             rng,
             epoch: 0,
-            train,
-            test,
+            data,
             device: device.clone(),
         })
     }
 
     /// The split the trial is evaluated on besides its train split.
     pub fn test_split(&self) -> &Split {
-        self.test
+        &self.data.test
     }
 
     /// Epochs trained so far.
@@ -190,98 +187,191 @@ impl<'d> Trainer<'d> {
         self.epoch
     }
 
+    /// Whether the two trials can train in one pack: the same batch size on
+    /// the same data.
+    pub fn packs_with(&self, other: &Trainer) -> bool {
+        self.config.batch_size == other.config.batch_size
+            && Arc::ptr_eq(&self.data, &other.data)
+            && self.device.same_device(&other.device)
+    }
+
     /// Trains one epoch over the shuffled train split, then evaluates both
     /// splits.
     pub fn run_epoch(&mut self) -> Result<EpochReport> {
-        let start = Instant::now();
-        let mut order: Vec<usize> = (0..self.train.len()).collect();
-        order.shuffle(&mut self.rng);
-        let (mut disc_loss, mut gen_loss, mut steps) = (0.0, 0.0, 0);
-        let mut zero_grads = (0, 0);
-        let batches = order.chunks(self.config.batch_size);
-        let last = batches.len() - 1;
-        for (i, batch) in batches.enumerate() {
-            let (x, y) = batch_tensors(self.train, batch, &self.device)?;
-            let z = self.noise(batch.len())?;
-            let out = self.gan.step(&x, &y, &z)?;
-            disc_loss += f64::from(out.loss_d_real + out.loss_d_fake);
-            gen_loss += f64::from(out.loss_g);
-            steps += 1;
-            if i == last {
-                zero_grads = (
-                    zero_gradients(&self.gan.generator.tensors, &out.gen_grads)?,
-                    zero_gradients(&self.gan.discriminator.tensors, &out.disc_grads)?,
-                );
-            }
+        Ok(run_epochs(&mut [self])?.remove(0))
+    }
+}
+
+/// Trains one epoch of every trial of `trials` as one computation (each
+/// over its own shuffling of the train split, with its own noise), then
+/// evaluates both splits for each; every trial's report and state are
+/// exactly those of the trial trained alone. The trials must pack together
+/// ([`Trainer::packs_with`]).
+pub fn run_epochs(trials: &mut [&mut Trainer]) -> Result<Vec<EpochReport>> {
+    let Some(first) = trials.first() else {
+        return Ok(Vec::new());
+    };
+    if trials.iter().any(|t| !first.packs_with(t)) {
+        candle_core::bail!("trials of different batch sizes, data or devices cannot share a pack");
+    }
+    let (data, batch, device) = (
+        first.data.clone(),
+        first.config.batch_size,
+        first.device.clone(),
+    );
+    let mut reports = if let [alone] = trials {
+        let Trainer { gan, rng, .. } = &mut **alone;
+        epoch(gan, &mut [rng], batch, &data, &device)?
+    } else {
+        let mut pack = Gan::stack(&trials.iter().map(|t| &t.gan).collect::<Vec<_>>())?;
+        let mut rngs: Vec<&mut ChaCha8Rng> = trials.iter_mut().map(|t| &mut t.rng).collect();
+        let reports = epoch(&mut pack, &mut rngs, batch, &data, &device)?;
+        pack.unstack_into(&mut trials.iter_mut().map(|t| &mut t.gan).collect::<Vec<_>>())?;
+        reports
+    };
+    for (trial, report) in trials.iter_mut().zip(&mut reports) {
+        trial.epoch += 1;
+        report.epoch = trial.epoch;
+    }
+    Ok(reports)
+}
+
+/// One epoch of the pack `gan`, whose trials draw from `rngs`; the reports'
+/// epoch numbers are left for the caller.
+fn epoch(
+    gan: &mut Gan,
+    rngs: &mut [&mut ChaCha8Rng],
+    batch: usize,
+    data: &Dataset,
+    device: &Device,
+) -> Result<Vec<EpochReport>> {
+    let start = Instant::now();
+    let (pack, n) = (rngs.len(), data.train.len());
+    let orders: Vec<Vec<usize>> = rngs
+        .iter_mut()
+        .map(|rng| {
+            let mut order: Vec<usize> = (0..n).collect();
+            order.shuffle(&mut **rng);
+            order
+        })
+        .collect();
+    let (mut disc_loss, mut gen_loss) = (vec![0.0; pack], vec![0.0; pack]);
+    let mut zero_grads = (vec![0; pack], vec![0; pack]);
+    let steps = n.div_ceil(batch);
+    for step in 0..steps {
+        let items = step * batch..((step + 1) * batch).min(n);
+        let indices: Vec<usize> = orders
+            .iter()
+            .flat_map(|o| o[items.clone()].iter().copied())
+            .collect();
+        let (x, y) = batch_tensors(&data.train, &indices, device)?;
+        let z = noise(rngs, items.len(), device)?;
+        let out = gan.step(&x, &y, &z)?;
+        for k in 0..pack {
+            disc_loss[k] += f64::from(out.loss_d_real[k] + out.loss_d_fake[k]);
+            gen_loss[k] += f64::from(out.loss_g[k]);
         }
-        let train_seconds = start.elapsed().as_secs_f64();
-        let train = self.evaluate(self.train)?;
-        let test = self.evaluate(self.test)?;
-        self.epoch += 1;
-        let seconds = start.elapsed().as_secs_f64();
-        Ok(EpochReport {
-            epoch: self.epoch,
-            train,
-            test,
-            step_disc_loss: disc_loss / f64::from(steps),
-            step_gen_loss: gen_loss / f64::from(steps),
-            gen_zero_grads: zero_grads.0,
-            disc_zero_grads: zero_grads.1,
+        if step == steps - 1 {
+            zero_grads = (
+                zero_gradients(&gan.generator.tensors, &out.gen_grads)?,
+                zero_gradients(&gan.discriminator.tensors, &out.disc_grads)?,
+            );
+        }
+    }
+    let train_seconds = start.elapsed().as_secs_f64();
+    let train = evaluate(gan, rngs, &data.train, device)?;
+    let test = evaluate(gan, rngs, &data.test, device)?;
+    let seconds = start.elapsed().as_secs_f64();
+    let steps = steps as f64;
+    Ok((0..pack)
+        .map(|k| EpochReport {
+            epoch: 0,
+            train: train[k],
+            test: test[k],
+            step_disc_loss: disc_loss[k] / steps,
+            step_gen_loss: gen_loss[k] / steps,
+            gen_zero_grads: zero_grads.0[k],
+            disc_zero_grads: zero_grads.1[k],
             seconds,
             train_seconds,
-            items_per_second: self.train.len() as f64 / seconds,
+            items_per_second: n as f64 / seconds,
         })
-    }
+        .collect())
+}
 
-    /// The notebook's `test_loop` over all items of `split`, in large
-    /// batches with running statistics.
-    pub fn evaluate(&mut self, split: &Split) -> Result<SplitMetrics> {
-        let mut counts = BoardCounts::default();
-        let (mut disc_loss, mut gen_loss, mut disc_right) = (0.0, 0.0, 0u64);
-        let all: Vec<usize> = (0..split.len()).collect();
-        for batch in all.chunks(EVAL_BATCH) {
-            let (x, y) = batch_tensors(split, batch, &self.device)?;
-            let z = self.noise(batch.len())?;
-            let real = self.gan.discriminator.forward(&x, &y, Pass::EVAL)?;
-            let y_fake = self.gan.generator.forward(&x, &z, Pass::EVAL)?;
-            let fake = self.gan.discriminator.forward(&x, &y_fake, Pass::EVAL)?;
-            disc_loss += sum(&bce_with_logits_items(&real, 1.0)?)?
-                + sum(&bce_with_logits_items(&fake, 0.0)?)?;
-            gen_loss += sum(&bce_with_logits_items(&fake, 1.0)?)?;
-            disc_right += count(&real.gt(0.0)?)? + count(&fake.le(0.0)?)?;
-            let pred: Vec<u8> = y_fake
-                .argmax(D::Minus1)?
-                .to_dtype(DType::U8)?
-                .flatten_all()?
-                .to_vec1()?;
-            for (p, &item) in pred.chunks_exact(CELLS).zip(batch) {
-                counts.add(split.x(item), split.y(item), p);
+/// The notebook's `test_loop` over all items of `split` for every trial of
+/// the pack `gan`, in large batches with running statistics.
+fn evaluate(
+    gan: &Gan,
+    rngs: &mut [&mut ChaCha8Rng],
+    split: &Split,
+    device: &Device,
+) -> Result<Vec<SplitMetrics>> {
+    let pack = rngs.len();
+    let mut counts = vec![BoardCounts::default(); pack];
+    let (mut disc_loss, mut gen_loss) = (vec![0.0; pack], vec![0.0; pack]);
+    let mut disc_right = vec![0u64; pack];
+    let all: Vec<usize> = (0..split.len()).collect();
+    for batch in all.chunks(EVAL_BATCH) {
+        let every_trial: Vec<usize> = (0..pack).flat_map(|_| batch.iter().copied()).collect();
+        let (x, y) = batch_tensors(split, &every_trial, device)?;
+        let z = noise(rngs, batch.len(), device)?;
+        let real = gan.discriminator.forward(&x, &y, Pass::EVAL)?;
+        let y_fake = gan.generator.forward(&x, &z, Pass::EVAL)?;
+        let fake = gan.discriminator.forward(&x, &y_fake, Pass::EVAL)?;
+        let per_trial = |t: &Tensor| t.reshape((pack, batch.len()));
+        let losses = |logits: &Tensor, target: f64| -> Result<Vec<f32>> {
+            per_trial(&bce_with_logits_items(logits, target)?)?
+                .sum(1)?
+                .to_vec1()
+        };
+        let right = |mask: &Tensor| -> Result<Vec<u32>> {
+            per_trial(&mask.to_dtype(DType::U32)?)?.sum(1)?.to_vec1()
+        };
+        let (real_loss, fake_loss, fooled) = (
+            losses(&real, 1.0)?,
+            losses(&fake, 0.0)?,
+            losses(&fake, 1.0)?,
+        );
+        let (real_right, fake_right) = (right(&real.gt(0.0)?)?, right(&fake.le(0.0)?)?);
+        let pred: Vec<u8> = y_fake
+            .argmax(D::Minus1)?
+            .to_dtype(DType::U8)?
+            .flatten_all()?
+            .to_vec1()?;
+        for k in 0..pack {
+            disc_loss[k] += f64::from(real_loss[k]) + f64::from(fake_loss[k]);
+            gen_loss[k] += f64::from(fooled[k]);
+            disc_right[k] += u64::from(real_right[k]) + u64::from(fake_right[k]);
+            let predicted = &pred[k * batch.len() * CELLS..(k + 1) * batch.len() * CELLS];
+            for (p, &item) in predicted.chunks_exact(CELLS).zip(batch) {
+                counts[k].add(split.x(item), split.y(item), p);
             }
         }
-        let n = split.len() as f64;
-        Ok(SplitMetrics {
-            disc_loss: disc_loss / n,
-            gen_loss: gen_loss / n,
-            disc_accuracy: disc_right as f64 / (2.0 * n),
-            counts,
+    }
+    let n = split.len() as f64;
+    Ok((0..pack)
+        .map(|k| SplitMetrics {
+            disc_loss: disc_loss[k] / n,
+            gen_loss: gen_loss[k] / n,
+            disc_accuracy: disc_right[k] as f64 / (2.0 * n),
+            counts: counts[k],
         })
-    }
-
-    /// `(n, 4)` noise, uniform in [0, 1), from the trial's generator.
-    fn noise(&mut self, n: usize) -> Result<Tensor> {
-        let values: Vec<f32> = (0..n * Z_DIM).map(|_| self.rng.random::<f32>()).collect();
-        Tensor::from_vec(values, (n, Z_DIM), &self.device)
-    }
+        .collect())
 }
 
-fn sum(t: &Tensor) -> Result<f64> {
-    Ok(f64::from(t.sum_all()?.to_scalar::<f32>()?))
-}
-
-fn count(mask: &Tensor) -> Result<u64> {
-    Ok(u64::from(
-        mask.to_dtype(DType::U32)?.sum_all()?.to_scalar::<u32>()?,
-    ))
+/// `(K*n, 4)` noise, uniform in [0, 1): `n` rows from each trial's
+/// generator, trial after trial.
+fn noise(rngs: &mut [&mut ChaCha8Rng], n: usize, device: &Device) -> Result<Tensor> {
+    let values: Vec<f32> = rngs
+        .iter_mut()
+        .flat_map(|rng| {
+            (0..n * Z_DIM)
+                .map(|_| rng.random::<f32>())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    Tensor::from_vec(values, (rngs.len() * n, Z_DIM), device)
 }
 
 /// One-hot `(B, 220, 2)` tensors of x and y for the items `indices`.

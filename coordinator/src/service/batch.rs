@@ -13,7 +13,7 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::error::Error;
-use crate::store::{EpochReport, Leasing, Recorded, Store, StoreError};
+use crate::store::{EpochReport, LeaseAsk, Leasing, Recorded, Store, StoreError};
 
 /// Requests handled in one batch at most.
 const MAX_BATCH: usize = 512;
@@ -144,7 +144,7 @@ impl Reports {
 }
 
 /// Leases, taken in batches: a request is the id of the worker asking.
-pub type Leases = Batcher<i64, Leasing>;
+pub type Leases = Batcher<LeaseAsk, Leasing>;
 
 impl Leases {
     /// Takes queued trials from `store` for leases of `lease_ms`.
@@ -155,8 +155,9 @@ impl Leases {
         })
     }
 
-    /// The oldest queued trial for `worker_id`, if any.
-    pub async fn lease(&self, worker_id: i64) -> Result<Leasing, Error> {
-        self.call(worker_id).await
+    /// The oldest queued trial for the worker asking (of its pack key
+    /// first), if any.
+    pub async fn lease(&self, ask: LeaseAsk) -> Result<Leasing, Error> {
+        self.call(ask).await
     }
 }

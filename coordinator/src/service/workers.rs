@@ -21,7 +21,7 @@ use crate::error::Error;
 use crate::lease::{self, Policy};
 use crate::limits;
 use crate::search::SweepFacts;
-use crate::store::{EpochReport, LeaseState, Leasing, Recorded, Store, TrialRow};
+use crate::store::{EpochReport, LeaseAsk, LeaseState, Leasing, Recorded, Store, TrialRow};
 use crate::telemetry;
 
 /// The worker-facing service.
@@ -98,8 +98,13 @@ async fn lease(w: &Workers, r: pb::LeaseRequest) -> Result<pb::LeaseResponse, Er
             limits::MAX_LEASE_WAIT_MS
         )));
     }
+    limits::text("pack_with", &r.pack_with, limits::MAX_TEXT_CHARS)?;
     let wait = Duration::from_millis(u64::from(r.wait_ms));
-    let leased = match lease::wait_for_trial(&w.store, &w.leases, r.worker_id, wait).await? {
+    let ask = LeaseAsk {
+        worker: r.worker_id,
+        pack_with: r.pack_with,
+    };
+    let leased = match lease::wait_for_trial(&w.store, &w.leases, ask, wait).await? {
         Leasing::Leased(leased) => Some(*leased),
         Leasing::Empty => None,
         Leasing::UnknownWorker => return Err(Error::UnknownWorker(r.worker_id)),
