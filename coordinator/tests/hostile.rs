@@ -238,6 +238,17 @@ async fn hostile_requests_are_refused_clearly_and_change_nothing() {
             Code::InvalidArgument,
             "wait_ms is 4000000000",
         );
+        v.refused(
+            "a pack key of a megabyte",
+            b.lease(pb::LeaseRequest {
+                worker_id: a_id,
+                wait_ms: 0,
+                pack_with: "k".repeat(1 << 20),
+            })
+            .await,
+            Code::InvalidArgument,
+            "pack_with",
+        );
 
         // Progress reports.
         let forged = pb::Lease {

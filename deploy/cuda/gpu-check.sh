@@ -10,8 +10,10 @@
 # 2. One trial's epoch (training at batch 4 plus evaluation of both splits)
 #    timed on cuda:0 and on one CPU thread, on a dataset of the recordings'
 #    size made by the worker's own Tetris engine.
+# 3. Sweep throughput on cuda:0: trial-epochs per second of packs of 1 to
+#    1024 trials trained as one computation.
 # Everything it prints is also written to OUT/gpu-check.txt, the epoch
-# timings as JSON to OUT/bench-*.json.
+# timings as JSON to OUT/bench-*.json, the packs' to OUT/packs-cuda.json.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bundle="$(cd "${1:?usage: gpu-check.sh BUNDLE_DIR [OUT]}" && pwd)"
@@ -45,4 +47,8 @@ for device in cuda:0 cpu; do
     "$bin/worker" bench --data "$data" --epochs 3 --device "$device" --threads 1 |
         tee "$out/bench-${device%%:*}.json"
 done
+
+echo "== sweep throughput: packs of K trials on cuda:0"
+"$bin/worker" bench --data "$data" --epochs 1 --device cuda:0 --threads 1 \
+    --packs 1,4,16,64,256,1024 | tee "$out/packs-cuda.json"
 echo "gpu check: passed"
