@@ -66,6 +66,29 @@ pub enum Weights<'a> {
     },
     /// The tensors of networks of one trial each, stacked into a pack.
     Stacked(&'a [&'a NamedTensors]),
+    /// Trials `start..start + len` of a pack's network, copied.
+    Slice {
+        /// The pack's network.
+        net: &'a NamedTensors,
+        /// The first trial taken.
+        start: usize,
+        /// Trials taken.
+        len: usize,
+    },
+}
+
+impl Weights<'_> {
+    /// The tensor named `name` of the stacked or sliced networks.
+    fn taken(&self, name: &str) -> Result<Tensor> {
+        match self {
+            Weights::Drawn { .. } => unreachable!("drawn weights are sampled"),
+            Weights::Stacked(nets) => NamedTensors::stacked(nets, name),
+            Weights::Slice { net, start, len } => net
+                .get(name)
+                .ok_or_else(|| candle_core::Error::Msg(format!("missing tensor {name}")))?
+                .narrow(0, *start, *len),
+        }
+    }
 }
 
 impl std::fmt::Debug for Weights<'_> {
@@ -73,6 +96,7 @@ impl std::fmt::Debug for Weights<'_> {
         match self {
             Weights::Drawn { scheme, .. } => write!(f, "Drawn({scheme})"),
             Weights::Stacked(nets) => write!(f, "Stacked({} trials)", nets.len()),
+            Weights::Slice { start, len, .. } => write!(f, "Slice({start}..{})", start + len),
         }
     }
 }
@@ -94,6 +118,7 @@ impl Builder<'_, '_> {
         match &self.weights {
             Weights::Drawn { .. } => 1,
             Weights::Stacked(nets) => nets.len(),
+            Weights::Slice { len, .. } => *len,
         }
     }
 
@@ -108,7 +133,7 @@ impl Builder<'_, '_> {
                 let values = fill(*scheme).sample(dims.iter().product(), &mut **rng);
                 Tensor::from_vec(values, [&[1], dims].concat(), self.device)?
             }
-            Weights::Stacked(nets) => NamedTensors::stacked(nets, name)?,
+            taken => taken.taken(name)?,
         };
         self.tensors.add(name, t, Kind::Parameter)
     }
@@ -116,7 +141,7 @@ impl Builder<'_, '_> {
     fn constant(&mut self, name: &str, n: usize, value: f32, kind: Kind) -> Result<Var> {
         let t = match &self.weights {
             Weights::Drawn { .. } => Tensor::full(value, (1, n), self.device)?,
-            Weights::Stacked(nets) => NamedTensors::stacked(nets, name)?,
+            taken => taken.taken(name)?,
         };
         self.tensors.add(name, t, kind)
     }

@@ -80,6 +80,17 @@ impl Generator {
         Self::build(Weights::Stacked(&nets), glob_relu, &device)
     }
 
+    /// A copy of trials `start..start + len` of this pack.
+    pub fn select(&self, start: usize, len: usize) -> Result<Self> {
+        let weights = Weights::Slice {
+            net: &self.tensors,
+            start,
+            len,
+        };
+        let glob_relu = self.glob_relu[start..start + len].to_vec();
+        Self::build(weights, glob_relu, &self.glob_floor.device().clone())
+    }
+
     fn build(weights: Weights<'_>, glob_relu: Vec<bool>, device: &Device) -> Result<Self> {
         let mut tensors = NamedTensors::default();
         let b = &mut Builder {
@@ -181,6 +192,16 @@ impl Discriminator {
         let nets: Vec<&NamedTensors> = trials.iter().map(|d| &d.tensors).collect();
         let device = trials[0].fc10_bias().device().clone();
         Self::build(Weights::Stacked(&nets), &device)
+    }
+
+    /// A copy of trials `start..start + len` of this pack.
+    pub fn select(&self, start: usize, len: usize) -> Result<Self> {
+        let weights = Weights::Slice {
+            net: &self.tensors,
+            start,
+            len,
+        };
+        Self::build(weights, &self.fc10_bias().device().clone())
     }
 
     fn build(weights: Weights<'_>, device: &Device) -> Result<Self> {

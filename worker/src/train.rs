@@ -18,7 +18,7 @@ use crate::gan::{Gan, GanConfig, zero_gradients};
 use crate::init::InitScheme;
 use crate::layers::{Pass, bce_with_logits_items};
 use crate::metrics::{BoardCounts, SplitMetrics};
-use crate::model::Z_DIM;
+use crate::model::{Discriminator, Generator, Z_DIM};
 use crate::optim::AdamConfig;
 use crate::split::Split;
 use crate::tetris::CELLS;
@@ -299,10 +299,44 @@ fn epoch(
         .collect())
 }
 
+/// Trials evaluated in one pass on `device`: on a CPU two (a pass of
+/// [`EVAL_BATCH`] items already spends little on overhead, and a pack's
+/// many times that would outgrow the caches), elsewhere up to 256.
+fn eval_pack(device: &Device) -> usize {
+    if device.is_cpu() { 2 } else { 256 }
+}
+
 /// The notebook's `test_loop` over all items of `split` for every trial of
-/// the pack `gan`, in large batches with running statistics.
+/// the pack `gan`, in large batches with running statistics, as many
+/// trials per pass as suit the device.
 fn evaluate(
     gan: &Gan,
+    rngs: &mut [&mut ChaCha8Rng],
+    split: &Split,
+    device: &Device,
+) -> Result<Vec<SplitMetrics>> {
+    let per_pass = eval_pack(device);
+    if rngs.len() <= per_pass {
+        return evaluate_pack(&gan.generator, &gan.discriminator, rngs, split, device);
+    }
+    let mut metrics = Vec::with_capacity(rngs.len());
+    for (i, chunk) in rngs.chunks_mut(per_pass).enumerate() {
+        let (start, len) = (i * per_pass, chunk.len());
+        metrics.extend(evaluate_pack(
+            &gan.generator.select(start, len)?,
+            &gan.discriminator.select(start, len)?,
+            chunk,
+            split,
+            device,
+        )?);
+    }
+    Ok(metrics)
+}
+
+/// [`evaluate`] of every trial of `generator` and `discriminator` at once.
+fn evaluate_pack(
+    generator: &Generator,
+    discriminator: &Discriminator,
     rngs: &mut [&mut ChaCha8Rng],
     split: &Split,
     device: &Device,
@@ -316,9 +350,9 @@ fn evaluate(
         let every_trial: Vec<usize> = (0..pack).flat_map(|_| batch.iter().copied()).collect();
         let (x, y) = batch_tensors(split, &every_trial, device)?;
         let z = noise(rngs, batch.len(), device)?;
-        let real = gan.discriminator.forward(&x, &y, Pass::EVAL)?;
-        let y_fake = gan.generator.forward(&x, &z, Pass::EVAL)?;
-        let fake = gan.discriminator.forward(&x, &y_fake, Pass::EVAL)?;
+        let real = discriminator.forward(&x, &y, Pass::EVAL)?;
+        let y_fake = generator.forward(&x, &z, Pass::EVAL)?;
+        let fake = discriminator.forward(&x, &y_fake, Pass::EVAL)?;
         let per_trial = |t: &Tensor| t.reshape((pack, batch.len()));
         let losses = |logits: &Tensor, target: f64| -> Result<Vec<f32>> {
             per_trial(&bce_with_logits_items(logits, target)?)?
