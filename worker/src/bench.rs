@@ -100,19 +100,14 @@ pub fn candle_epochs(opts: &BenchOptions) -> Result<Value> {
     }))
 }
 
-/// Runs the PyTorch reference benchmark on the same data and threads.
-pub fn torch_epochs(opts: &BenchOptions, script: &Path) -> Result<Value> {
-    let init = match opts.init {
-        InitScheme::Kaiming { .. } => {
-            bail!("bench_torch.py takes default, smart or kaiming_fan_in|out")
-        }
-        other => other.to_string(),
-    };
+/// Runs a PyTorch reference script on the same data, threads and epochs
+/// with `args`, and returns what it printed (JSON lines).
+fn run_script(opts: &BenchOptions, script: &Path, args: &[&str]) -> Result<String> {
     let out = Command::new(&opts.python)
         .arg(script)
         .args(["--json", "--threads", &opts.threads.to_string()])
-        .args(["--init", &init])
         .args(["--epochs", &opts.epochs.to_string()])
+        .args(args)
         .arg("--data")
         .arg(&opts.data)
         .output()
@@ -124,7 +119,18 @@ pub fn torch_epochs(opts: &BenchOptions, script: &Path) -> Result<Value> {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let line = String::from_utf8(out.stdout)?;
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+/// Runs the PyTorch reference benchmark on the same data and threads.
+pub fn torch_epochs(opts: &BenchOptions, script: &Path) -> Result<Value> {
+    let init = match opts.init {
+        InitScheme::Kaiming { .. } => {
+            bail!("bench_torch.py takes default, smart or kaiming_fan_in|out")
+        }
+        other => other.to_string(),
+    };
+    let line = run_script(opts, script, &["--init", &init])?;
     let first = line
         .lines()
         .next()
@@ -179,26 +185,14 @@ pub fn torch_packs(opts: &BenchOptions, script: &Path, packs: &[usize]) -> Resul
         InitScheme::Default | InitScheme::Smart => opts.init.to_string(),
         _ => bail!("bench_torch_packed.py takes default or smart"),
     };
-    let out = Command::new(&opts.python)
-        .arg(script)
-        .args(["--json", "--threads", &opts.threads.to_string()])
-        .args(["--init", &init, "--packs", &packs.join(",")])
-        .args(["--epochs", &opts.epochs.to_string()])
-        .arg("--data")
-        .arg(&opts.data)
-        .output()
-        .with_context(|| format!("running {} {}", opts.python, script.display()))?;
-    if !out.status.success() {
-        bail!(
-            "{} failed: {}",
-            script.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    String::from_utf8(out.stdout)?
-        .lines()
-        .map(|line| Ok(serde_json::from_str(line)?))
-        .collect()
+    run_script(
+        opts,
+        script,
+        &["--init", &init, "--packs", &packs.join(",")],
+    )?
+    .lines()
+    .map(|line| Ok(serde_json::from_str(line)?))
+    .collect()
 }
 
 /// Measures ours, then the baseline if given, and prints one JSON object.
