@@ -6,10 +6,10 @@
 //! plain tensor-op composition on other devices; the tests below hold the
 //! two to the same numbers.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
-use ndarray::linalg::general_mat_mul;
-use ndarray::{ArrayView2, ArrayViewMut2};
+use pulp::{Arch, Simd, WithSimd};
 
 use candle_core::{
     CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Storage, Tensor,
@@ -39,11 +39,13 @@ fn tensor(values: Vec<f32>, shape: impl Into<Shape>, like: &Tensor) -> Result<Te
 
 /// A 2D convolution (stride 1, zero padding, no bias) for a pack of trials:
 /// channels-last `(K*B, HW, C)` (trial after trial, B items each) by
-/// PyTorch-layout weights `(K, O, C, k, k)`, giving `(K*B, P, O)`. Per
-/// trial, windows gathered by `index` (`index[p*T + t]` is the input
-/// position of tap `t` of output `p`, or `HW` for padding), then one matrix
-/// product: each trial computes exactly what it would alone. The backward
-/// pass computes the input gradient only when the input needs one.
+/// PyTorch-layout weights `(K, O, C, k, k)`, giving `(K*B, P, O)`. Output
+/// position `p` reads input position `index[p*T + t]` through tap `t` (or
+/// zeros where that is `HW`, the padding). A direct convolution: each
+/// trial's outputs are summed in registers, 16 at a time, over its taps and
+/// input channels ([`window_products`]), so each trial computes exactly what
+/// it would alone. The backward pass computes the input gradient only when
+/// the input needs one.
 #[derive(Debug, Clone)]
 pub struct Conv2d {
     /// For each output position and tap, the input row to read (or the padding row).
@@ -77,48 +79,243 @@ impl ConvDims {
 }
 
 impl Conv2d {
-    /// `(B*P, T*C)` windows of one trial's `(B, HW, C)` input.
-    fn columns(&self, x: &[f32], d: ConvDims) -> Vec<f32> {
-        let (hw, c) = (d.hw, d.c);
-        let mut cols = Vec::with_capacity(d.items * self.index.len() * c);
-        for item in x.chunks_exact(hw * c) {
-            for &i in self.index.iter() {
-                let i = i as usize;
-                if i < hw {
-                    cols.extend_from_slice(&item[i * c..(i + 1) * c]);
-                } else {
-                    cols.resize(cols.len() + c, 0.0);
+    fn positions(&self) -> usize {
+        self.index.len() / self.taps
+    }
+
+    /// The output position that reads input `i` through tap `t`, at
+    /// `[i*T + t]` (`P`, past the outputs, where none does): the map of the
+    /// input gradient, a convolution of the output gradient.
+    fn inverse(&self, hw: usize) -> Vec<u32> {
+        let mut inverse = vec![self.positions() as u32; hw * self.taps];
+        for (p, window) in self.index.chunks_exact(self.taps).enumerate() {
+            for (t, &i) in window.iter().enumerate() {
+                if let Some(slot) = inverse.get_mut(i as usize * self.taps + t) {
+                    *slot = p as u32;
                 }
             }
         }
-        cols
+        inverse
     }
+}
 
-    /// `(T*C, O)` weights from one trial's `(O, C, T)`.
-    fn weight_matrix(&self, w: &[f32], d: ConvDims) -> Vec<f32> {
-        let (c, o) = (d.c, d.o);
-        let mut wmat = vec![0f32; self.taps * c * o];
-        for oi in 0..o {
-            for ci in 0..c {
-                for t in 0..self.taps {
-                    wmat[(t * c + ci) * o + oi] = w[(oi * c + ci) * self.taps + t];
+/// Outputs each kernel loop sums at once (two 8-float AVX registers).
+const LANES: usize = 16;
+
+/// Weights laid out for [`window_products`]: for each block of [`LANES`]
+/// outputs, for each tap `t` and input `i`, the weights `at(t, i, o)` of the
+/// block's outputs `o` (zero past the last output).
+fn lane_rows(
+    taps: usize,
+    inputs: usize,
+    outputs: usize,
+    at: impl Fn(usize, usize, usize) -> f32,
+) -> Vec<f32> {
+    let mut rows = vec![0f32; outputs.div_ceil(LANES) * taps * inputs * LANES];
+    let mut rows_of = rows.chunks_exact_mut(LANES);
+    for first in (0..outputs).step_by(LANES) {
+        for t in 0..taps {
+            for i in 0..inputs {
+                let row = rows_of.next().expect("a row per block, tap and input");
+                for (o, v) in (first..outputs).zip(row) {
+                    *v = at(t, i, o);
                 }
             }
         }
-        wmat
     }
+    rows
+}
 
-    fn rows(&self, d: ConvDims) -> usize {
-        d.items * self.index.len() / self.taps
+/// `values` as rows of `to` values (the first `width` of each from
+/// `values`, the rest zero).
+fn widened(values: &[f32], width: usize, to: usize) -> Cow<'_, [f32]> {
+    if width == to {
+        return Cow::Borrowed(values);
+    }
+    let mut out = vec![0f32; values.len() / width * to];
+    for (src, dst) in values.chunks_exact(width).zip(out.chunks_exact_mut(to)) {
+        dst[..width].copy_from_slice(src);
+    }
+    Cow::Owned(out)
+}
+
+/// For each item of `x` (`rows_in` rows of `inputs` values each) and each
+/// output row `r` of `out` (`map.len() / taps` rows of `outputs` values):
+/// `out[r][o] = sum over taps t, then inputs i, of x[map[r*taps + t]][i] *
+/// w(t, i, o)`, a map entry of `rows_in` or more reading zeros. `weights`
+/// come from [`lane_rows`]. Four output rows by 16 outputs are summed in
+/// registers at a time, in the same order whatever the batch or pack.
+fn window_products(
+    x: &[f32],
+    inputs: usize,
+    map: &[u32],
+    taps: usize,
+    weights: &[f32],
+    outputs: usize,
+    out: &mut [f32],
+) {
+    if !out.is_empty() {
+        Arch::new().dispatch(WindowProducts {
+            x,
+            inputs,
+            map,
+            taps,
+            weights,
+            outputs,
+            out,
+        });
     }
 }
 
-fn view(values: &[f32], rows: usize, cols: usize) -> ArrayView2<'_, f32> {
-    ArrayView2::from_shape((rows, cols), values).expect("matching sizes")
+/// The arguments of [`window_products`]; its loops run in
+/// [`WithSimd::with_simd`], compiled for the SIMD instructions the CPU has
+/// (AVX2 on most x86-64), where the loops over 16 lanes vectorise.
+struct WindowProducts<'a> {
+    x: &'a [f32],
+    inputs: usize,
+    map: &'a [u32],
+    taps: usize,
+    weights: &'a [f32],
+    outputs: usize,
+    out: &'a mut [f32],
 }
 
-fn view_mut(values: &mut [f32], rows: usize, cols: usize) -> ArrayViewMut2<'_, f32> {
-    ArrayViewMut2::from_shape((rows, cols), values).expect("matching sizes")
+impl WithSimd for WindowProducts<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) {
+        let Self {
+            x,
+            inputs,
+            map,
+            taps,
+            weights,
+            outputs,
+            out,
+        } = self;
+        let rows_out = map.len() / taps;
+        let rows_in = x.len() / (out.len() / (rows_out * outputs) * inputs);
+        let zeros = vec![0f32; inputs];
+        for (item, out) in x
+            .chunks_exact(rows_in * inputs)
+            .zip(out.chunks_exact_mut(rows_out * outputs))
+        {
+            for (block, weights) in weights.chunks_exact(taps * inputs * LANES).enumerate() {
+                let first = block * LANES;
+                let width = (outputs - first).min(LANES);
+                for r0 in (0..rows_out).step_by(4) {
+                    let mut acc = [[0f32; LANES]; 4];
+                    for (t, weights) in weights.chunks_exact(inputs * LANES).enumerate() {
+                        let rows: [&[f32]; 4] =
+                            std::array::from_fn(|j| match map.get((r0 + j) * taps + t) {
+                                Some(&i) if (i as usize) < rows_in => {
+                                    &item[i as usize * inputs..][..inputs]
+                                }
+                                _ => &zeros[..],
+                            });
+                        for (i, w) in weights.chunks_exact(LANES).enumerate() {
+                            let w: &[f32; LANES] = w.try_into().expect("a lane row");
+                            let (w, _) = S::as_simd_f32s(w);
+                            for (acc, row) in acc.iter_mut().zip(rows) {
+                                let v = simd.splat_f32s(row[i]);
+                                let (acc, _) = S::as_mut_simd_f32s(acc);
+                                for (a, w) in acc.iter_mut().zip(w) {
+                                    *a = simd.add_f32s(*a, simd.mul_f32s(v, *w));
+                                }
+                            }
+                        }
+                    }
+                    for (r, acc) in (r0..rows_out).zip(&acc) {
+                        out[r * outputs + first..][..width].copy_from_slice(&acc[..width]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The weight gradient of [`window_products`], laid out as [`lane_rows`]:
+/// for each tap `t`, input `i` and output `o`, the sum over items, then
+/// output rows `r` in order, of `x[map[r*taps + t]][i] * g[r][o]` (padding
+/// taps skipped), 16 outputs at a time.
+fn window_gradient(
+    x: &[f32],
+    inputs: usize,
+    map: &[u32],
+    taps: usize,
+    g: &[f32],
+    outputs: usize,
+) -> Vec<f32> {
+    let blocks = outputs.div_ceil(LANES);
+    let mut out = vec![0f32; blocks * taps * inputs * LANES];
+    if !g.is_empty() {
+        Arch::new().dispatch(WindowGradient {
+            x,
+            inputs,
+            map,
+            taps,
+            g: &widened(g, outputs, blocks * LANES),
+            out: &mut out,
+        });
+    }
+    out
+}
+
+/// The arguments of [`window_gradient`], the output rows of `g` widened to
+/// a multiple of 16 (zeros), for the loops of [`WithSimd::with_simd`] (as
+/// [`WindowProducts`]).
+struct WindowGradient<'a> {
+    x: &'a [f32],
+    inputs: usize,
+    map: &'a [u32],
+    taps: usize,
+    g: &'a [f32],
+    out: &'a mut [f32],
+}
+
+impl WithSimd for WindowGradient<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) {
+        let Self {
+            x,
+            inputs,
+            map,
+            taps,
+            g,
+            out,
+        } = self;
+        let rows_out = map.len() / taps;
+        let wide = out.len() / (taps * inputs);
+        let rows_in = x.len() / (g.len() / (rows_out * wide) * inputs);
+        for (item, g) in x
+            .chunks_exact(rows_in * inputs)
+            .zip(g.chunks_exact(rows_out * wide))
+        {
+            for (window, g) in map.chunks_exact(taps).zip(g.chunks_exact(wide)) {
+                for (block, g) in g.chunks_exact(LANES).enumerate() {
+                    let g: &[f32; LANES] = g.try_into().expect("a lane row");
+                    let (g, _) = S::as_simd_f32s(g);
+                    let out = &mut out[block * taps * inputs * LANES..][..taps * inputs * LANES];
+                    for (&i, out) in window.iter().zip(out.chunks_exact_mut(inputs * LANES)) {
+                        let i = i as usize;
+                        let Some(row) = item.get(i * inputs..(i + 1) * inputs) else {
+                            continue;
+                        };
+                        for (&v, out) in row.iter().zip(out.chunks_exact_mut(LANES)) {
+                            let v = simd.splat_f32s(v);
+                            let (out, _) = S::as_mut_simd_f32s(out);
+                            for (o, g) in out.iter_mut().zip(g) {
+                                *o = simd.add_f32s(*o, simd.mul_f32s(v, *g));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 impl CustomOp2 for Conv2d {
@@ -135,22 +332,27 @@ impl CustomOp2 for Conv2d {
     ) -> Result<(CpuStorage, Shape)> {
         let d = ConvDims::of(l1.shape(), l2.shape())?;
         let (x, w) = (values(s1, l1)?, values(s2, l2)?);
-        let (rows, k) = (self.rows(d), self.taps * d.c);
-        let mut out = vec![0f32; d.pack * rows * d.o];
-        for (t, dst) in out.chunks_exact_mut(rows * d.o).enumerate() {
-            let cols = self.columns(&x[t * d.items * d.hw * d.c..][..d.items * d.hw * d.c], d);
-            let wmat = self.weight_matrix(&w[t * d.o * k..][..d.o * k], d);
-            general_mat_mul(
-                1.0,
-                &view(&cols, rows, k),
-                &view(&wmat, k, d.o),
-                0.0,
-                &mut view_mut(dst, rows, d.o),
+        let (taps, p) = (self.taps, self.positions());
+        let (per_x, per_w, per_out) = (d.items * d.hw * d.c, d.o * d.c * taps, d.items * p * d.o);
+        let mut out = vec![0f32; d.pack * per_out];
+        for (t, out) in out.chunks_exact_mut(per_out).enumerate() {
+            let w = &w[t * per_w..][..per_w];
+            let weights = lane_rows(taps, d.c, d.o, |tap, ci, oi| {
+                w[(oi * d.c + ci) * taps + tap]
+            });
+            window_products(
+                &x[t * per_x..][..per_x],
+                d.c,
+                &self.index,
+                taps,
+                &weights,
+                d.o,
+                out,
             );
         }
         Ok((
             CpuStorage::F32(out),
-            Shape::from((d.pack * d.items, self.index.len() / self.taps, d.o)),
+            Shape::from((d.pack * d.items, p, d.o)),
         ))
     }
 
@@ -162,21 +364,27 @@ impl CustomOp2 for Conv2d {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let d = ConvDims::of(x.shape(), w.shape())?;
-        let (rows, k) = (self.rows(d), self.taps * d.c);
-        let (hw, c, o) = (d.hw, d.c, d.o);
+        let (taps, p, (hw, c, o)) = (self.taps, self.positions(), (d.hw, d.c, d.o));
         let g = grad.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-        let per_x = d.items * hw * c;
-        let mut dw = vec![0f32; d.pack * o * k];
+        let (per_x, per_w, per_g) = (d.items * hw * c, o * c * taps, d.items * p * o);
+        let mut dw = vec![0f32; d.pack * per_w];
         with_values(x, |x| {
-            for (t, dw) in dw.chunks_exact_mut(o * k).enumerate() {
-                let cols = self.columns(&x[t * per_x..][..per_x], d);
-                let g = view(&g[t * rows * o..][..rows * o], rows, o);
-                let dwmat = view(&cols, rows, k).t().dot(&g);
-                for ((tap, ci), oi) in (0..self.taps)
-                    .flat_map(|tap| (0..c).map(move |ci| (tap, ci)))
-                    .flat_map(|tc| (0..o).map(move |oi| (tc, oi)))
-                {
-                    dw[(oi * c + ci) * self.taps + tap] = dwmat[[tap * c + ci, oi]];
+            for (t, dw) in dw.chunks_exact_mut(per_w).enumerate() {
+                let rows = window_gradient(
+                    &x[t * per_x..][..per_x],
+                    c,
+                    &self.index,
+                    taps,
+                    &g[t * per_g..][..per_g],
+                    o,
+                );
+                for (oi, dw) in dw.chunks_exact_mut(c * taps).enumerate() {
+                    let rows = &rows[oi / LANES * taps * c * LANES + oi % LANES..];
+                    for (ci, dw) in dw.chunks_exact_mut(taps).enumerate() {
+                        for (tap, v) in dw.iter_mut().enumerate() {
+                            *v = rows[(tap * c + ci) * LANES];
+                        }
+                    }
                 }
             }
         })?;
@@ -184,25 +392,13 @@ impl CustomOp2 for Conv2d {
         if !x.track_op() {
             return Ok((None, Some(dw)));
         }
+        let inverse = self.inverse(hw);
         let mut dx = vec![0f32; d.pack * per_x];
         with_values(w, |w| {
             for (t, dx) in dx.chunks_exact_mut(per_x).enumerate() {
-                let wmat = self.weight_matrix(&w[t * o * k..][..o * k], d);
-                let g = view(&g[t * rows * o..][..rows * o], rows, o);
-                let dcols = g.dot(&view(&wmat, k, o).t());
-                let dcols = dcols.as_slice().expect("a fresh standard-layout array");
-                let per_item = self.index.len() * c;
-                for (n, item) in dcols.chunks_exact(per_item).enumerate() {
-                    let dst = &mut dx[n * hw * c..(n + 1) * hw * c];
-                    for (row, &i) in item.chunks_exact(c).zip(self.index.iter()) {
-                        let i = i as usize;
-                        if i < hw {
-                            for (d, v) in dst[i * c..(i + 1) * c].iter_mut().zip(row) {
-                                *d += v;
-                            }
-                        }
-                    }
-                }
+                let w = &w[t * per_w..][..per_w];
+                let weights = lane_rows(taps, o, c, |tap, oi, ci| w[(oi * c + ci) * taps + tap]);
+                window_products(&g[t * per_g..][..per_g], o, &inverse, taps, &weights, c, dx);
             }
         })?;
         Ok((Some(tensor(dx, x.shape(), x)?), Some(dw)))
@@ -552,14 +748,18 @@ mod tests {
     #[test]
     fn conv_matches_index_select_and_matmul() {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
-        for (pack, k, pad, (h, w)) in [
-            (1, 3, 1, (22, 10)),
-            (3, 3, 1, (22, 10)),
-            (2, 3, 0, (11, 5)),
-            (3, 1, 0, (22, 10)),
+        // The model's shapes (16 outputs; 26 inputs; 2 outputs of a 1x1
+        // head) and odd ones: outputs past one block of 16, inputs not a
+        // multiple of 4, positions not a multiple of 4.
+        for (pack, k, pad, (h, w), (c, o)) in [
+            (1, 3, 1, (22, 10), (3, 4)),
+            (3, 3, 1, (22, 10), (26, 16)),
+            (2, 3, 0, (11, 5), (16, 20)),
+            (3, 1, 0, (22, 10), (16, 2)),
+            (2, 3, 1, (3, 3), (5, 33)),
         ] {
-            let x = fine(&[pack * 2, h * w, 3], &mut rng);
-            let weight = fine(&[pack, 4, 3, k, k], &mut rng);
+            let x = fine(&[pack * 2, h * w, c], &mut rng);
+            let weight = fine(&[pack, o, c, k, k], &mut rng);
             let (ho, wo) = (h + 2 * pad + 1 - k, w + 2 * pad + 1 - k);
             let index = conv_index((h, w), k, pad);
             let fused = x
@@ -571,12 +771,12 @@ mod tests {
                     },
                 )
                 .unwrap()
-                .reshape((pack * 2 * ho * wo, 4))
+                .reshape((pack * 2 * ho * wo, o))
                 .unwrap();
             let index = Tensor::from_vec(index, ho * wo * k * k, &Device::Cpu).unwrap();
             let plain = generic::conv(&x, &weight, &index).unwrap();
             assert_same(
-                &format!("conv pack{pack} k{k} pad{pad}"),
+                &format!("conv pack{pack} k{k} pad{pad} {c}->{o}"),
                 &fused,
                 &plain,
                 &[&x, &weight],

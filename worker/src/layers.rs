@@ -3,9 +3,10 @@
 //! An activation is `(K*B, H*W, C)`: a pack of K trials trained as one
 //! computation, trial after trial, B items each (K = 1 for a trial alone).
 //! Every weight has the trials as its first dimension, and each trial
-//! computes exactly what it computes alone. Convolutions gather their 3x3 windows with
-//! one `index_select` and multiply once (candle's CPU conv backward is a slow
-//! naive transpose); max-pool routes the gradient to the first maximum of
+//! computes exactly what it computes alone. Convolutions read their 3x3
+//! windows through a map of input positions: on CPU a direct convolution
+//! kernel, elsewhere one `index_select` and one matrix product (candle's CPU
+//! conv backward is a slow naive transpose); max-pool routes the gradient to the first maximum of
 //! each window as PyTorch does (candle's does not); BatchNorm sums its batch
 //! statistics in f64 as PyTorch's CPU kernel does.
 
