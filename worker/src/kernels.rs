@@ -515,21 +515,23 @@ impl CustomOp3 for BatchNormRelu {
             })
         })??;
         let xhat: Vec<f32> = with_values(x, |x| {
-            x.chunks_exact(n * c)
-                .enumerate()
-                .flat_map(|(t, rows)| {
-                    rows.chunks_exact(c).flat_map(move |row| {
-                        (0..c)
-                            .map(move |j| (row[j] - self.mean[t * c + j]) * self.inv_std[t * c + j])
-                    })
-                })
-                .collect()
+            let mut xhat = x.to_vec();
+            for (t, rows) in xhat.chunks_exact_mut(n * c).enumerate() {
+                let (mean, inv_std) = (&self.mean[t * c..][..c], &self.inv_std[t * c..][..c]);
+                for row in rows.chunks_exact_mut(c) {
+                    for ((v, m), s) in row.iter_mut().zip(mean).zip(inv_std) {
+                        *v = (*v - m) * s;
+                    }
+                }
+            }
+            xhat
         })?;
         let (mut sum_g, mut sum_gx) = (vec![0f64; pack * c], vec![0f64; pack * c]);
-        let mut dx = Vec::with_capacity(kn * c);
-        for (t, (g, xhat)) in g
+        let mut dx = vec![0f32; kn * c];
+        for (t, ((g, xhat), dx)) in g
             .chunks_exact(n * c)
             .zip(xhat.chunks_exact(n * c))
+            .zip(dx.chunks_exact_mut(n * c))
             .enumerate()
         {
             let (sum_g, sum_gx) = (&mut sum_g[t * c..][..c], &mut sum_gx[t * c..][..c]);
@@ -539,16 +541,23 @@ impl CustomOp3 for BatchNormRelu {
                     sum_gx[j] += f64::from(gr[j]) * f64::from(xr[j]);
                 }
             }
-            for (gr, xr) in g.chunks_exact(c).zip(xhat.chunks_exact(c)) {
+            let scale: Vec<f32> = (0..c)
+                .map(|j| gamma_v[t * c + j] * self.inv_std[t * c + j])
+                .collect();
+            let mean =
+                |sums: &[f64]| -> Vec<f32> { sums.iter().map(|s| (s / n as f64) as f32).collect() };
+            let (mean_g, mean_gx) = (mean(sum_g), mean(sum_gx));
+            for ((gr, xr), dx) in g
+                .chunks_exact(c)
+                .zip(xhat.chunks_exact(c))
+                .zip(dx.chunks_exact_mut(c))
+            {
                 for j in 0..c {
-                    let scale = gamma_v[t * c + j] * self.inv_std[t * c + j];
-                    dx.push(if self.batch_stats {
-                        let mean_g = sum_g[j] / n as f64;
-                        let mean_gx = sum_gx[j] / n as f64;
-                        scale * (gr[j] - mean_g as f32 - xr[j] * mean_gx as f32)
+                    dx[j] = if self.batch_stats {
+                        scale[j] * (gr[j] - mean_g[j] - xr[j] * mean_gx[j])
                     } else {
-                        scale * gr[j]
-                    });
+                        scale[j] * gr[j]
+                    };
                 }
             }
         }
@@ -579,14 +588,14 @@ impl CustomOp2 for BiasAdd {
     ) -> Result<(CpuStorage, Shape)> {
         let (x, b) = (values(s1, l1)?, values(s2, l2)?);
         let (pack, c) = l2.shape().dims2()?;
-        let out = x
-            .chunks_exact(x.len() / pack)
-            .zip(b.chunks_exact(c))
-            .flat_map(|(rows, b)| {
-                rows.chunks_exact(c)
-                    .flat_map(move |row| row.iter().zip(b).map(|(v, b)| v + b))
-            })
-            .collect();
+        let mut out = x.to_vec();
+        for (rows, b) in out.chunks_exact_mut(x.len() / pack).zip(b.chunks_exact(c)) {
+            for row in rows.chunks_exact_mut(c) {
+                for (v, b) in row.iter_mut().zip(b) {
+                    *v += b;
+                }
+            }
+        }
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 
@@ -657,15 +666,10 @@ impl CustomOp1 for MaxPool2 {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let (b, hw, c) = l.shape().dims3()?;
         let x = values(s, l)?;
-        let out = x
-            .chunks_exact(hw * c)
-            .flat_map(|item| {
-                self.argmax(item, c)
-                    .into_iter()
-                    .map(|i| item[i])
-                    .collect::<Vec<_>>()
-            })
-            .collect();
+        let mut out = Vec::with_capacity(b * (self.h / 2) * (self.w / 2) * c);
+        for item in x.chunks_exact(hw * c) {
+            out.extend(self.argmax(item, c).into_iter().map(|i| item[i]));
+        }
         Ok((
             CpuStorage::F32(out),
             Shape::from((b, (self.h / 2) * (self.w / 2), c)),
