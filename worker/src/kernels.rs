@@ -238,7 +238,8 @@ impl WithSimd for WindowProducts<'_> {
 /// The weight gradient of [`window_products`], laid out as [`lane_rows`]:
 /// for each tap `t`, input `i` and output `o`, the sum over items, then
 /// output rows `r` in order, of `x[map[r*taps + t]][i] * g[r][o]` (padding
-/// taps skipped), 16 outputs at a time.
+/// taps skipped). Four inputs by 16 outputs are summed in registers at a
+/// time.
 fn window_gradient(
     x: &[f32],
     inputs: usize,
@@ -251,7 +252,7 @@ fn window_gradient(
     let mut out = vec![0f32; blocks * taps * inputs * LANES];
     if !g.is_empty() {
         Arch::new().dispatch(WindowGradient {
-            x,
+            x: &widened(x, inputs, inputs.next_multiple_of(4)),
             inputs,
             map,
             taps,
@@ -262,9 +263,9 @@ fn window_gradient(
     out
 }
 
-/// The arguments of [`window_gradient`], the output rows of `g` widened to
-/// a multiple of 16 (zeros), for the loops of [`WithSimd::with_simd`] (as
-/// [`WindowProducts`]).
+/// The arguments of [`window_gradient`], the rows of `x` and `g` widened to
+/// multiples of 4 and 16 values (zeros), for the loops of
+/// [`WithSimd::with_simd`] (as [`WindowProducts`]).
 struct WindowGradient<'a> {
     x: &'a [f32],
     inputs: usize,
@@ -287,30 +288,40 @@ impl WithSimd for WindowGradient<'_> {
             g,
             out,
         } = self;
-        let rows_out = map.len() / taps;
+        let (wide_inputs, rows_out) = (inputs.next_multiple_of(4), map.len() / taps);
         let wide = out.len() / (taps * inputs);
-        let rows_in = x.len() / (g.len() / (rows_out * wide) * inputs);
-        for (item, g) in x
-            .chunks_exact(rows_in * inputs)
-            .zip(g.chunks_exact(rows_out * wide))
-        {
-            for (window, g) in map.chunks_exact(taps).zip(g.chunks_exact(wide)) {
-                for (block, g) in g.chunks_exact(LANES).enumerate() {
-                    let g: &[f32; LANES] = g.try_into().expect("a lane row");
-                    let (g, _) = S::as_simd_f32s(g);
-                    let out = &mut out[block * taps * inputs * LANES..][..taps * inputs * LANES];
-                    for (&i, out) in window.iter().zip(out.chunks_exact_mut(inputs * LANES)) {
-                        let i = i as usize;
-                        let Some(row) = item.get(i * inputs..(i + 1) * inputs) else {
-                            continue;
-                        };
-                        for (&v, out) in row.iter().zip(out.chunks_exact_mut(LANES)) {
-                            let v = simd.splat_f32s(v);
-                            let (out, _) = S::as_mut_simd_f32s(out);
-                            for (o, g) in out.iter_mut().zip(g) {
-                                *o = simd.add_f32s(*o, simd.mul_f32s(v, *g));
+        let items = g.len() / (rows_out * wide);
+        let rows_in = x.len() / (items * wide_inputs);
+        for (block, out) in out.chunks_exact_mut(taps * inputs * LANES).enumerate() {
+            for (t, out) in out.chunks_exact_mut(inputs * LANES).enumerate() {
+                for i0 in (0..inputs).step_by(4) {
+                    let mut acc = [[0f32; LANES]; 4];
+                    for (item, g) in x
+                        .chunks_exact(rows_in * wide_inputs)
+                        .zip(g.chunks_exact(rows_out * wide))
+                    {
+                        for (window, g) in map.chunks_exact(taps).zip(g.chunks_exact(wide)) {
+                            let i = window[t] as usize;
+                            if i >= rows_in {
+                                continue;
+                            }
+                            let v: &[f32; 4] = item[i * wide_inputs + i0..][..4]
+                                .try_into()
+                                .expect("four inputs");
+                            let g: &[f32; LANES] =
+                                g[block * LANES..][..LANES].try_into().expect("a lane row");
+                            let (g, _) = S::as_simd_f32s(g);
+                            for (acc, &v) in acc.iter_mut().zip(v) {
+                                let v = simd.splat_f32s(v);
+                                let (acc, _) = S::as_mut_simd_f32s(acc);
+                                for (a, g) in acc.iter_mut().zip(g) {
+                                    *a = simd.add_f32s(*a, simd.mul_f32s(v, *g));
+                                }
                             }
                         }
+                    }
+                    for (out, acc) in out.chunks_exact_mut(LANES).skip(i0).zip(&acc) {
+                        out.copy_from_slice(acc);
                     }
                 }
             }
