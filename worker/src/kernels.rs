@@ -654,15 +654,16 @@ impl MaxPool2 {
             for ox in 0..w2 {
                 let top = (2 * oy * self.w + 2 * ox) * c;
                 let taps = [top, top + c, top + self.w * c, top + self.w * c + c];
-                out.extend((0..c).map(|j| {
-                    let mut best = taps[0] + j;
-                    for &t in &taps[1..] {
-                        if x[t + j] > x[best] {
-                            best = t + j;
+                let [first, rest @ ..] = taps.map(|t| &x[t..][..c]);
+                for (j, &v) in first.iter().enumerate() {
+                    let (mut best, mut max) = (taps[0] + j, v);
+                    for (&t, values) in taps[1..].iter().zip(rest) {
+                        if values[j] > max {
+                            (best, max) = (t + j, values[j]);
                         }
                     }
-                    best
-                }));
+                    out.push(best);
+                }
             }
         }
         out
