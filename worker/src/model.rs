@@ -140,7 +140,14 @@ impl Generator {
     pub fn forward(&self, x: &Tensor, z: &Tensor, pass: Pass) -> Result<Tensor> {
         let (kb, hw, _) = x.dims3()?;
         let pack = self.pack();
-        let noise = z.reshape((kb, 1, Z_DIM))?.broadcast_as((kb, hw, Z_DIM))?;
+        // Broadcasts made contiguous before `cat`: candle concatenates
+        // contiguous tensors with row copies, anything else through a
+        // transposed copy that leaves a non-contiguous result for the conv
+        // to copy again element by element.
+        let noise = z
+            .reshape((kb, 1, Z_DIM))?
+            .broadcast_as((kb, hw, Z_DIM))?
+            .contiguous()?;
         let mut h = Act {
             t: Tensor::cat(&[x, &noise], 2)?,
             h: ROWS,
@@ -156,7 +163,10 @@ impl Generator {
             .forward(&flatten_chw(&max_pool2(&g)?)?, pass)?
             .reshape((pack, kb / pack, 10))?
             .broadcast_maximum(&self.glob_floor.unsqueeze(2)?)?;
-        let g = g.reshape((kb, 1, 10))?.broadcast_as((kb, hw, 10))?;
+        let g = g
+            .reshape((kb, 1, 10))?
+            .broadcast_as((kb, hw, 10))?
+            .contiguous()?;
         let mut y = Act {
             t: Tensor::cat(&[&h.t, &g], 2)?,
             h: ROWS,
