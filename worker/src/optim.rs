@@ -4,6 +4,7 @@
 //! needs.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 
 use candle_core::backprop::GradStore;
 use candle_core::{Device, Result, Tensor, Var};
@@ -41,8 +42,80 @@ struct Slot {
     exp_avg_sq: Tensor,
 }
 
-/// Per-trial scalars of one update, shaped to broadcast over a parameter.
+/// One trial's scalars of one update, in f32 as the update computes.
+#[derive(Debug, Clone, Copy)]
 struct Scalars {
+    beta1: f32,
+    one_minus_beta1: f32,
+    beta2: f32,
+    one_minus_beta2: f32,
+    bias_correction2_sqrt: f32,
+    step_size: f32,
+    eps: f32,
+}
+
+impl Scalars {
+    /// Trial's scalars at its step `step` (counted from 1).
+    fn new(c: &AdamConfig, step: u64) -> Self {
+        Self {
+            beta1: c.beta1 as f32,
+            one_minus_beta1: (1.0 - c.beta1) as f32,
+            beta2: c.beta2 as f32,
+            one_minus_beta2: (1.0 - c.beta2) as f32,
+            bias_correction2_sqrt: (1.0 - c.beta2.powi(step as i32)).sqrt() as f32,
+            step_size: (c.lr / (1.0 - c.beta1.powi(step as i32))) as f32,
+            eps: c.eps as f32,
+        }
+    }
+}
+
+impl Slot {
+    /// The update of every trial's slice of the slot, in plain loops over
+    /// the values (on CPU: one pass instead of a dozen tensor operations).
+    fn update_values(&mut self, grad: &Tensor, trials: &[Scalars]) -> Result<()> {
+        let values = |t: &Tensor| t.flatten_all()?.to_vec1::<f32>();
+        let g = values(grad)?;
+        let (mut m, mut v) = (values(&self.exp_avg)?, values(&self.exp_avg_sq)?);
+        let mut p = values(self.var.as_tensor())?;
+        let per_trial = p.len() / trials.len();
+        for (s, (((p, m), v), g)) in trials.iter().zip(
+            p.chunks_exact_mut(per_trial)
+                .zip(m.chunks_exact_mut(per_trial))
+                .zip(v.chunks_exact_mut(per_trial))
+                .zip(g.chunks_exact(per_trial)),
+        ) {
+            for (((p, m), v), &g) in p.iter_mut().zip(m).zip(v).zip(g) {
+                *m = *m * s.beta1 + g * s.one_minus_beta1;
+                *v = *v * s.beta2 + g * g * s.one_minus_beta2;
+                let denom = v.sqrt() / s.bias_correction2_sqrt + s.eps;
+                *p -= *m / denom * s.step_size;
+            }
+        }
+        let (shape, device) = (self.var.shape(), self.var.device());
+        self.exp_avg = Tensor::from_vec(m, shape, device)?;
+        self.exp_avg_sq = Tensor::from_vec(v, shape, device)?;
+        self.var.set(&Tensor::from_vec(p, shape, device)?)
+    }
+
+    /// The same update as tensor operations (off the CPU).
+    fn update_tensors(&mut self, grad: &Tensor, s: &ScalarTensors) -> Result<()> {
+        self.exp_avg =
+            (self.exp_avg.broadcast_mul(&s.beta1)? + grad.broadcast_mul(&s.one_minus_beta1)?)?;
+        self.exp_avg_sq = (self.exp_avg_sq.broadcast_mul(&s.beta2)?
+            + grad.sqr()?.broadcast_mul(&s.one_minus_beta2)?)?;
+        let denom = self
+            .exp_avg_sq
+            .sqrt()?
+            .broadcast_div(&s.bias_correction2_sqrt)?
+            .broadcast_add(&s.eps)?;
+        let update = (&self.exp_avg / denom)?.broadcast_mul(&s.step_size)?;
+        self.var.set(&(self.var.as_tensor() - update)?)
+    }
+}
+
+/// Every trial's [`Scalars`] as tensors shaped to broadcast over parameters
+/// of one rank.
+struct ScalarTensors {
     beta1: Tensor,
     one_minus_beta1: Tensor,
     beta2: Tensor,
@@ -52,27 +125,23 @@ struct Scalars {
     eps: Tensor,
 }
 
-impl Scalars {
-    fn new(configs: &[AdamConfig], steps: &[u64], rank: usize, device: &Device) -> Result<Self> {
-        let shape: Vec<usize> = std::iter::once(configs.len())
+impl ScalarTensors {
+    fn new(trials: &[Scalars], rank: usize, device: &Device) -> Result<Self> {
+        let shape: Vec<usize> = std::iter::once(trials.len())
             .chain(std::iter::repeat_n(1, rank - 1))
             .collect();
-        let per_trial = |f: &dyn Fn(&AdamConfig, u64) -> f64| {
-            let values: Vec<f32> = configs
-                .iter()
-                .zip(steps)
-                .map(|(c, &s)| f(c, s) as f32)
-                .collect();
+        let per_trial = |f: fn(&Scalars) -> f32| {
+            let values: Vec<f32> = trials.iter().map(f).collect();
             Tensor::from_vec(values, shape.as_slice(), device)
         };
         Ok(Self {
-            beta1: per_trial(&|c, _| c.beta1)?,
-            one_minus_beta1: per_trial(&|c, _| 1.0 - c.beta1)?,
-            beta2: per_trial(&|c, _| c.beta2)?,
-            one_minus_beta2: per_trial(&|c, _| 1.0 - c.beta2)?,
-            bias_correction2_sqrt: per_trial(&|c, s| (1.0 - c.beta2.powi(s as i32)).sqrt())?,
-            step_size: per_trial(&|c, s| c.lr / (1.0 - c.beta1.powi(s as i32)))?,
-            eps: per_trial(&|c, _| c.eps)?,
+            beta1: per_trial(|s| s.beta1)?,
+            one_minus_beta1: per_trial(|s| s.one_minus_beta1)?,
+            beta2: per_trial(|s| s.beta2)?,
+            one_minus_beta2: per_trial(|s| s.one_minus_beta2)?,
+            bias_correction2_sqrt: per_trial(|s| s.bias_correction2_sqrt)?,
+            step_size: per_trial(|s| s.step_size)?,
+            eps: per_trial(|s| s.eps)?,
         })
     }
 }
@@ -141,32 +210,30 @@ impl Adam {
     /// path); a parameter without a gradient is left alone.
     pub fn step(&mut self, grads: &GradStore) -> Result<()> {
         self.steps.iter_mut().for_each(|s| *s += 1);
-        let mut scalars: HashMap<usize, Scalars> = HashMap::new();
+        let trials: Vec<Scalars> = self
+            .configs
+            .iter()
+            .zip(&self.steps)
+            .map(|(c, &step)| Scalars::new(c, step))
+            .collect();
+        let mut by_rank: HashMap<usize, ScalarTensors> = HashMap::new();
         for slot in &mut self.slots {
             let Some(grad) = grads.get(slot.var.as_tensor()) else {
                 continue;
             };
-            let rank = slot.var.rank();
-            let s = match scalars.entry(rank) {
-                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::hash_map::Entry::Vacant(e) => e.insert(Scalars::new(
-                    &self.configs,
-                    &self.steps,
-                    rank,
+            if slot.var.device().is_cpu() {
+                slot.update_values(grad, &trials)?;
+                continue;
+            }
+            let s = match by_rank.entry(slot.var.rank()) {
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(e) => e.insert(ScalarTensors::new(
+                    &trials,
+                    slot.var.rank(),
                     slot.var.device(),
                 )?),
             };
-            slot.exp_avg = (slot.exp_avg.broadcast_mul(&s.beta1)?
-                + grad.broadcast_mul(&s.one_minus_beta1)?)?;
-            slot.exp_avg_sq = (slot.exp_avg_sq.broadcast_mul(&s.beta2)?
-                + grad.sqr()?.broadcast_mul(&s.one_minus_beta2)?)?;
-            let denom = slot
-                .exp_avg_sq
-                .sqrt()?
-                .broadcast_div(&s.bias_correction2_sqrt)?
-                .broadcast_add(&s.eps)?;
-            let update = (&slot.exp_avg / denom)?.broadcast_mul(&s.step_size)?;
-            slot.var.set(&(slot.var.as_tensor() - update)?)?;
+            slot.update_tensors(grad, s)?;
         }
         Ok(())
     }
@@ -212,5 +279,80 @@ impl Adam {
         }
         self.steps = vec![step];
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The CPU update in plain loops against the tensor-op update that runs
+    //! on other devices: the same bits.
+
+    use candle_core::{Device, Tensor};
+    use rand::{RngExt, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    use super::*;
+    use crate::tensors::Kind;
+
+    #[test]
+    fn the_cpu_update_equals_the_tensor_ops() {
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        let mut random = |dims: &[usize]| {
+            let n = dims.iter().product();
+            let v: Vec<f32> = (0..n).map(|_| rng.random::<f32>() - 0.5).collect();
+            Tensor::from_vec(v, dims, &Device::Cpu).unwrap()
+        };
+        // A pack of three trials, each with its own hyperparameters and
+        // step count, over parameters of ranks 2 and 5.
+        let configs =
+            [(1e-3, 0.9, 0.999), (3e-4, 0.5, 0.99), (1e-2, 0.0, 0.9)].map(|(lr, beta1, beta2)| {
+                AdamConfig {
+                    lr,
+                    beta1,
+                    beta2,
+                    eps: 1e-8,
+                }
+            });
+        let init = [("w", &[3, 16][..]), ("conv", &[3, 4, 2, 3, 3][..])]
+            .map(|(name, dims)| (name, random(dims)));
+        // Each optimiser over its own copy of the parameters.
+        let optimiser = || {
+            let mut params = NamedTensors::default();
+            for (name, value) in &init {
+                params
+                    .add(name, value.copy().unwrap(), Kind::Parameter)
+                    .unwrap();
+            }
+            let mut adam = Adam::new(&params, configs[0]).unwrap();
+            adam.configs = configs.to_vec();
+            adam.steps = vec![0, 4, 9];
+            adam
+        };
+        let (mut values, mut tensors) = (optimiser(), optimiser());
+        for _ in 0..3 {
+            let grads: Vec<Tensor> = values.slots.iter().map(|s| random(s.var.dims())).collect();
+            for adam in [&mut values, &mut tensors] {
+                adam.steps.iter_mut().for_each(|s| *s += 1);
+            }
+            let trials: Vec<Scalars> = configs
+                .iter()
+                .zip(&values.steps)
+                .map(|(c, &step)| Scalars::new(c, step))
+                .collect();
+            for ((a, b), grad) in values.slots.iter_mut().zip(&mut tensors.slots).zip(&grads) {
+                a.update_values(grad, &trials).unwrap();
+                let s = ScalarTensors::new(&trials, b.var.rank(), &Device::Cpu).unwrap();
+                b.update_tensors(grad, &s).unwrap();
+                for (x, y) in [
+                    (a.var.as_tensor(), b.var.as_tensor()),
+                    (&a.exp_avg, &b.exp_avg),
+                    (&a.exp_avg_sq, &b.exp_avg_sq),
+                ] {
+                    let x: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
+                    let y: Vec<f32> = y.flatten_all().unwrap().to_vec1().unwrap();
+                    assert_eq!(x, y, "{}", a.name);
+                }
+            }
+        }
     }
 }
