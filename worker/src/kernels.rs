@@ -44,8 +44,9 @@ fn tensor(values: Vec<f32>, shape: impl Into<Shape>, like: &Tensor) -> Result<Te
 /// zeros where that is `HW`, the padding). A direct convolution: each
 /// trial's outputs are summed in registers, 16 at a time, over its taps and
 /// input channels ([`window_products`]), so each trial computes exactly what
-/// it would alone. The backward pass computes the input gradient only when
-/// the input needs one.
+/// it would alone. The backward pass computes each gradient only where it
+/// is needed (no weight gradient through a network held fixed, no input
+/// gradient for the data).
 #[derive(Debug, Clone)]
 pub struct Conv2d {
     /// For each output position and tap, the input row to read (or the padding row).
@@ -378,30 +379,34 @@ impl CustomOp2 for Conv2d {
         let (taps, p, (hw, c, o)) = (self.taps, self.positions(), (d.hw, d.c, d.o));
         let g = grad.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
         let (per_x, per_w, per_g) = (d.items * hw * c, o * c * taps, d.items * p * o);
-        let mut dw = vec![0f32; d.pack * per_w];
-        with_values(x, |x| {
-            for (t, dw) in dw.chunks_exact_mut(per_w).enumerate() {
-                let rows = window_gradient(
-                    &x[t * per_x..][..per_x],
-                    c,
-                    &self.index,
-                    taps,
-                    &g[t * per_g..][..per_g],
-                    o,
-                );
-                for (oi, dw) in dw.chunks_exact_mut(c * taps).enumerate() {
-                    let rows = &rows[oi / LANES * taps * c * LANES + oi % LANES..];
-                    for (ci, dw) in dw.chunks_exact_mut(taps).enumerate() {
-                        for (tap, v) in dw.iter_mut().enumerate() {
-                            *v = rows[(tap * c + ci) * LANES];
+        let dw = if w.track_op() {
+            let mut dw = vec![0f32; d.pack * per_w];
+            with_values(x, |x| {
+                for (t, dw) in dw.chunks_exact_mut(per_w).enumerate() {
+                    let rows = window_gradient(
+                        &x[t * per_x..][..per_x],
+                        c,
+                        &self.index,
+                        taps,
+                        &g[t * per_g..][..per_g],
+                        o,
+                    );
+                    for (oi, dw) in dw.chunks_exact_mut(c * taps).enumerate() {
+                        let rows = &rows[oi / LANES * taps * c * LANES + oi % LANES..];
+                        for (ci, dw) in dw.chunks_exact_mut(taps).enumerate() {
+                            for (tap, v) in dw.iter_mut().enumerate() {
+                                *v = rows[(tap * c + ci) * LANES];
+                            }
                         }
                     }
                 }
-            }
-        })?;
-        let dw = tensor(dw, w.shape(), w)?;
+            })?;
+            Some(tensor(dw, w.shape(), w)?)
+        } else {
+            None
+        };
         if !x.track_op() {
-            return Ok((None, Some(dw)));
+            return Ok((None, dw));
         }
         let inverse = self.inverse(hw);
         let mut dx = vec![0f32; d.pack * per_x];
@@ -412,7 +417,7 @@ impl CustomOp2 for Conv2d {
                 window_products(&g[t * per_g..][..per_g], o, &inverse, taps, &weights, c, dx);
             }
         })?;
-        Ok((Some(tensor(dx, x.shape(), x)?), Some(dw)))
+        Ok((Some(tensor(dx, x.shape(), x)?), dw))
     }
 }
 
