@@ -157,6 +157,9 @@ pub struct Conv {
     /// (or `H*W`, a zero row, for padding).
     index: Tensor,
     index_cpu: Arc<Vec<u32>>,
+    /// `(P, T)`: 1 where output position `p`'s tap `t` falls on the input,
+    /// 0 on padding.
+    on_input: Tensor,
     k: usize,
     pad: usize,
     in_hw: (usize, usize),
@@ -192,49 +195,109 @@ impl Conv {
         };
         let index = conv_index(in_hw, k, pad);
         let index_tensor = Tensor::from_vec(index.clone(), index.len(), b.device)?;
+        let padding = (in_hw.0 * in_hw.1) as u32;
+        let on_input: Vec<f32> = index
+            .iter()
+            .map(|&i| if i == padding { 0.0 } else { 1.0 })
+            .collect();
+        let on_input = Tensor::from_vec(on_input, (index.len() / (k * k), k * k), b.device)?;
         Ok(Self {
             weight,
             bias,
             index: index_tensor,
             index_cpu: Arc::new(index),
+            on_input,
             k,
             pad,
             in_hw,
         })
     }
 
-    /// Conv, BatchNorm, ReLU on an activation.
+    /// The conv of an activation (its bias added, if it has one).
     pub fn forward(&self, x: &Act, pass: Pass) -> Result<Act> {
+        let weight = pass.param(&self.weight);
+        let out = self.convolve(x, &weight)?;
+        self.biased(out, pass)
+    }
+
+    /// The conv of `x` with per-item features `v` `(K*B, Cv)` appended to
+    /// every position as its last `Cv` input channels, without building
+    /// that input: the conv of `x` by the weights' first channels, plus at
+    /// each position the sum, over the taps its window has on the input
+    /// (padding ones drop out), of `v` by those taps' weights of the last
+    /// channels. Equal to the conv of the concatenation up to rounding, with
+    /// the `Cv` channels' share of the arithmetic done once per item instead
+    /// of once per position.
+    pub fn forward_appended(&self, x: &Act, v: &Tensor, pass: Pass) -> Result<Act> {
+        let weight = pass.param(&self.weight);
+        let (pack, o, c, _, _) = weight.dims5()?;
+        let (kb, cx) = (x.t.dim(0)?, x.t.dim(2)?);
+        let (cv, taps) = (c - cx, self.k * self.k);
+        let out = self.convolve(x, &weight.narrow(2, 0, cx)?)?;
+        // Per item and tap, v by that tap's weights: (T, K*B*O).
+        let by_tap = weight
+            .narrow(2, cx, cv)?
+            .reshape((pack, o, cv, taps))?
+            .permute((0, 2, 3, 1))?
+            .reshape((pack, cv, taps * o))?;
+        let per_tap = v
+            .reshape((pack, kb / pack, cv))?
+            .matmul(&by_tap)?
+            .reshape((kb, taps, o))?
+            .transpose(0, 1)?
+            .reshape((taps, kb * o))?;
+        // Summed over each position's taps on the input: (K*B, P, O).
+        let positions = self.on_input.dim(0)?;
+        let appended = self
+            .on_input
+            .matmul(&per_tap)?
+            .reshape((positions, kb, o))?
+            .transpose(0, 1)?
+            .contiguous()?;
+        self.biased(
+            Act {
+                t: (out.t + appended)?,
+                ..out
+            },
+            pass,
+        )
+    }
+
+    /// The conv of `x` by `weight` (no bias), `(K*B, P, O)`.
+    fn convolve(&self, x: &Act, weight: &Tensor) -> Result<Act> {
         assert_eq!((x.h, x.w), self.in_hw, "conv input size");
         let b = x.t.dim(0)?;
         let (ho, wo) = (
             x.h + 2 * self.pad + 1 - self.k,
             x.w + 2 * self.pad + 1 - self.k,
         );
-        let weight = pass.param(&self.weight);
         let c_out = weight.dim(1)?;
         let out = if x.t.device().is_cpu() {
-            x.t.contiguous()?
-                .apply_op2(
-                    &weight.contiguous()?,
-                    Conv2d {
-                        index: self.index_cpu.clone(),
-                        taps: self.k * self.k,
-                    },
-                )?
-                .reshape((b * ho * wo, c_out))?
+            x.t.contiguous()?.apply_op2(
+                &weight.contiguous()?,
+                Conv2d {
+                    index: self.index_cpu.clone(),
+                    taps: self.k * self.k,
+                },
+            )?
         } else {
-            generic::conv(&x.t, &weight, &self.index)?
+            generic::conv(&x.t, weight, &self.index)?.reshape((b, ho * wo, c_out))?
         };
-        let mut out = out;
-        if let Some(bias) = &self.bias {
-            out = add_bias(&out, &pass.param(bias))?;
-        }
         Ok(Act {
-            t: out.reshape((b, ho * wo, c_out))?,
+            t: out,
             h: ho,
             w: wo,
         })
+    }
+
+    /// `out` with the layer's bias added, if it has one.
+    fn biased(&self, out: Act, pass: Pass) -> Result<Act> {
+        let Some(bias) = &self.bias else {
+            return Ok(out);
+        };
+        let (b, p, c) = out.t.dims3()?;
+        let t = add_bias(&out.t.reshape((b * p, c))?, &pass.param(bias))?.reshape((b, p, c))?;
+        Ok(Act { t, ..out })
     }
 }
 
@@ -550,4 +613,96 @@ pub fn softmax_channels(x: &Act) -> Result<Act> {
         h: x.h,
         w: x.w,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{Device, Tensor, Var};
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    use super::*;
+    use crate::init::InitScheme;
+
+    #[test]
+    fn appended_features_equal_the_conv_of_the_concatenation() {
+        let device = Device::Cpu;
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let mut tensors = NamedTensors::default();
+        let mut b = Builder {
+            tensors: &mut tensors,
+            weights: Weights::Drawn {
+                rng: &mut rng,
+                scheme: InitScheme::Default,
+            },
+            device: &device,
+        };
+        let (hw, items, cx, cv) = ((6, 4), 3, 3, 4);
+        let conv = Conv::new(&mut b, "c", cx + cv, 5, 3, 1, true, false, hw).unwrap();
+        let random = |dims: &[usize]| {
+            Var::from_tensor(&Tensor::randn(0f32, 1., dims, &device).unwrap()).unwrap()
+        };
+        let (x, v) = (random(&[items, 24, cx]), random(&[items, cv]));
+        let pass = Pass {
+            train: true,
+            track_params: true,
+        };
+        let appended = conv
+            .forward_appended(
+                &Act {
+                    t: x.as_tensor().clone(),
+                    h: 6,
+                    w: 4,
+                },
+                &v,
+                pass,
+            )
+            .unwrap()
+            .t;
+        let repeated = v
+            .reshape((items, 1, cv))
+            .unwrap()
+            .broadcast_as((items, 24, cv))
+            .unwrap();
+        let concatenated = Tensor::cat(&[x.as_tensor(), &repeated], 2).unwrap();
+        let plain = conv
+            .forward(
+                &Act {
+                    t: concatenated,
+                    h: 6,
+                    w: 4,
+                },
+                pass,
+            )
+            .unwrap()
+            .t;
+        let close = |what: &str, a: &Tensor, b: &Tensor| {
+            assert_eq!(a.dims(), b.dims(), "{what}");
+            let a: Vec<f32> = a.flatten_all().unwrap().to_vec1().unwrap();
+            let b: Vec<f32> = b.flatten_all().unwrap().to_vec1().unwrap();
+            for (i, (a, b)) in a.iter().zip(&b).enumerate() {
+                assert!(
+                    (a - b).abs() <= 1e-5 + 1e-5 * b.abs(),
+                    "{what}[{i}]: {a} vs {b}"
+                );
+            }
+        };
+        close("output", &appended, &plain);
+        let r = Tensor::rand(0f32, 1f32, plain.shape(), &device).unwrap();
+        let grads = |out: &Tensor| (out * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        let (ga, gp) = (grads(&appended), grads(&plain));
+        let bias = conv.bias.as_ref().expect("a bias");
+        for (what, var) in [
+            ("x", &x),
+            ("v", &v),
+            ("weight", &conv.weight),
+            ("bias", bias),
+        ] {
+            close(
+                what,
+                ga.get(var.as_tensor()).expect("a gradient"),
+                gp.get(var.as_tensor()).expect("a gradient"),
+            );
+        }
+    }
 }

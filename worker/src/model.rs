@@ -42,6 +42,13 @@ impl ConvBnRelu {
     fn forward(&self, x: &Act, pass: Pass) -> Result<Act> {
         self.bn.forward(&self.conv.forward(x, pass)?, pass, true)
     }
+
+    /// [`ConvBnRelu::forward`] of `x` with the per-item features `v`
+    /// appended to every position (see [`Conv::forward_appended`]).
+    fn forward_appended(&self, x: &Act, v: &Tensor, pass: Pass) -> Result<Act> {
+        self.bn
+            .forward(&self.conv.forward_appended(x, v, pass)?, pass, true)
+    }
 }
 
 /// The generator: predicts the next board from a board and noise.
@@ -138,41 +145,28 @@ impl Generator {
     /// `x`: boards `(K*B, 220, 2)` one-hot, trial after trial; `z`:
     /// `(K*B, 4)`. Returns the softmax probabilities `(K*B, 220, 2)`.
     pub fn forward(&self, x: &Tensor, z: &Tensor, pass: Pass) -> Result<Tensor> {
-        let (kb, hw, _) = x.dims3()?;
+        let kb = x.dim(0)?;
         let pack = self.pack();
-        // Broadcasts made contiguous before `cat`: candle concatenates
-        // contiguous tensors with row copies, anything else through a
-        // transposed copy that leaves a non-contiguous result for the conv
-        // to copy again element by element.
-        let noise = z
-            .reshape((kb, 1, Z_DIM))?
-            .broadcast_as((kb, hw, Z_DIM))?
-            .contiguous()?;
-        let mut h = Act {
-            t: Tensor::cat(&[x, &noise], 2)?,
+        // The noise, and later the glob features, are the same at every
+        // position: appended as channels without repeating them.
+        let board = Act {
+            t: x.clone(),
             h: ROWS,
             w: COLS,
         };
-        for layer in &self.loc {
-            h = layer.forward(&h, pass)?;
-        }
+        let h = self.loc[0].forward_appended(&board, z, pass)?;
+        let h = self.loc[1].forward(&h, pass)?;
         let g = self.glob[0].forward(&h, pass)?;
         let g = self.glob[1].forward(&max_pool2(&g)?, pass)?;
         let g = self
             .glob_linear
             .forward(&flatten_chw(&max_pool2(&g)?)?, pass)?
             .reshape((pack, kb / pack, 10))?
-            .broadcast_maximum(&self.glob_floor.unsqueeze(2)?)?;
-        let g = g
-            .reshape((kb, 1, 10))?
-            .broadcast_as((kb, hw, 10))?
-            .contiguous()?;
-        let mut y = Act {
-            t: Tensor::cat(&[&h.t, &g], 2)?,
-            h: ROWS,
-            w: COLS,
-        };
-        for layer in &self.head {
+            .broadcast_maximum(&self.glob_floor.unsqueeze(2)?)?
+            .reshape((kb, 10))?;
+        let [first, rest @ ..] = &self.head;
+        let mut y = first.forward_appended(&h, &g, pass)?;
+        for layer in rest {
             y = layer.forward(&y, pass)?;
         }
         Ok(softmax_channels(&self.out.forward(&y, pass)?)?.t)
