@@ -118,7 +118,7 @@ async fn sweep_for(store: &Store, file: &str, yaml: &str) -> Result<i64> {
 }
 
 /// The largest pack a local worker trains on a CPU: measured with `worker
-/// bench --packs` on 2 cores, a pack of 2 trains 1.07x the trial-epochs
+/// bench --packs` on 2 cores, a pack of 2 trains 1.05x the trial-epochs
 /// per second of one trial and larger packs no more, so a larger pack only
 /// makes each trial's epochs come slower.
 const MAX_CPU_PACK: usize = 2;
