@@ -65,6 +65,13 @@ pub enum Weights<'a> {
         /// The network's init scheme.
         scheme: InitScheme,
     },
+    /// Taken from networks that exist.
+    Taken(Taken<'a>),
+}
+
+/// Networks whose tensors a new network takes.
+#[derive(Debug)]
+pub enum Taken<'a> {
     /// The tensors of networks of one trial each, stacked into a pack.
     Stacked(&'a [&'a NamedTensors]),
     /// Trials `start..start + len` of a pack's network, copied.
@@ -78,16 +85,23 @@ pub enum Weights<'a> {
     },
 }
 
-impl Weights<'_> {
+impl Taken<'_> {
     /// The tensor named `name` of the stacked or sliced networks.
-    fn taken(&self, name: &str) -> Result<Tensor> {
+    fn tensor(&self, name: &str) -> Result<Tensor> {
         match self {
-            Weights::Drawn { .. } => unreachable!("drawn weights are sampled"),
-            Weights::Stacked(nets) => NamedTensors::stacked(nets, name),
-            Weights::Slice { net, start, len } => net
+            Taken::Stacked(nets) => NamedTensors::stacked(nets, name),
+            Taken::Slice { net, start, len } => net
                 .get(name)
                 .ok_or_else(|| candle_core::Error::Msg(format!("missing tensor {name}")))?
                 .narrow(0, *start, *len),
+        }
+    }
+
+    /// Trials taken.
+    fn pack(&self) -> usize {
+        match self {
+            Taken::Stacked(nets) => nets.len(),
+            Taken::Slice { len, .. } => *len,
         }
     }
 }
@@ -96,8 +110,7 @@ impl std::fmt::Debug for Weights<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Weights::Drawn { scheme, .. } => write!(f, "Drawn({scheme})"),
-            Weights::Stacked(nets) => write!(f, "Stacked({} trials)", nets.len()),
-            Weights::Slice { start, len, .. } => write!(f, "Slice({start}..{})", start + len),
+            Weights::Taken(taken) => write!(f, "{taken:?}"),
         }
     }
 }
@@ -118,8 +131,7 @@ impl Builder<'_, '_> {
     pub fn pack(&self) -> usize {
         match &self.weights {
             Weights::Drawn { .. } => 1,
-            Weights::Stacked(nets) => nets.len(),
-            Weights::Slice { len, .. } => *len,
+            Weights::Taken(taken) => taken.pack(),
         }
     }
 
@@ -134,7 +146,7 @@ impl Builder<'_, '_> {
                 let values = fill(*scheme).sample(dims.iter().product(), &mut **rng);
                 Tensor::from_vec(values, [&[1], dims].concat(), self.device)?
             }
-            taken => taken.taken(name)?,
+            Weights::Taken(taken) => taken.tensor(name)?,
         };
         self.tensors.add(name, t, Kind::Parameter)
     }
@@ -142,7 +154,7 @@ impl Builder<'_, '_> {
     fn constant(&mut self, name: &str, n: usize, value: f32, kind: Kind) -> Result<Var> {
         let t = match &self.weights {
             Weights::Drawn { .. } => Tensor::full(value, (1, n), self.device)?,
-            taken => taken.taken(name)?,
+            Weights::Taken(taken) => taken.tensor(name)?,
         };
         self.tensors.add(name, t, kind)
     }

@@ -7,7 +7,7 @@ use rand::Rng;
 
 use crate::init::InitScheme;
 use crate::layers::{
-    Act, BatchNorm, Builder, Conv, Linear, Pass, Weights, flatten_chw, max_pool2, relu,
+    Act, BatchNorm, Builder, Conv, Linear, Pass, Taken, Weights, flatten_chw, max_pool2, relu,
     softmax_channels,
 };
 use crate::tensors::NamedTensors;
@@ -84,16 +84,16 @@ impl Generator {
         let nets: Vec<&NamedTensors> = trials.iter().map(|g| &g.tensors).collect();
         let glob_relu = trials.iter().flat_map(|g| g.glob_relu.clone()).collect();
         let device = trials[0].glob_floor.device().clone();
-        Self::build(Weights::Stacked(&nets), glob_relu, &device)
+        Self::build(Weights::Taken(Taken::Stacked(&nets)), glob_relu, &device)
     }
 
     /// A copy of trials `start..start + len` of this pack.
     pub fn select(&self, start: usize, len: usize) -> Result<Self> {
-        let weights = Weights::Slice {
+        let weights = Weights::Taken(Taken::Slice {
             net: &self.tensors,
             start,
             len,
-        };
+        });
         let glob_relu = self.glob_relu[start..start + len].to_vec();
         Self::build(weights, glob_relu, &self.glob_floor.device().clone())
     }
@@ -195,16 +195,16 @@ impl Discriminator {
     pub fn stack(trials: &[&Discriminator]) -> Result<Self> {
         let nets: Vec<&NamedTensors> = trials.iter().map(|d| &d.tensors).collect();
         let device = trials[0].fc10_bias().device().clone();
-        Self::build(Weights::Stacked(&nets), &device)
+        Self::build(Weights::Taken(Taken::Stacked(&nets)), &device)
     }
 
     /// A copy of trials `start..start + len` of this pack.
     pub fn select(&self, start: usize, len: usize) -> Result<Self> {
-        let weights = Weights::Slice {
+        let weights = Weights::Taken(Taken::Slice {
             net: &self.tensors,
             start,
             len,
-        };
+        });
         Self::build(weights, &self.fc10_bias().device().clone())
     }
 
