@@ -50,9 +50,13 @@ fn tensor(values: Vec<f32>, shape: impl Into<Shape>, like: &Tensor) -> Result<Te
 #[derive(Debug, Clone)]
 pub struct Conv2d {
     /// For each output position and tap, the input row to read (or the padding row).
-    pub index: Arc<Vec<u32>>,
+    index: Arc<Vec<u32>>,
+    /// For each input position and tap, the output that reads it (or the
+    /// output count, past the outputs): the map of the input gradient, a
+    /// convolution of the output gradient.
+    inverse: Arc<Vec<u32>>,
     /// Window positions per output (9 for a 3x3 kernel).
-    pub taps: usize,
+    taps: usize,
 }
 
 /// The sizes of a packed convolution.
@@ -80,23 +84,27 @@ impl ConvDims {
 }
 
 impl Conv2d {
-    fn positions(&self) -> usize {
-        self.index.len() / self.taps
-    }
-
-    /// The output position that reads input `i` through tap `t`, at
-    /// `[i*T + t]` (`P`, past the outputs, where none does): the map of the
-    /// input gradient, a convolution of the output gradient.
-    fn inverse(&self, hw: usize) -> Vec<u32> {
-        let mut inverse = vec![self.positions() as u32; hw * self.taps];
-        for (p, window) in self.index.chunks_exact(self.taps).enumerate() {
+    /// The convolution whose output position `p` reads input position
+    /// `index[p*taps + t]` through tap `t` (`hw`, the padding, reads zeros).
+    pub fn new(index: Vec<u32>, taps: usize, hw: usize) -> Self {
+        let positions = index.len() / taps;
+        let mut inverse = vec![positions as u32; hw * taps];
+        for (p, window) in index.chunks_exact(taps).enumerate() {
             for (t, &i) in window.iter().enumerate() {
-                if let Some(slot) = inverse.get_mut(i as usize * self.taps + t) {
+                if let Some(slot) = inverse.get_mut(i as usize * taps + t) {
                     *slot = p as u32;
                 }
             }
         }
-        inverse
+        Self {
+            index: Arc::new(index),
+            inverse: Arc::new(inverse),
+            taps,
+        }
+    }
+
+    fn positions(&self) -> usize {
+        self.index.len() / self.taps
     }
 }
 
@@ -138,6 +146,18 @@ fn widened(values: &[f32], width: usize, to: usize) -> Cow<'_, [f32]> {
         dst[..width].copy_from_slice(src);
     }
     Cow::Owned(out)
+}
+
+/// `acc += v * w` over 16 lanes, a multiply then an add (never fused, so
+/// that every instruction set gives the same bits).
+#[inline(always)]
+fn add_product<S: Simd>(simd: S, acc: &mut [f32; LANES], v: f32, w: &[f32; LANES]) {
+    let v = simd.splat_f32s(v);
+    let (acc, _) = S::as_mut_simd_f32s(acc);
+    let (w, _) = S::as_simd_f32s(w);
+    for (a, w) in acc.iter_mut().zip(w) {
+        *a = simd.add_f32s(*a, simd.mul_f32s(v, *w));
+    }
 }
 
 /// For each item of `x` (`rows_in` rows of `inputs` values each) and each
@@ -216,14 +236,9 @@ impl WithSimd for WindowProducts<'_> {
                                 _ => &zeros[..],
                             });
                         for (i, w) in weights.chunks_exact(LANES).enumerate() {
-                            let w: &[f32; LANES] = w.try_into().expect("a lane row");
-                            let (w, _) = S::as_simd_f32s(w);
+                            let w = w.try_into().expect("a lane row");
                             for (acc, row) in acc.iter_mut().zip(rows) {
-                                let v = simd.splat_f32s(row[i]);
-                                let (acc, _) = S::as_mut_simd_f32s(acc);
-                                for (a, w) in acc.iter_mut().zip(w) {
-                                    *a = simd.add_f32s(*a, simd.mul_f32s(v, *w));
-                                }
+                                add_product(simd, acc, row[i], w);
                             }
                         }
                     }
@@ -309,15 +324,9 @@ impl WithSimd for WindowGradient<'_> {
                             let v: &[f32; 4] = item[i * wide_inputs + i0..][..4]
                                 .try_into()
                                 .expect("four inputs");
-                            let g: &[f32; LANES] =
-                                g[block * LANES..][..LANES].try_into().expect("a lane row");
-                            let (g, _) = S::as_simd_f32s(g);
+                            let g = g[block * LANES..][..LANES].try_into().expect("a lane row");
                             for (acc, &v) in acc.iter_mut().zip(v) {
-                                let v = simd.splat_f32s(v);
-                                let (acc, _) = S::as_mut_simd_f32s(acc);
-                                for (a, g) in acc.iter_mut().zip(g) {
-                                    *a = simd.add_f32s(*a, simd.mul_f32s(v, *g));
-                                }
+                                add_product(simd, acc, v, g);
                             }
                         }
                     }
@@ -408,13 +417,20 @@ impl CustomOp2 for Conv2d {
         if !x.track_op() {
             return Ok((None, dw));
         }
-        let inverse = self.inverse(hw);
         let mut dx = vec![0f32; d.pack * per_x];
         with_values(w, |w| {
             for (t, dx) in dx.chunks_exact_mut(per_x).enumerate() {
                 let w = &w[t * per_w..][..per_w];
                 let weights = lane_rows(taps, o, c, |tap, oi, ci| w[(oi * c + ci) * taps + tap]);
-                window_products(&g[t * per_g..][..per_g], o, &inverse, taps, &weights, c, dx);
+                window_products(
+                    &g[t * per_g..][..per_g],
+                    o,
+                    &self.inverse,
+                    taps,
+                    &weights,
+                    c,
+                    dx,
+                );
             }
         })?;
         Ok((Some(tensor(dx, x.shape(), x)?), dw))
@@ -784,13 +800,7 @@ mod tests {
             let (ho, wo) = (h + 2 * pad + 1 - k, w + 2 * pad + 1 - k);
             let index = conv_index((h, w), k, pad);
             let fused = x
-                .apply_op2(
-                    &weight,
-                    super::Conv2d {
-                        index: std::sync::Arc::new(index.clone()),
-                        taps: k * k,
-                    },
-                )
+                .apply_op2(&weight, super::Conv2d::new(index.clone(), k * k, h * w))
                 .unwrap()
                 .reshape((pack * 2 * ho * wo, o))
                 .unwrap();

@@ -5,12 +5,11 @@
 //! Every weight has the trials as its first dimension, and each trial
 //! computes exactly what it computes alone. Convolutions read their 3x3
 //! windows through a map of input positions: on CPU a direct convolution
-//! kernel, elsewhere one `index_select` and one matrix product (candle's CPU
-//! conv backward is a slow naive transpose); max-pool routes the gradient to the first maximum of
-//! each window as PyTorch does (candle's does not); BatchNorm sums its batch
-//! statistics in f64 as PyTorch's CPU kernel does.
-
-use std::sync::Arc;
+//! kernel, elsewhere one `index_select` and one matrix product (candle's
+//! CPU conv backward is a slow naive transpose); max-pool routes the
+//! gradient to the first maximum of each window as PyTorch does (candle's
+//! does not); BatchNorm sums its batch statistics in f64 as PyTorch's CPU
+//! kernel does.
 
 use candle_core::{D, Device, Result, Tensor, Var};
 use rand::Rng;
@@ -168,7 +167,8 @@ pub struct Conv {
     /// For each output position and kernel tap, the input position read
     /// (or `H*W`, a zero row, for padding).
     index: Tensor,
-    index_cpu: Arc<Vec<u32>>,
+    /// The CPU kernel, its window maps built once.
+    kernel: Conv2d,
     /// `(P, T)`: 1 where output position `p`'s tap `t` falls on the input,
     /// 0 on padding.
     on_input: Tensor,
@@ -217,7 +217,7 @@ impl Conv {
             weight,
             bias,
             index: index_tensor,
-            index_cpu: Arc::new(index),
+            kernel: Conv2d::new(index, k * k, in_hw.0 * in_hw.1),
             on_input,
             k,
             pad,
@@ -285,13 +285,8 @@ impl Conv {
         );
         let c_out = weight.dim(1)?;
         let out = if x.t.device().is_cpu() {
-            x.t.contiguous()?.apply_op2(
-                &weight.contiguous()?,
-                Conv2d {
-                    index: self.index_cpu.clone(),
-                    taps: self.k * self.k,
-                },
-            )?
+            x.t.contiguous()?
+                .apply_op2(&weight.contiguous()?, self.kernel.clone())?
         } else {
             generic::conv(&x.t, weight, &self.index)?.reshape((b, ho * wo, c_out))?
         };
