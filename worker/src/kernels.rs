@@ -738,6 +738,7 @@ mod tests {
     use rand_chacha::ChaCha8Rng;
 
     use crate::layers::{Act, conv_index, generic};
+    use crate::testing::assert_same;
 
     /// Values on a coarse grid, so that max-pool windows hold ties.
     fn coarse(dims: &[usize], rng: &mut ChaCha8Rng) -> Var {
@@ -752,34 +753,6 @@ mod tests {
         let n = dims.iter().product();
         let v: Vec<f32> = (0..n).map(|_| rng.random::<f32>() - 0.5).collect();
         Var::from_tensor(&Tensor::from_vec(v, dims, &Device::Cpu).unwrap()).unwrap()
-    }
-
-    fn assert_close(what: &str, a: &Tensor, b: &Tensor) {
-        assert_eq!(a.dims(), b.dims(), "{what}");
-        let a: Vec<f32> = a.flatten_all().unwrap().to_vec1().unwrap();
-        let b: Vec<f32> = b.flatten_all().unwrap().to_vec1().unwrap();
-        for (i, (x, y)) in a.iter().zip(&b).enumerate() {
-            assert!(
-                (x - y).abs() <= 1e-5 + 1e-5 * y.abs(),
-                "{what}[{i}]: {x} vs {y}"
-            );
-        }
-    }
-
-    /// Compares two outputs and the gradients they send to `inputs` under
-    /// the same random upstream gradient.
-    fn assert_same(what: &str, fused: &Tensor, plain: &Tensor, inputs: &[&Var]) {
-        assert_close(&format!("{what} forward"), fused, plain);
-        let r = Tensor::rand(0f32, 1f32, fused.shape(), &Device::Cpu).unwrap();
-        let gf = (fused * &r).unwrap().sum_all().unwrap().backward().unwrap();
-        let gp = (plain * &r).unwrap().sum_all().unwrap().backward().unwrap();
-        for (k, v) in inputs.iter().enumerate() {
-            let (a, b) = (
-                gf.get(v.as_tensor()).unwrap(),
-                gp.get(v.as_tensor()).unwrap(),
-            );
-            assert_close(&format!("{what} gradient {k}"), a, b);
-        }
     }
 
     #[test]

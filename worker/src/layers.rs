@@ -630,6 +630,7 @@ mod tests {
 
     use super::*;
     use crate::init::InitScheme;
+    use crate::testing::assert_same;
 
     #[test]
     fn appended_features_equal_the_conv_of_the_concatenation() {
@@ -683,33 +684,12 @@ mod tests {
             )
             .unwrap()
             .t;
-        let close = |what: &str, a: &Tensor, b: &Tensor| {
-            assert_eq!(a.dims(), b.dims(), "{what}");
-            let a: Vec<f32> = a.flatten_all().unwrap().to_vec1().unwrap();
-            let b: Vec<f32> = b.flatten_all().unwrap().to_vec1().unwrap();
-            for (i, (a, b)) in a.iter().zip(&b).enumerate() {
-                assert!(
-                    (a - b).abs() <= 1e-5 + 1e-5 * b.abs(),
-                    "{what}[{i}]: {a} vs {b}"
-                );
-            }
-        };
-        close("output", &appended, &plain);
-        let r = Tensor::rand(0f32, 1f32, plain.shape(), &device).unwrap();
-        let grads = |out: &Tensor| (out * &r).unwrap().sum_all().unwrap().backward().unwrap();
-        let (ga, gp) = (grads(&appended), grads(&plain));
         let bias = conv.bias.as_ref().expect("a bias");
-        for (what, var) in [
-            ("x", &x),
-            ("v", &v),
-            ("weight", &conv.weight),
-            ("bias", bias),
-        ] {
-            close(
-                what,
-                ga.get(var.as_tensor()).expect("a gradient"),
-                gp.get(var.as_tensor()).expect("a gradient"),
-            );
-        }
+        assert_same(
+            "appended features",
+            &appended,
+            &plain,
+            &[&x, &v, &conv.weight, bias],
+        );
     }
 }

@@ -26,6 +26,9 @@ pub mod optim; // Adam as PyTorch computes it, with state to checkpoint
 pub mod samples; // predictions on fixed test items, beside the true boards
 pub mod train; // a trial's epochs: shuffling, steps, evaluation
 
+#[cfg(test)]
+mod testing; // test helpers: two computations held to the same numbers
+
 // Serving
 pub mod bench; // `worker bench`: epochs timed beside PyTorch
 pub mod runner; // `worker run`: leases, trains and reports to a coordinator
