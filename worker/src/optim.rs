@@ -209,13 +209,7 @@ impl Adam {
     /// One update of every trial, as `torch.optim.Adam.step` (single-tensor
     /// path); a parameter without a gradient is left alone.
     pub fn step(&mut self, grads: &GradStore) -> Result<()> {
-        self.steps.iter_mut().for_each(|s| *s += 1);
-        let trials: Vec<Scalars> = self
-            .configs
-            .iter()
-            .zip(&self.steps)
-            .map(|(c, &step)| Scalars::new(c, step))
-            .collect();
+        let trials = self.next_step();
         let mut by_rank: HashMap<usize, ScalarTensors> = HashMap::new();
         for slot in &mut self.slots {
             let Some(grad) = grads.get(slot.var.as_tensor()) else {
@@ -236,6 +230,17 @@ impl Adam {
             slot.update_tensors(grad, s)?;
         }
         Ok(())
+    }
+
+    /// Counts one more step for every trial and returns each trial's
+    /// scalars for it.
+    fn next_step(&mut self) -> Vec<Scalars> {
+        self.steps.iter_mut().for_each(|s| *s += 1);
+        self.configs
+            .iter()
+            .zip(&self.steps)
+            .map(|(c, &step)| Scalars::new(c, step))
+            .collect()
     }
 
     /// The number of steps trial `k` has taken.
@@ -331,14 +336,8 @@ mod tests {
         let (mut values, mut tensors) = (optimiser(), optimiser());
         for _ in 0..3 {
             let grads: Vec<Tensor> = values.slots.iter().map(|s| random(s.var.dims())).collect();
-            for adam in [&mut values, &mut tensors] {
-                adam.steps.iter_mut().for_each(|s| *s += 1);
-            }
-            let trials: Vec<Scalars> = configs
-                .iter()
-                .zip(&values.steps)
-                .map(|(c, &step)| Scalars::new(c, step))
-                .collect();
+            // Both updates with the same trials' scalars for this step.
+            let trials = values.next_step();
             for ((a, b), grad) in values.slots.iter_mut().zip(&mut tensors.slots).zip(&grads) {
                 a.update_values(grad, &trials).unwrap();
                 let s = ScalarTensors::new(&trials, b.var.rank(), &Device::Cpu).unwrap();
