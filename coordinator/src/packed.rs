@@ -9,13 +9,22 @@
 //! (split, metric) pair of the vocabulary, train then test, each in
 //! [`Metric::of_split`] order; a new metric must be added at the end.
 
+use std::sync::LazyLock;
+
 use proto::metrics::{Metric, MetricValue, Split};
 
-/// The (split, metric) of each bit of the mask, in order.
-pub fn slots() -> impl Iterator<Item = (Split, Metric)> {
+/// Every (split, metric) pair, in slot order: made once, as every row read
+/// looks its slots up.
+static SLOTS: LazyLock<Vec<(Split, Metric)>> = LazyLock::new(|| {
     Split::ALL
         .into_iter()
         .flat_map(|split| Metric::of_split(split).map(move |metric| (split, metric)))
+        .collect()
+});
+
+/// The (split, metric) of each bit of the mask, in order.
+pub fn slots() -> impl Iterator<Item = (Split, Metric)> {
+    SLOTS.iter().copied()
 }
 
 /// The index of (split, metric) in [`slots`].
@@ -46,7 +55,7 @@ pub fn pack(values: &[MetricValue]) -> Vec<u8> {
 pub fn value_of(bytes: &[u8], slot: usize) -> Option<Option<f64>> {
     let (mask, rest) = bytes.split_first_chunk::<4>()?;
     let mask = u32::from_le_bytes(*mask);
-    if mask >> slots().count() != 0 || rest.len() != 8 * mask.count_ones() as usize {
+    if mask >> SLOTS.len() != 0 || rest.len() != 8 * mask.count_ones() as usize {
         return None;
     }
     if mask & (1 << slot) == 0 {
@@ -62,12 +71,11 @@ pub fn value_of(bytes: &[u8], slot: usize) -> Option<Option<f64>> {
 pub fn unpack(bytes: &[u8]) -> Option<Vec<MetricValue>> {
     let (mask, mut rest) = bytes.split_first_chunk::<4>()?;
     let mask = u32::from_le_bytes(*mask);
-    let slots: Vec<(Split, Metric)> = slots().collect();
-    if mask >> slots.len() != 0 || rest.len() != 8 * mask.count_ones() as usize {
+    if mask >> SLOTS.len() != 0 || rest.len() != 8 * mask.count_ones() as usize {
         return None;
     }
     let mut out = Vec::with_capacity(mask.count_ones() as usize);
-    for (i, (split, metric)) in slots.into_iter().enumerate() {
+    for (i, &(split, metric)) in SLOTS.iter().enumerate() {
         if mask & (1 << i) != 0 {
             let (value, tail) = rest.split_first_chunk::<8>()?;
             rest = tail;

@@ -190,6 +190,10 @@ fn shaped(key: &str, repeat: u32, epoch: u32) -> Vec<pb::Metric> {
         metric("board_accuracy", means[epoch as usize - 1] + spread),
         metric("disc_loss", f64::from(epoch) + spread),
         metric("spawn_precision", if repeat == 0 { f64::NAN } else { 0.5 }),
+        pb::Metric {
+            split: "train".into(),
+            ..metric("disc_loss", 10.0 * f64::from(epoch) + spread)
+        },
     ]
 }
 
@@ -283,6 +287,23 @@ async fn stopping_epochs_curves_pairs_and_refusals() {
             .into_inner();
         assert!(!by_loss.stop_maximize);
         assert!(by_loss.configurations.iter().all(|c| c.epoch == 1));
+
+        // Another split's values, at the epochs the sweep's objective (a
+        // test metric) chose.
+        let train = api
+            .results(pb::ResultsRequest {
+                split: "train".into(),
+                ..results(stop(""))
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(train.stop_by, "test board_accuracy");
+        let chosen: Vec<u32> = train.configurations.iter().map(|c| c.epoch).collect();
+        assert_eq!(chosen, [2, 3], "{}", db.name);
+        let loss = &train.configurations[0].metrics[0];
+        assert_eq!(loss.name, "disc_loss");
+        assert_eq!(loss.values, [20.0, 20.01, 20.02]);
 
         let last = api.results(results(None)).await.unwrap().into_inner();
         assert!(last.configurations.iter().all(|c| c.epoch == 3));

@@ -9,7 +9,7 @@ use crate::stats;
 use crate::store::{Store, status};
 
 use super::configurations::{Configuration, select};
-use super::epochs::{Chosen, Index, choose, chosen_values, selection, values_at};
+use super::epochs::{Chosen, Index, choose, selection, values_at};
 use super::{invalid, split_or_default, summary, sweep};
 
 /// One metric's values at each configuration's chosen epoch, as a
@@ -29,8 +29,7 @@ async fn read(store: &Store, r: &pb::CompareRequest) -> Result<Read, Error> {
     }
     let metric = Metric::parse(&r.metric, split).map_err(invalid)?;
     let selection = selection(&sweep, split, r.epoch.as_ref())?;
-    let chosen = choose(store, sweep.id, &selection).await?;
-    let index = chosen_values(store, sweep.id, split, &chosen, Some(metric)).await?;
+    let (chosen, index) = choose(store, sweep.id, &selection, split, Some(metric)).await?;
     Ok(Read {
         metric,
         split,

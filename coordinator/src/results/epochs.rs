@@ -97,51 +97,74 @@ pub(super) fn selection(
     })
 }
 
-/// The sweep's configurations, each with the epoch the selection reads.
+/// The sweep's configurations, each with the epoch the selection reads,
+/// and the values of `split` (one metric, or all) of their trials there.
+///
+/// Choosing among stopping epochs reads the `by` metric at every
+/// candidate. When that read can hold the values wanted too (the same
+/// split; every metric, or the `by` one), it reads them at once, so the
+/// chosen epochs are not read again.
 pub(super) async fn choose(
     store: &Store,
     sweep_id: i64,
     selection: &Selection,
-) -> Result<Vec<Chosen>, Error> {
-    let configurations = configurations(store.trials(sweep_id).await?);
-    let scored = match selection {
-        Selection::Stop { candidates, by } => index(
-            store
-                .metric_values(sweep_id, by.split, Some(candidates), Some(by.metric), None)
-                .await?,
-        ),
-        _ => Index::new(),
+    split: Split,
+    metric: Option<Metric>,
+) -> Result<(Vec<Chosen>, Index), Error> {
+    let Selection::Stop { candidates, by } = selection else {
+        let configurations = configurations(store.trials(sweep_id).await?);
+        let epoch = |c: &Configuration| match selection {
+            Selection::At(e) => *e,
+            _ => c.epochs,
+        };
+        let chosen: Vec<Chosen> = configurations
+            .into_iter()
+            .map(|configuration| Chosen {
+                epoch: epoch(&configuration),
+                configuration,
+                candidates: Vec::new(),
+            })
+            .collect();
+        let index = chosen_values(store, sweep_id, split, &chosen, metric).await?;
+        return Ok((chosen, index));
     };
-    Ok(configurations
+    let covers = by.split == split && metric.is_none_or(|m| m == by.metric);
+    let read = if covers { metric } else { Some(by.metric) };
+    // Read side by side: the trials are not needed to read the values.
+    let (trials, scored) = tokio::try_join!(
+        store.trials(sweep_id),
+        store.metric_values(sweep_id, by.split, Some(candidates), read, None)
+    )?;
+    let configurations = configurations(trials);
+    let scored = index(scored);
+    let chosen: Vec<Chosen> = configurations
         .into_iter()
         .map(|configuration| {
-            let (epoch, candidates) = match selection {
-                Selection::Last => (configuration.epochs, Vec::new()),
-                Selection::At(e) => (*e, Vec::new()),
-                Selection::Stop { candidates, by } => {
-                    let scores: Vec<pb::CandidateScore> = candidates
-                        .iter()
-                        .filter_map(|&epoch| {
-                            let values: Vec<f64> =
-                                values_at(&configuration, &scored, epoch, by.metric)
-                                    .map(|(_, v)| v)
-                                    .collect();
-                            (!values.is_empty()).then(|| pb::CandidateScore {
-                                epoch,
-                                by: Some(summary(&values)),
-                            })
-                        })
+            let scores: Vec<pb::CandidateScore> = candidates
+                .iter()
+                .filter_map(|&epoch| {
+                    let values: Vec<f64> = values_at(&configuration, &scored, epoch, by.metric)
+                        .map(|(_, v)| v)
                         .collect();
-                    (best(&scores, by.maximize), scores)
-                }
-            };
+                    (!values.is_empty()).then(|| pb::CandidateScore {
+                        epoch,
+                        by: Some(summary(&values)),
+                    })
+                })
+                .collect();
             Chosen {
                 configuration,
-                epoch,
-                candidates,
+                epoch: best(&scores, by.maximize),
+                candidates: scores,
             }
         })
-        .collect())
+        .collect();
+    let index = if covers {
+        scored
+    } else {
+        chosen_values(store, sweep_id, split, &chosen, metric).await?
+    };
+    Ok((chosen, index))
 }
 
 /// The best candidate by mean (NaN means last; ties to the earlier epoch);
@@ -169,7 +192,7 @@ fn best(candidates: &[pb::CandidateScore], maximize: bool) -> u32 {
 /// The values of `split` (one metric, or all) of every configuration at
 /// its chosen epoch: one query per distinct epoch, naming the
 /// configurations only when some chose another epoch.
-pub(super) async fn chosen_values(
+async fn chosen_values(
     store: &Store,
     sweep_id: i64,
     split: Split,

@@ -25,7 +25,7 @@ use crate::error::Error;
 use crate::stats;
 use crate::store::{Store, SweepRow};
 
-use epochs::{Chosen, Selection, choose, chosen_values, selection};
+use epochs::{Chosen, Selection, choose, selection};
 
 fn invalid(message: impl Into<String>) -> Error {
     Error::InvalidArgument(message.into())
@@ -61,8 +61,7 @@ pub async fn results(store: &Store, r: &pb::ResultsRequest) -> Result<pb::Result
     let sweep = sweep(store, r.sweep_id).await?;
     let split = split_or_default(&r.split)?;
     let selection = selection(&sweep, split, r.epoch.as_ref())?;
-    let chosen = choose(store, sweep.id, &selection).await?;
-    let index = chosen_values(store, sweep.id, split, &chosen, None).await?;
+    let (chosen, index) = choose(store, sweep.id, &selection, split, None).await?;
     let configurations = chosen
         .into_iter()
         .map(
