@@ -2030,30 +2030,29 @@ impl Store {
             .collect();
         let one = metric.map(|metric| (metric, packed::slot_of(split, metric)));
         let rows = self
-            .bulk(&sql, &params, |r| {
-                let (trial_id, epoch, bytes) = epoch_row(r)?;
-                let values = match one {
-                    // One value read from the bytes where it lies.
-                    Some((metric, slot)) => packed::value_of(&bytes, slot)
-                        .ok_or_else(|| unreadable(trial_id, epoch))?
-                        .map(|value| MetricValue {
-                            split,
-                            metric,
-                            value,
+            .bulk(&sql, &params, |r| match one {
+                // One value read from the bytes where it lies.
+                Some((metric, slot)) => {
+                    let (trial_id, epoch, bytes) = epoch_row(r)?;
+                    let value = packed::value_of(&bytes, slot)
+                        .ok_or_else(|| unreadable(trial_id, epoch))?;
+                    Ok(value
+                        .map(|value| MetricRow {
+                            trial_id,
+                            epoch,
+                            value: MetricValue {
+                                split,
+                                metric,
+                                value,
+                            },
                         })
                         .into_iter()
-                        .collect(),
-                    None => packed::unpack(&bytes).ok_or_else(|| unreadable(trial_id, epoch))?,
-                };
-                Ok(values
+                        .collect())
+                }
+                None => Ok(epoch_rows(r)?
                     .into_iter()
-                    .filter(|v| v.split == split)
-                    .map(|value| MetricRow {
-                        trial_id,
-                        epoch,
-                        value,
-                    })
-                    .collect::<Vec<_>>())
+                    .filter(|m| m.value.split == split)
+                    .collect::<Vec<_>>()),
             })
             .await?;
         Ok(rows.into_iter().flatten().collect())
