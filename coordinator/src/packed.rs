@@ -50,14 +50,19 @@ pub fn pack(values: &[MetricValue]) -> Vec<u8> {
     out
 }
 
+/// The mask of packed bytes and the values after it; None when the bytes
+/// are not a packing (a wrong length, or a bit with no slot).
+fn mask(bytes: &[u8]) -> Option<(u32, &[u8])> {
+    let (mask, rest) = bytes.split_first_chunk::<4>()?;
+    let mask = u32::from_le_bytes(*mask);
+    (mask >> SLOTS.len() == 0 && rest.len() == 8 * mask.count_ones() as usize)
+        .then_some((mask, rest))
+}
+
 /// The value of one slot in packed bytes: Some(None) where it was not
 /// reported, None when the bytes are not a packing.
 pub fn value_of(bytes: &[u8], slot: usize) -> Option<Option<f64>> {
-    let (mask, rest) = bytes.split_first_chunk::<4>()?;
-    let mask = u32::from_le_bytes(*mask);
-    if mask >> SLOTS.len() != 0 || rest.len() != 8 * mask.count_ones() as usize {
-        return None;
-    }
+    let (mask, rest) = mask(bytes)?;
     if mask & (1 << slot) == 0 {
         return Some(None);
     }
@@ -66,14 +71,30 @@ pub fn value_of(bytes: &[u8], slot: usize) -> Option<Option<f64>> {
     Some(Some(f64::from_le_bytes(value)))
 }
 
+/// One epoch's packed metrics, checked to be a packing when read: kept as
+/// bytes, each value read where it lies when wanted (a sweep's results
+/// hold hundreds of thousands of these).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Packed(Vec<u8>);
+
+impl Packed {
+    /// The bytes, if they are a packing.
+    pub fn new(bytes: Vec<u8>) -> Option<Self> {
+        mask(&bytes)?;
+        Some(Packed(bytes))
+    }
+
+    /// The value of one slot (NaN where undefined); None where it was not
+    /// reported.
+    pub fn get(&self, slot: usize) -> Option<f64> {
+        value_of(&self.0, slot).flatten()
+    }
+}
+
 /// The metrics of packed bytes, in slot order; None when the bytes are not
 /// a packing (a wrong length, or a bit with no slot).
 pub fn unpack(bytes: &[u8]) -> Option<Vec<MetricValue>> {
-    let (mask, mut rest) = bytes.split_first_chunk::<4>()?;
-    let mask = u32::from_le_bytes(*mask);
-    if mask >> SLOTS.len() != 0 || rest.len() != 8 * mask.count_ones() as usize {
-        return None;
-    }
+    let (mask, mut rest) = mask(bytes)?;
     let mut out = Vec::with_capacity(mask.count_ones() as usize);
     for (i, &(split, metric)) in SLOTS.iter().enumerate() {
         if mask & (1 << i) != 0 {
@@ -119,8 +140,11 @@ mod tests {
                 want.map(f64::to_bits),
                 "{split} {metric}"
             );
+            let kept = Packed::new(bytes.clone()).unwrap().get(slot);
+            assert_eq!(kept.map(f64::to_bits), want.map(f64::to_bits));
         }
         assert_eq!(value_of(&bytes[..bytes.len() - 1], 0), None);
+        assert_eq!(Packed::new(bytes[..bytes.len() - 1].to_vec()), None);
     }
 
     #[test]

@@ -108,7 +108,7 @@ async fn observations(
     let keys: Vec<&str> = ended.iter().map(|(k, _)| *k).collect();
     let Objective { metric, split, .. } = sweep.objective;
     let rows = store
-        .metric_values(sweep.id, split, None, Some(metric), Some(&keys))
+        .metric_values(sweep.id, split, metric, Some(&keys))
         .await?;
     let value: HashMap<(i64, u32), f64> = rows
         .iter()

@@ -18,7 +18,7 @@ use tokio::sync::Notify;
 
 use crate::aggregates::{self, Point, Running};
 use crate::auth::Role;
-use crate::packed;
+use crate::packed::{self, Packed};
 use crate::spec::{Method, Objective, PlannedTrial, SweepPlan};
 
 /// Why a store operation failed. Messages never show SQL.
@@ -407,6 +407,17 @@ pub enum Recorded {
     Unknown,
 }
 
+/// Every metric of a trial at a stored epoch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EpochMetrics {
+    /// The trial.
+    pub trial_id: i64,
+    /// The epoch (1-based).
+    pub epoch: u32,
+    /// Its metrics, both splits.
+    pub metrics: Packed,
+}
+
 /// One stored metric value (NaN for undefined) of a trial at an epoch.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct MetricRow {
@@ -476,6 +487,21 @@ where
     }
 }
 
+/// Each row through `read` as it arrives: the database sends the next
+/// while this one is read, and no row is kept once read.
+async fn read_each<R: Fields, T>(
+    rows: impl tokio_stream::Stream<Item = std::result::Result<R, sqlx::Error>>,
+    read: impl Fn(&dyn Fields) -> Result<T>,
+) -> Result<Vec<T>> {
+    use tokio_stream::StreamExt;
+    tokio::pin!(rows);
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().await {
+        out.push(read(&row?)?);
+    }
+    Ok(out)
+}
+
 /// A value bound to a statement of [`Store::bulk`].
 enum Param<'a> {
     Int(i64),
@@ -529,6 +555,25 @@ fn epoch_row(r: &(impl Fields + ?Sized)) -> Result<(i64, u32, Vec<u8>)> {
         r.int("epoch")? as u32,
         r.bytes("metrics")?,
     ))
+}
+
+/// The condition limiting a read of a sweep's trials (`t`, the sweep `$1`)
+/// to some configurations (every one when None), and the parameters it
+/// binds; None when there are none to read.
+fn of_keys<'a>(sweep_id: i64, config_keys: Option<&[&'a str]>) -> Option<(String, Vec<Param<'a>>)> {
+    let keys = config_keys.unwrap_or_default();
+    let mut of_keys = String::new();
+    if config_keys.is_some() {
+        if keys.is_empty() {
+            return None;
+        }
+        let params: Vec<String> = (2..2 + keys.len()).map(|i| format!("${i}")).collect();
+        of_keys = format!(" AND t.config_key IN ({})", params.join(", "));
+    }
+    let params = std::iter::once(Param::Int(sweep_id))
+        .chain(keys.iter().map(|key| Param::Text(key)))
+        .collect();
+    Some((of_keys, params))
 }
 
 fn unreadable(trial_id: i64, epoch: u32) -> StoreError {
@@ -1025,18 +1070,8 @@ impl Store {
         read: impl Fn(&dyn Fields) -> Result<T>,
     ) -> Result<Vec<T>> {
         match &self.native {
-            Some(pg) => bound::<sqlx::Postgres>(sql, params)
-                .fetch_all(pg)
-                .await?
-                .iter()
-                .map(|r| read(r))
-                .collect(),
-            None => bound::<sqlx::Any>(sql, params)
-                .fetch_all(&self.pool)
-                .await?
-                .iter()
-                .map(|r| read(r))
-                .collect(),
+            Some(pg) => read_each(bound::<sqlx::Postgres>(sql, params).fetch(pg), read).await,
+            None => read_each(bound::<sqlx::Any>(sql, params).fetch(&self.pool), read).await,
         }
     }
 
@@ -1980,82 +2015,81 @@ impl Store {
         Ok(out)
     }
 
-    /// Values of one split for the trials of a sweep, at the given epochs
-    /// (every epoch when None), of one metric (every metric when None) and
-    /// of the given configurations (every one when None), in no particular
-    /// order.
+    /// One metric's values at every stored epoch of the trials of a sweep
+    /// (of the given configurations; every one when None), in no
+    /// particular order.
     pub async fn metric_values(
         &self,
         sweep_id: i64,
         split: Split,
-        epochs: Option<&[u32]>,
-        metric: Option<Metric>,
+        metric: Metric,
         config_keys: Option<&[&str]>,
     ) -> Result<Vec<MetricRow>> {
-        let keys = config_keys.unwrap_or_default();
-        let mut of_keys = String::new();
-        if config_keys.is_some() {
-            if keys.is_empty() {
-                return Ok(Vec::new());
-            }
-            let params: Vec<String> = (2..2 + keys.len()).map(|i| format!("${i}")).collect();
-            of_keys = format!(" AND t.config_key IN ({})", params.join(", "));
-        }
-        let sql = match epochs {
-            None => format!(
-                "SELECT e.trial_id, e.epoch, e.metrics FROM trials t \
-                 JOIN epochs e ON e.trial_id = t.id WHERE t.sweep_id = $1{of_keys}"
-            ),
-            Some(epochs) => {
-                let Some(first) = epochs.iter().min() else {
-                    return Ok(Vec::new());
-                };
-                let list: Vec<String> = epochs.iter().map(u32::to_string).collect();
-                let list = list.join(", ");
-                // A trial's last epoch from last_epochs; earlier ones from
-                // epochs, for the trials that went past the first asked for.
-                format!(
-                    "SELECT l.trial_id, l.epoch, l.metrics FROM trials t \
-                     JOIN last_epochs l ON l.trial_id = t.id \
-                     WHERE t.sweep_id = $1 AND l.epoch IN ({list}){of_keys} \
-                     UNION ALL SELECT e.trial_id, e.epoch, e.metrics FROM trials t \
-                     JOIN last_epochs l ON l.trial_id = t.id JOIN epochs e ON e.trial_id = t.id \
-                     WHERE t.sweep_id = $1 AND l.epoch > {first} AND e.epoch IN ({list}) \
-                     AND e.epoch < l.epoch{of_keys}"
-                )
-            }
+        let Some((of_keys, params)) = of_keys(sweep_id, config_keys) else {
+            return Ok(Vec::new());
         };
-        let params: Vec<Param> = std::iter::once(Param::Int(sweep_id))
-            .chain(keys.iter().map(|key| Param::Text(key)))
-            .collect();
-        let one = metric.map(|metric| (metric, packed::slot_of(split, metric)));
+        let sql = format!(
+            "SELECT e.trial_id, e.epoch, e.metrics FROM trials t \
+             JOIN epochs e ON e.trial_id = t.id WHERE t.sweep_id = $1{of_keys}"
+        );
+        let slot = packed::slot_of(split, metric);
+        // One value read from the bytes where it lies.
         let rows = self
-            .bulk(&sql, &params, |r| match one {
-                // One value read from the bytes where it lies.
-                Some((metric, slot)) => {
-                    let (trial_id, epoch, bytes) = epoch_row(r)?;
-                    let value = packed::value_of(&bytes, slot)
-                        .ok_or_else(|| unreadable(trial_id, epoch))?;
-                    Ok(value
-                        .map(|value| MetricRow {
-                            trial_id,
-                            epoch,
-                            value: MetricValue {
-                                split,
-                                metric,
-                                value,
-                            },
-                        })
-                        .into_iter()
-                        .collect())
-                }
-                None => Ok(epoch_rows(r)?
-                    .into_iter()
-                    .filter(|m| m.value.split == split)
-                    .collect::<Vec<_>>()),
+            .bulk(&sql, &params, |r| {
+                let (trial_id, epoch, bytes) = epoch_row(r)?;
+                let value =
+                    packed::value_of(&bytes, slot).ok_or_else(|| unreadable(trial_id, epoch))?;
+                Ok(value.map(|value| MetricRow {
+                    trial_id,
+                    epoch,
+                    value: MetricValue {
+                        split,
+                        metric,
+                        value,
+                    },
+                }))
             })
             .await?;
         Ok(rows.into_iter().flatten().collect())
+    }
+
+    /// Every metric of the trials of a sweep (of the given configurations;
+    /// every one when None) at the given epochs, packed, in no particular
+    /// order.
+    pub async fn epoch_metrics(
+        &self,
+        sweep_id: i64,
+        epochs: &[u32],
+        config_keys: Option<&[&str]>,
+    ) -> Result<Vec<EpochMetrics>> {
+        let Some(first) = epochs.iter().min() else {
+            return Ok(Vec::new());
+        };
+        let Some((of_keys, params)) = of_keys(sweep_id, config_keys) else {
+            return Ok(Vec::new());
+        };
+        let list: Vec<String> = epochs.iter().map(u32::to_string).collect();
+        let list = list.join(", ");
+        // A trial's last epoch from last_epochs; earlier ones from epochs,
+        // for the trials that went past the first asked for.
+        let sql = format!(
+            "SELECT l.trial_id, l.epoch, l.metrics FROM trials t \
+             JOIN last_epochs l ON l.trial_id = t.id \
+             WHERE t.sweep_id = $1 AND l.epoch IN ({list}){of_keys} \
+             UNION ALL SELECT e.trial_id, e.epoch, e.metrics FROM trials t \
+             JOIN last_epochs l ON l.trial_id = t.id JOIN epochs e ON e.trial_id = t.id \
+             WHERE t.sweep_id = $1 AND l.epoch > {first} AND e.epoch IN ({list}) \
+             AND e.epoch < l.epoch{of_keys}"
+        );
+        self.bulk(&sql, &params, |r| {
+            let (trial_id, epoch, bytes) = epoch_row(r)?;
+            Ok(EpochMetrics {
+                trial_id,
+                epoch,
+                metrics: Packed::new(bytes).ok_or_else(|| unreadable(trial_id, epoch))?,
+            })
+        })
+        .await
     }
 
     /// A sweep's configuration keys, in order of their first trial.

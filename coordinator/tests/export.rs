@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use coordinator::tensorboard::{What, read_events, run_dir};
 use coordinator::testing;
-use proto::metrics::Split;
 use proto::v1 as pb;
 
 fn report(config: &pb::TrialConfig, epoch: u32) -> Vec<pb::Metric> {
@@ -147,10 +146,10 @@ async fn every_stored_value_is_exported_as_a_tensorboard_scalar() {
         for t in &trials {
             let run = format!("{}/repeat-{}", run_dir(&labels[&t.config_key]), t.repeat);
             let scalars = expected.entry(run.clone()).or_default();
-            for split in Split::ALL {
+            for (split, metric) in coordinator::packed::slots() {
                 for v in server
                     .store
-                    .metric_values(sweep, split, None, None, None)
+                    .metric_values(sweep, split, metric, None)
                     .await
                     .unwrap()
                     .into_iter()

@@ -51,7 +51,7 @@ async fn check_curves(url: &str, store: &coordinator::store::Store, sweep: i64, 
             .into_inner();
         let trials = store.trials(sweep).await.unwrap();
         let values = store
-            .metric_values(sweep, Split::Test, None, Some(metric), None)
+            .metric_values(sweep, Split::Test, metric, None)
             .await
             .unwrap();
         assert_eq!(curves.curves.len(), 4, "{label}");

@@ -451,7 +451,7 @@ async fn repeats(
     let mut points: HashMap<i64, Vec<(u32, f64)>> = HashMap::new();
     for r in d
         .store
-        .metric_values(id, split, None, Some(metric), Some(&[q.config.as_str()]))
+        .metric_values(id, split, metric, Some(&[q.config.as_str()]))
         .await?
     {
         points

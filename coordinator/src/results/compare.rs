@@ -5,6 +5,7 @@ use proto::v1 as pb;
 
 use crate::convert;
 use crate::error::Error;
+use crate::packed;
 use crate::stats;
 use crate::store::{Store, status};
 
@@ -29,7 +30,7 @@ async fn read(store: &Store, r: &pb::CompareRequest) -> Result<Read, Error> {
     }
     let metric = Metric::parse(&r.metric, split).map_err(invalid)?;
     let selection = selection(&sweep, split, r.epoch.as_ref())?;
-    let (chosen, index) = choose(store, sweep.id, &selection, split, Some(metric)).await?;
+    let (chosen, index) = choose(store, sweep.id, &selection).await?;
     Ok(Read {
         metric,
         split,
@@ -45,6 +46,7 @@ impl Read {
             label,
             ..Default::default()
         };
+        let slot = packed::slot_of(self.split, self.metric);
         for &i in members {
             let Chosen {
                 configuration: c,
@@ -53,7 +55,7 @@ impl Read {
             } = &self.chosen[i];
             let epoch = *epoch;
             g.config_keys.push(c.key.clone());
-            for (t, v) in values_at(c, &self.index, epoch, self.metric) {
+            for (t, v) in values_at(c, &self.index, epoch, slot) {
                 g.stopped += u32::from(t.status == status::STOPPED);
                 g.trial_ids.push(t.id);
                 g.epochs.push(epoch);

@@ -8,8 +8,9 @@ use proto::metrics::{Metric, Split};
 use proto::v1 as pb;
 
 use crate::error::Error;
+use crate::packed::{self, Packed};
 use crate::spec::Objective;
-use crate::store::{MetricRow, Store, SweepRow, TrialRow};
+use crate::store::{EpochMetrics, Store, SweepRow, TrialRow};
 
 use super::configurations::{Configuration, configurations};
 use super::{invalid, summary};
@@ -32,33 +33,27 @@ pub(super) struct Chosen {
     pub candidates: Vec<pb::CandidateScore>,
 }
 
-/// Values by (trial, epoch), then by metric.
-pub(super) type Index = HashMap<(i64, u32), Vec<(Metric, f64)>>;
+/// Every metric by (trial, epoch).
+pub(super) type Index = HashMap<(i64, u32), Packed>;
 
-fn index(rows: Vec<MetricRow>) -> Index {
-    let mut out: Index = HashMap::new();
-    for r in rows {
-        out.entry((r.trial_id, r.epoch))
-            .or_default()
-            .push((r.value.metric, r.value.value));
-    }
-    out
+fn index(rows: Vec<EpochMetrics>) -> Index {
+    rows.into_iter()
+        .map(|r| ((r.trial_id, r.epoch), r.metrics))
+        .collect()
 }
 
-/// One value per trial of the configuration that has the metric at `epoch`.
+/// One value per trial of the configuration that has the metric of `slot`
+/// (see [`packed::slots`]) at `epoch`.
 pub(super) fn values_at<'a>(
     configuration: &'a Configuration,
     index: &'a Index,
     epoch: u32,
-    metric: Metric,
+    slot: usize,
 ) -> impl Iterator<Item = (&'a TrialRow, f64)> + 'a {
-    configuration.trials.iter().filter_map(move |t| {
-        index
-            .get(&(t.id, epoch))?
-            .iter()
-            .find(|(m, _)| *m == metric)
-            .map(|(_, v)| (t, *v))
-    })
+    configuration
+        .trials
+        .iter()
+        .filter_map(move |t| Some((t, index.get(&(t.id, epoch))?.get(slot)?)))
 }
 
 /// The request's epoch selection, checked; `by` of stopping epochs defaults
@@ -98,18 +93,14 @@ pub(super) fn selection(
 }
 
 /// The sweep's configurations, each with the epoch the selection reads,
-/// and the values of `split` (one metric, or all) of their trials there.
+/// and every metric of their trials there.
 ///
-/// Choosing among stopping epochs reads the `by` metric at every
-/// candidate. When that read can hold the values wanted too (the same
-/// split; every metric, or the `by` one), it reads them at once, so the
-/// chosen epochs are not read again.
+/// Choosing among stopping epochs reads every metric at every candidate,
+/// so the chosen epochs are not read again.
 pub(super) async fn choose(
     store: &Store,
     sweep_id: i64,
     selection: &Selection,
-    split: Split,
-    metric: Option<Metric>,
 ) -> Result<(Vec<Chosen>, Index), Error> {
     let Selection::Stop { candidates, by } = selection else {
         let configurations = configurations(store.trials(sweep_id).await?);
@@ -125,25 +116,24 @@ pub(super) async fn choose(
                 candidates: Vec::new(),
             })
             .collect();
-        let index = chosen_values(store, sweep_id, split, &chosen, metric).await?;
+        let index = chosen_values(store, sweep_id, &chosen).await?;
         return Ok((chosen, index));
     };
-    let covers = by.split == split && metric.is_none_or(|m| m == by.metric);
-    let read = if covers { metric } else { Some(by.metric) };
     // Read side by side: the trials are not needed to read the values.
     let (trials, scored) = tokio::try_join!(
         store.trials(sweep_id),
-        store.metric_values(sweep_id, by.split, Some(candidates), read, None)
+        store.epoch_metrics(sweep_id, candidates, None)
     )?;
     let configurations = configurations(trials);
-    let scored = index(scored);
+    let index = index(scored);
+    let slot = packed::slot_of(by.split, by.metric);
     let chosen: Vec<Chosen> = configurations
         .into_iter()
         .map(|configuration| {
             let scores: Vec<pb::CandidateScore> = candidates
                 .iter()
                 .filter_map(|&epoch| {
-                    let values: Vec<f64> = values_at(&configuration, &scored, epoch, by.metric)
+                    let values: Vec<f64> = values_at(&configuration, &index, epoch, slot)
                         .map(|(_, v)| v)
                         .collect();
                     (!values.is_empty()).then(|| pb::CandidateScore {
@@ -159,11 +149,6 @@ pub(super) async fn choose(
             }
         })
         .collect();
-    let index = if covers {
-        scored
-    } else {
-        chosen_values(store, sweep_id, split, &chosen, metric).await?
-    };
     Ok((chosen, index))
 }
 
@@ -189,16 +174,10 @@ fn best(candidates: &[pb::CandidateScore], maximize: bool) -> u32 {
         .map_or(0, |c| c.epoch)
 }
 
-/// The values of `split` (one metric, or all) of every configuration at
-/// its chosen epoch: one query per distinct epoch, naming the
-/// configurations only when some chose another epoch.
-async fn chosen_values(
-    store: &Store,
-    sweep_id: i64,
-    split: Split,
-    chosen: &[Chosen],
-    metric: Option<Metric>,
-) -> Result<Index, Error> {
+/// Every metric of every configuration at its chosen epoch: one query per
+/// distinct epoch, naming the configurations only when some chose another
+/// epoch.
+async fn chosen_values(store: &Store, sweep_id: i64, chosen: &[Chosen]) -> Result<Index, Error> {
     let mut by_epoch: BTreeMap<u32, Vec<&str>> = BTreeMap::new();
     for c in chosen.iter().filter(|c| c.epoch > 0) {
         by_epoch
@@ -210,11 +189,7 @@ async fn chosen_values(
     let mut rows = Vec::new();
     for (epoch, keys) in &by_epoch {
         let keys = (!everyone).then_some(keys.as_slice());
-        rows.extend(
-            store
-                .metric_values(sweep_id, split, Some(&[*epoch]), metric, keys)
-                .await?,
-        );
+        rows.extend(store.epoch_metrics(sweep_id, &[*epoch], keys).await?);
     }
     Ok(index(rows))
 }

@@ -22,6 +22,7 @@ pub use predictions::predictions;
 
 use crate::convert;
 use crate::error::Error;
+use crate::packed::{self, Packed};
 use crate::stats;
 use crate::store::{Store, SweepRow};
 
@@ -61,7 +62,12 @@ pub async fn results(store: &Store, r: &pb::ResultsRequest) -> Result<pb::Result
     let sweep = sweep(store, r.sweep_id).await?;
     let split = split_or_default(&r.split)?;
     let selection = selection(&sweep, split, r.epoch.as_ref())?;
-    let (chosen, index) = choose(store, sweep.id, &selection, split, None).await?;
+    let (chosen, index) = choose(store, sweep.id, &selection).await?;
+    // The split's metrics, each with its slot in the stored bytes.
+    let mut vocabulary: Vec<(Metric, usize)> = Metric::of_split(split)
+        .map(|metric| (metric, packed::slot_of(split, metric)))
+        .collect();
+    vocabulary.sort_unstable();
     let configurations = chosen
         .into_iter()
         .map(
@@ -70,39 +76,34 @@ pub async fn results(store: &Store, r: &pb::ResultsRequest) -> Result<pb::Result
                  epoch,
                  candidates,
              }| {
-                let present: Vec<(i64, &Vec<(Metric, f64)>)> = c
+                let present: Vec<(i64, &Packed)> = c
                     .trials
                     .iter()
                     .filter_map(|t| Some((t.id, index.get(&(t.id, epoch))?)))
                     .collect();
-                let mut names: Vec<Metric> = present
+                // Every metric of the split some trial reported.
+                let metrics = vocabulary
                     .iter()
-                    .flat_map(|(_, v)| v.iter().map(|(m, _)| *m))
-                    .collect();
-                names.sort_unstable();
-                names.dedup();
-                let metrics = names
-                    .into_iter()
-                    .map(|metric| {
+                    .filter_map(|&(metric, slot)| {
                         let (trial_ids, values): (Vec<i64>, Vec<f64>) = present
                             .iter()
-                            .filter_map(|(id, v)| {
-                                let value = v.iter().find(|(m, _)| *m == metric)?.1;
-                                Some((*id, value))
-                            })
+                            .filter_map(|(id, p)| Some((*id, p.get(slot)?)))
                             .unzip();
+                        if values.is_empty() {
+                            return None;
+                        }
                         let summary = Some(summary(&values));
                         let (values, trial_ids) = if r.summaries_only {
                             (Vec::new(), Vec::new())
                         } else {
                             (values, trial_ids)
                         };
-                        pb::MetricSummary {
+                        Some(pb::MetricSummary {
                             summary,
                             name: metric.name().to_string(),
                             values,
                             trial_ids,
-                        }
+                        })
                     })
                     .collect();
                 pb::ConfigurationResult {
