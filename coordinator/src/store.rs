@@ -815,6 +815,16 @@ async fn add_points(
 /// at once: a sweep is taken off the list by one of them, and its trials
 /// are locked so that no report is stored while it is built.
 async fn backfill_curve_points(pool: &AnyPool, backend: Backend) -> Result<()> {
+    let pending: i64 = sqlx::query("SELECT COUNT(*) AS n FROM curve_backfill")
+        .fetch_one(pool)
+        .await?
+        .try_get("n")?;
+    if pending > 0 {
+        // Statistics first: without them (epochs written in bulk just
+        // before) Postgres reads each chunk's trials by scanning the whole
+        // table: 17 minutes instead of one at 100,000 trials (measured).
+        sqlx::query("ANALYZE epochs").execute(pool).await?;
+    }
     loop {
         let mut tx = pool.begin().await?;
         let next: Option<i64> = sqlx::query("SELECT MIN(sweep_id) AS id FROM curve_backfill")
