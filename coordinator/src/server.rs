@@ -15,7 +15,7 @@ use tonic::transport::{Identity, ServerTlsConfig};
 use crate::auth::{Auth, Gate};
 use crate::lease::{self, Policy};
 use crate::limits;
-use crate::service::{Leases, Reports, Sweeps, Workers};
+use crate::service::{Finishes, Leases, Reports, Sweeps, Workers};
 use crate::store::Store;
 
 /// A certificate chain and its private key, both PEM files.
@@ -74,6 +74,7 @@ pub async fn serve(
         sweeps: Default::default(),
         reports: Reports::reports(store.clone(), options.policy.lease_ms()),
         leases: Leases::leases(store.clone(), options.policy.lease_ms()),
+        finishes: Finishes::finishes(store.clone()),
     })
     .max_decoding_message_size(limits::MAX_MESSAGE_BYTES)
     .max_encoding_message_size(limits::MAX_MESSAGE_BYTES);

@@ -300,6 +300,17 @@ pub struct LeaseAsk {
     pub pack_with: String,
 }
 
+/// A holder ending its trial: completed, or failed with a reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finish {
+    /// The trial.
+    pub trial_id: i64,
+    /// The lease the caller holds.
+    pub lease_id: String,
+    /// Why it failed; None when it completed.
+    pub failure: Option<String>,
+}
+
 /// A known worker in one round of leasing: where its answer goes, and the
 /// lease it gets.
 #[derive(Debug)]
@@ -1821,33 +1832,59 @@ impl Store {
         Ok(answers)
     }
 
-    /// Ends a held trial as completed or failed: its sweep, or None when the
-    /// caller no longer holds the lease.
-    pub async fn finish(
-        &self,
-        trial_id: i64,
-        lease_id: &str,
-        failure: Option<&str>,
-    ) -> Result<Option<i64>> {
+    /// Ends held trials as completed or failed, in one statement (a
+    /// statement more for each trial named twice): for each, in order, its
+    /// sweep, or None when the caller no longer holds the lease.
+    pub async fn finish_many(&self, finishes: &[Finish]) -> Result<Vec<Option<i64>>> {
         let now = now_ms();
-        let (status, error) = match failure {
-            None => (status::COMPLETED, ""),
-            Some(reason) => (status::FAILED, reason),
-        };
-        let done = sqlx::query(
-            "UPDATE trials SET status = $1, error = $2, lease_id = NULL, lease_expires_ms = NULL, \
-             finished_ms = $3, updated_ms = $3 WHERE id = $4 AND lease_id = $5 AND status = $6 \
-             RETURNING sweep_id",
-        )
-        .bind(status)
-        .bind(error)
-        .bind(now)
-        .bind(trial_id)
-        .bind(lease_id)
-        .bind(status::RUNNING)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(done.map(|r| r.try_get("sweep_id")).transpose()?)
+        let mut answers = vec![None; finishes.len()];
+        let mut pending: Vec<usize> = (0..finishes.len()).collect();
+        while !pending.is_empty() {
+            // Each trial once a statement, so that what it returns (trial
+            // ids) says whose finish took.
+            let mut named = std::collections::HashSet::new();
+            let (now_in, later): (Vec<usize>, Vec<usize>) = pending
+                .into_iter()
+                .partition(|&i| named.insert(finishes[i].trial_id));
+            pending = later;
+            let values: Vec<String> = (0..now_in.len())
+                .map(|i| {
+                    let p = 4 * i + 3;
+                    format!("(${p}, ${}, ${}, ${})", p + 1, p + 2, p + 3)
+                })
+                .collect();
+            let sql = format!(
+                "WITH r (id, lease, status, error) AS (VALUES {}) \
+                 UPDATE trials SET status = r.status, error = r.error, lease_id = NULL, \
+                 lease_expires_ms = NULL, finished_ms = $1, updated_ms = $1 FROM r \
+                 WHERE trials.id = r.id AND trials.lease_id = r.lease AND trials.status = $2 \
+                 RETURNING trials.id, trials.sweep_id",
+                values.join(", ")
+            );
+            let mut update = sqlx::query(&sql).bind(now).bind(status::RUNNING);
+            for &i in &now_in {
+                let f = &finishes[i];
+                let (status, error) = match &f.failure {
+                    None => (status::COMPLETED, ""),
+                    Some(reason) => (status::FAILED, reason.as_str()),
+                };
+                update = update
+                    .bind(f.trial_id)
+                    .bind(f.lease_id.clone())
+                    .bind(status)
+                    .bind(error.to_string());
+            }
+            let ended: HashMap<i64, i64> = update
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(|r| Ok((r.try_get("id")?, r.try_get("sweep_id")?)))
+                .collect::<Result<_>>()?;
+            for i in now_in {
+                answers[i] = ended.get(&finishes[i].trial_id).copied();
+            }
+        }
+        Ok(answers)
     }
 
     /// Returns a held trial to the queue without counting the attempt,

@@ -173,6 +173,85 @@ async fn an_expired_lease_is_re_leased_and_the_old_holder_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trials_ended_at_once_each_end_once_as_their_holder_said() {
+    for db in common::databases().await {
+        let server = common::start(&db.url, Duration::from_secs(60), 3).await;
+        common::submit(&server.url(), &common::sweep_yaml(1, 12, 1)).await;
+        let (mut client, id) = common::worker(&server.url()).await;
+        let mut leases = Vec::new();
+        while let Some(l) = common::lease(&mut client, id).await {
+            leases.push(l);
+        }
+        assert_eq!(leases.len(), 12, "{}", db.name);
+        // Sent together, so that they end in the same batches: each trial
+        // completed (the first twice, by the same holder), failed, or
+        // ended with a lease it does not hold.
+        let complete = |l: &pb::Lease, lease_id: &str| pb::CompleteRequest {
+            trial_id: l.trial.as_ref().unwrap().id,
+            lease_id: lease_id.to_string(),
+            samples: Vec::new(),
+        };
+        let mut calls = tokio::task::JoinSet::new();
+        for (i, l) in leases.iter().enumerate() {
+            let mut c = client.clone();
+            let (l, lease_id) = (l.clone(), l.lease_id.clone());
+            calls.spawn(async move {
+                let code = |r: Result<(), tonic::Status>| r.err().map(|e| e.code());
+                let done = match i % 4 {
+                    0 => {
+                        let mut twice = c.clone();
+                        let (a, b) = tokio::join!(
+                            twice.complete(complete(&l, &lease_id)),
+                            c.complete(complete(&l, &lease_id))
+                        );
+                        vec![code(a.map(drop)), code(b.map(drop))]
+                    }
+                    1 => {
+                        let fail = pb::FailRequest {
+                            trial_id: l.trial.as_ref().unwrap().id,
+                            lease_id,
+                            reason: format!("broke {i}"),
+                        };
+                        vec![code(c.fail(fail).await.map(drop))]
+                    }
+                    2 => vec![code(
+                        c.complete(complete(&l, "not-the-lease")).await.map(drop),
+                    )],
+                    _ => vec![code(c.complete(complete(&l, &lease_id)).await.map(drop))],
+                };
+                (i, l.trial.unwrap().id, done)
+            });
+        }
+        while let Some(ended) = calls.join_next().await {
+            let (i, trial_id, codes) = ended.unwrap();
+            let trial = server.store.trial(trial_id).await.unwrap().unwrap();
+            let (status, codes_want): (&str, Vec<Vec<Option<Code>>>) = match i % 4 {
+                0 => (
+                    "completed",
+                    vec![
+                        vec![None, Some(Code::FailedPrecondition)],
+                        vec![Some(Code::FailedPrecondition), None],
+                    ],
+                ),
+                1 => ("failed", vec![vec![None]]),
+                2 => ("running", vec![vec![Some(Code::FailedPrecondition)]]),
+                _ => ("completed", vec![vec![None]]),
+            };
+            assert!(
+                codes_want.contains(&codes),
+                "{}: trial {i}: {codes:?}",
+                db.name
+            );
+            assert_eq!(trial.status, status, "{}: trial {i}", db.name);
+            if i % 4 == 1 {
+                assert_eq!(trial.error, format!("broke {i}"), "{}", db.name);
+            }
+        }
+        server.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_repeated_report_writes_nothing_twice() {
     for db in common::databases().await {
         let server = common::start(&db.url, Duration::from_secs(60), 3).await;

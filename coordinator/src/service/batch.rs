@@ -1,8 +1,8 @@
 //! Calls of every worker run together: whatever requests arrive while the
 //! batches in flight are in the database go into the next, so a busy
 //! coordinator runs a few large statements instead of thousands of small
-//! ones, and an idle one runs each request at once. Epoch reports and
-//! leases go this way, two batches in flight at a time (a worker has one
+//! ones, and an idle one runs each request at once. Epoch reports, leases
+//! and trials' ends go this way, two batches in flight at a time (a worker has one
 //! report or lease outstanding at once, so two batches never hold the same
 //! trial's).
 
@@ -13,7 +13,7 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::error::Error;
-use crate::store::{EpochReport, LeaseAsk, Leasing, Recorded, Store, StoreError};
+use crate::store::{EpochReport, Finish, LeaseAsk, Leasing, Recorded, Store, StoreError};
 
 /// Requests handled in one batch at most.
 const MAX_BATCH: usize = 512;
@@ -159,5 +159,24 @@ impl Leases {
     /// first), if any.
     pub async fn lease(&self, ask: LeaseAsk) -> Result<Leasing, Error> {
         self.call(ask).await
+    }
+}
+
+/// Trials ended by their holders (completed or failed), in batches.
+pub type Finishes = Batcher<Finish, Option<i64>>;
+
+impl Finishes {
+    /// Ends trials in `store`.
+    pub fn finishes(store: Store) -> Self {
+        Self::start("finishes", move |batch| {
+            let store = store.clone();
+            async move { store.finish_many(&batch).await }
+        })
+    }
+
+    /// Ends one trial: its sweep, or None when the caller no longer holds
+    /// the lease.
+    pub async fn finish(&self, finish: Finish) -> Result<Option<i64>, Error> {
+        self.call(finish).await
     }
 }

@@ -17,7 +17,7 @@ use std::future::Future;
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
-pub use batch::{Batcher, Leases, Reports};
+pub use batch::{Batcher, Finishes, Leases, Reports};
 pub use sweeps::Sweeps;
 pub(crate) use sweeps::{TrialChanges, detail, list_sweeps, stored_sweep};
 pub use workers::Workers;

@@ -14,14 +14,14 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{Leases, Reports, handle};
+use super::{Finishes, Leases, Reports, handle};
 use crate::auth::{Gate, Role};
 use crate::convert;
 use crate::error::Error;
 use crate::lease::{self, Policy};
 use crate::limits;
 use crate::search::SweepFacts;
-use crate::store::{EpochReport, LeaseAsk, LeaseState, Leasing, Recorded, Store, TrialRow};
+use crate::store::{EpochReport, Finish, LeaseAsk, LeaseState, Leasing, Recorded, Store, TrialRow};
 use crate::telemetry;
 
 /// The worker-facing service.
@@ -41,6 +41,8 @@ pub struct Workers {
     pub reports: Reports,
     /// Takes trials for waiting workers in batches.
     pub leases: Leases,
+    /// Ends trials (completed or failed) in batches.
+    pub finishes: Finishes,
 }
 
 fn directive(state: LeaseState) -> Directive {
@@ -260,10 +262,15 @@ async fn report_progress(
 
 async fn complete(w: &Workers, r: pb::CompleteRequest) -> Result<pb::CompleteResponse, Error> {
     limits::samples(&r.samples)?;
-    let sweep = held_in(
-        w.store.finish(r.trial_id, &r.lease_id, None).await?,
-        r.trial_id,
-    )?;
+    let ended = w
+        .finishes
+        .finish(Finish {
+            trial_id: r.trial_id,
+            lease_id: r.lease_id,
+            failure: None,
+        })
+        .await?;
+    let sweep = held_in(ended, r.trial_id)?;
     tracing::info!(trial = r.trial_id, "trial completed");
     if !r.samples.is_empty() {
         let epoch = w
@@ -280,8 +287,12 @@ async fn complete(w: &Workers, r: pb::CompleteRequest) -> Result<pb::CompleteRes
 async fn fail(w: &Workers, r: pb::FailRequest) -> Result<pb::FailResponse, Error> {
     limits::text("reason", &r.reason, limits::MAX_TEXT_CHARS)?;
     let failed = w
-        .store
-        .finish(r.trial_id, &r.lease_id, Some(&r.reason))
+        .finishes
+        .finish(Finish {
+            trial_id: r.trial_id,
+            lease_id: r.lease_id,
+            failure: Some(r.reason.clone()),
+        })
         .await?;
     let sweep = held_in(failed, r.trial_id)?;
     tracing::warn!(trial = r.trial_id, reason = r.reason, "trial failed");
