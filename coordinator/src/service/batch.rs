@@ -2,9 +2,10 @@
 //! batches in flight are in the database go into the next, so a busy
 //! coordinator runs a few large statements instead of thousands of small
 //! ones, and an idle one runs each request at once. Epoch reports, leases
-//! and trials' ends go this way, two batches in flight at a time (a worker has one
-//! report or lease outstanding at once, so two batches never hold the same
-//! trial's).
+//! and trials' ends go this way, two batches in flight at a time. Two
+//! batches hold requests about one trial only when two callers name it
+//! (its old and new holder, or a call sent again): the statements'
+//! conditions (the lease held, the trial running) let one of them through.
 
 use std::future::Future;
 use std::sync::Arc;
