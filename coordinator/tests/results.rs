@@ -464,6 +464,48 @@ async fn unfinished_trials_are_shown_not_averaged() {
     }
 }
 
+/// A trial counts as reported in a split's results only where it has some
+/// value of that split: an epoch stored with train metrics alone is no
+/// test result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_split_counts_the_trials_with_values_of_it() {
+    for db in common::databases().await {
+        let server = common::start(&db.url, Duration::from_secs(60), 3).await;
+        let sweep = common::submit(&server.url(), &common::sweep_yaml(1, 2, 1)).await;
+        let train = pb::Metric {
+            split: "train".into(),
+            ..metric("disc_loss", 0.5)
+        };
+        report_all(&server.url(), 1, |_, repeat, _| match repeat {
+            0 => vec![metric("board_accuracy", 0.25), train.clone()],
+            _ => vec![train.clone()],
+        })
+        .await;
+        let mut api = users(&server.url()).await;
+        for (split, reported, names) in
+            [("test", 1, ["board_accuracy"]), ("train", 2, ["disc_loss"])]
+        {
+            let r = api
+                .results(pb::ResultsRequest {
+                    sweep_id: sweep.id,
+                    split: split.into(),
+                    epoch: None,
+                    summaries_only: false,
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            let c = &r.configurations[0];
+            assert_eq!(c.trials, 2, "{}", db.name);
+            assert_eq!(c.reported, reported, "{}: {split}", db.name);
+            assert_eq!(c.trial_ids.len(), reported as usize, "{}: {split}", db.name);
+            let got: Vec<&str> = c.metrics.iter().map(|m| m.name.as_str()).collect();
+            assert_eq!(got, names, "{}: {split}", db.name);
+        }
+        server.stop().await;
+    }
+}
+
 /// A trial's last epoch is its newest stored one, read with its first
 /// stored values: epochs reported again by a second attempt (resumed from
 /// an earlier checkpoint) change nothing, at the last epoch as at any other.

@@ -76,10 +76,12 @@ pub async fn results(store: &Store, r: &pb::ResultsRequest) -> Result<pb::Result
                  epoch,
                  candidates,
              }| {
+                // The trials with some value of the split at the epoch.
                 let present: Vec<(i64, &Packed)> = c
                     .trials
                     .iter()
                     .filter_map(|t| Some((t.id, index.get(&(t.id, epoch))?)))
+                    .filter(|(_, p)| vocabulary.iter().any(|&(_, slot)| p.get(slot).is_some()))
                     .collect();
                 // Every metric of the split some trial reported.
                 let metrics = vocabulary
