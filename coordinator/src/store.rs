@@ -689,12 +689,15 @@ async fn move_old_metrics(pool: &AnyPool, backend: Backend) -> Result<()> {
 /// A curve point's key: sweep, configuration, epoch.
 type PointKey = (i64, String, u32);
 
-/// `(sweep_id, config_key, epoch)` placeholders for `n` keys from `$first`.
-fn point_tuples(first: usize, n: usize) -> String {
+/// Placeholders for `n` rows of `width` values each, numbered from
+/// `$first`: `($1, $2, $3), ($4, $5, $6)` for (1, 3, 2).
+fn tuples(first: usize, width: usize, n: usize) -> String {
     (0..n)
         .map(|i| {
-            let p = first + 3 * i;
-            format!("(${p}, ${}, ${})", p + 1, p + 2)
+            let row: Vec<String> = (0..width)
+                .map(|j| format!("${}", first + width * i + j))
+                .collect();
+            format!("({})", row.join(", "))
         })
         .collect::<Vec<_>>()
         .join(", ")
@@ -730,23 +733,12 @@ async fn add_deltas(
     }
     let sql = format!(
         "INSERT INTO curve_deltas (sweep_id, config_key, epoch, sums) VALUES {}",
-        point_placeholders(points.len())
+        tuples(1, 4, points.len())
     );
     point_rows(&sql, points, points.values().map(Point::to_bytes).collect())
         .execute(&mut *conn)
         .await?;
     Ok(())
-}
-
-/// `($1, $2, $3, $4), ...` for `n` rows of (sweep, key, epoch, sums).
-fn point_placeholders(n: usize) -> String {
-    (0..n)
-        .map(|i| {
-            let p = 1 + 4 * i;
-            format!("(${p}, ${}, ${}, ${})", p + 1, p + 2, p + 3)
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// A point from its stored bytes.
@@ -772,7 +764,7 @@ async fn add_points(
         return Ok(());
     }
     let empty = Point::default().to_bytes();
-    let made = point_placeholders(points.len());
+    let made = tuples(1, 4, points.len());
     let sql = format!(
         "INSERT INTO curve_points (sweep_id, config_key, epoch, sums) VALUES {made} \
          ON CONFLICT (sweep_id, config_key, epoch) DO NOTHING"
@@ -788,7 +780,7 @@ async fn add_points(
         "SELECT sweep_id, config_key, epoch, sums FROM curve_points \
          WHERE (sweep_id, config_key, epoch) IN (VALUES {}) \
          ORDER BY sweep_id, config_key, epoch{lock}",
-        point_tuples(1, points.len())
+        tuples(1, 3, points.len())
     );
     let mut read = sqlx::query(&sql);
     for (sweep, key, epoch) in points.keys() {
@@ -928,14 +920,12 @@ async fn set_last_epochs(
     if newest.is_empty() {
         return Ok(());
     }
-    let values: Vec<String> = (0..newest.len())
-        .map(|i| format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
-        .collect();
+    let values = tuples(1, 3, newest.len());
     let sql = format!(
         "INSERT INTO last_epochs (trial_id, epoch, metrics) VALUES {} \
          ON CONFLICT (trial_id) DO UPDATE SET epoch = excluded.epoch, metrics = excluded.metrics \
          WHERE last_epochs.epoch < excluded.epoch",
-        values.join(", ")
+        values
     );
     let mut upsert = sqlx::query(&sql);
     for (r, blob) in newest.into_values() {
@@ -1513,9 +1503,7 @@ impl Store {
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
         };
-        let values: Vec<String> = (0..askers.len())
-            .map(|i| format!("(${}, ${}, ${})", 3 * i + 5, 3 * i + 6, 3 * i + 7))
-            .collect();
+        let values = tuples(5, 3, askers.len());
         let sql = format!(
             "WITH picked AS (SELECT id FROM trials WHERE status = $1{of_key} ORDER BY id LIMIT {n}{lock}), \
              ranked AS (SELECT id, ROW_NUMBER() OVER (ORDER BY id) AS rn FROM picked), \
@@ -1530,7 +1518,6 @@ impl Store {
                trials.updated_ms, trials.preemptions, trials.stop_epoch, trials.stop_reason, \
                trials.proposal, trials.proposed_by, trials.lease_id AS lease",
             n = askers.len(),
-            values = values.join(", "),
             of_key = pack_key.map_or(String::new(), |_| format!(
                 " AND pack_key = ${}",
                 3 * askers.len() + 5
@@ -1754,16 +1741,14 @@ impl Store {
             .iter()
             .map(|(id, epoch)| (*id, trials[id].1.as_str(), *epoch))
             .collect();
-        let values: Vec<String> = (0..latest.len())
-            .map(|i| format!("(${}, ${}, ${})", 3 * i + 4, 3 * i + 5, 3 * i + 6))
-            .collect();
+        let values = tuples(4, 3, latest.len());
         let sql = format!(
             "WITH r (id, lease, epoch) AS (VALUES {}) \
              UPDATE trials SET lease_expires_ms = $1, updated_ms = $2, \
                epochs_done = CASE WHEN trials.epochs_done < r.epoch THEN r.epoch ELSE trials.epochs_done END \
              FROM r WHERE trials.id = r.id AND trials.lease_id = r.lease AND trials.status = $3 \
              RETURNING trials.id",
-            values.join(", ")
+            values
         );
         let mut update = sqlx::query(&sql)
             .bind(now + lease_ms)
@@ -1783,13 +1768,11 @@ impl Store {
             .filter(|r| held.contains(&r.trial_id) && !r.metrics.is_empty())
             .collect();
         if !rows.is_empty() {
-            let values: Vec<String> = (0..rows.len())
-                .map(|i| format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
-                .collect();
+            let values = tuples(1, 3, rows.len());
             let sql = format!(
                 "INSERT INTO epochs (trial_id, epoch, metrics) VALUES {} \
                  ON CONFLICT (trial_id, epoch) DO NOTHING RETURNING trial_id, epoch",
-                values.join(", ")
+                values
             );
             // Packed once, for the epochs and the last epochs.
             let blobs: Vec<Vec<u8>> = rows.iter().map(|r| packed::pack(&r.metrics)).collect();
@@ -1847,19 +1830,14 @@ impl Store {
                 .into_iter()
                 .partition(|&i| named.insert(finishes[i].trial_id));
             pending = later;
-            let values: Vec<String> = (0..now_in.len())
-                .map(|i| {
-                    let p = 4 * i + 3;
-                    format!("(${p}, ${}, ${}, ${})", p + 1, p + 2, p + 3)
-                })
-                .collect();
+            let values = tuples(3, 4, now_in.len());
             let sql = format!(
                 "WITH r (id, lease, status, error) AS (VALUES {}) \
                  UPDATE trials SET status = r.status, error = r.error, lease_id = NULL, \
                  lease_expires_ms = NULL, finished_ms = $1, updated_ms = $1 FROM r \
                  WHERE trials.id = r.id AND trials.lease_id = r.lease AND trials.status = $2 \
                  RETURNING trials.id, trials.sweep_id",
-                values.join(", ")
+                values
             );
             let mut update = sqlx::query(&sql).bind(now).bind(status::RUNNING);
             for &i in &now_in {
@@ -2346,6 +2324,13 @@ async fn insert_trials(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn placeholders_number_rows_from_the_first() {
+        assert_eq!(tuples(1, 3, 2), "($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(tuples(3, 4, 1), "($3, $4, $5, $6)");
+        assert_eq!(tuples(5, 2, 0), "");
+    }
 
     #[tokio::test]
     async fn postgres_connections_run_without_jit() {
