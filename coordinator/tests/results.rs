@@ -42,6 +42,16 @@ async fn report_all(url: &str, epochs: u32, values: impl Fn(&str, u32, u32) -> V
     }
 }
 
+/// A results request for every trial's values of `split` at `epoch`.
+fn request(sweep: i64, split: &str, epoch: Option<pb::EpochSelection>) -> pb::ResultsRequest {
+    pb::ResultsRequest {
+        sweep_id: sweep,
+        split: split.into(),
+        epoch,
+        summaries_only: false,
+    }
+}
+
 async fn users(url: &str) -> SweepServiceClient<Channel> {
     SweepServiceClient::connect(url.to_string()).await.unwrap()
 }
@@ -144,12 +154,7 @@ async fn compare_through_the_api_equals_scipy_and_results_count_nan() {
             }
 
             let results = api
-                .results(pb::ResultsRequest {
-                    sweep_id: sweep.id,
-                    split: String::new(),
-                    epoch: at(i as u32 + 1),
-                    summaries_only: false,
-                })
+                .results(request(sweep.id, "", at(i as u32 + 1)))
                 .await
                 .unwrap()
                 .into_inner();
@@ -212,12 +217,7 @@ async fn stopping_epochs_curves_pairs_and_refusals() {
                 })),
             })
         };
-        let results = |epoch| pb::ResultsRequest {
-            sweep_id: sweep.id,
-            split: "test".into(),
-            epoch,
-            summaries_only: false,
-        };
+        let results = |epoch| request(sweep.id, "test", epoch);
 
         let r = api.results(results(stop(""))).await.unwrap().into_inner();
         assert_eq!(r.stop_by, "test board_accuracy");
@@ -427,12 +427,7 @@ async fn unfinished_trials_are_shown_not_averaged() {
         }
         let mut api = users(&server.url()).await;
         let r = api
-            .results(pb::ResultsRequest {
-                sweep_id: sweep.id,
-                split: "test".into(),
-                epoch: None,
-                summaries_only: false,
-            })
+            .results(request(sweep.id, "test", None))
             .await
             .unwrap()
             .into_inner();
@@ -447,12 +442,7 @@ async fn unfinished_trials_are_shown_not_averaged() {
             })),
         };
         let r = api
-            .results(pb::ResultsRequest {
-                sweep_id: sweep.id,
-                split: "test".into(),
-                epoch: Some(stop),
-                summaries_only: false,
-            })
+            .results(request(sweep.id, "test", Some(stop)))
             .await
             .unwrap()
             .into_inner();
@@ -486,12 +476,7 @@ async fn a_split_counts_the_trials_with_values_of_it() {
             [("test", 1, ["board_accuracy"]), ("train", 2, ["disc_loss"])]
         {
             let r = api
-                .results(pb::ResultsRequest {
-                    sweep_id: sweep.id,
-                    split: split.into(),
-                    epoch: None,
-                    summaries_only: false,
-                })
+                .results(request(sweep.id, split, None))
                 .await
                 .unwrap()
                 .into_inner();
@@ -535,12 +520,7 @@ async fn epochs_reported_again_keep_their_first_values_at_the_last_epoch() {
         };
         let value_at = async |api: &mut SweepServiceClient<Channel>, epoch| {
             let r = api
-                .results(pb::ResultsRequest {
-                    sweep_id: sweep.id,
-                    split: "test".into(),
-                    epoch,
-                    summaries_only: false,
-                })
+                .results(request(sweep.id, "test", epoch))
                 .await
                 .unwrap()
                 .into_inner();
