@@ -16,7 +16,7 @@ use proto::v1::EarlyStopping;
 
 use crate::early_stopping::{self, Standing};
 use crate::spec::{self, Method, Objective, Observation, SweepPlan};
-use crate::store::{Store, StoreError, SweepRow, TrialRow, status};
+use crate::store::{Store, StoreError, SweepRow, TrialFacts, TrialRow, status};
 
 /// Stores a new sweep and, for method bayes, proposes its first
 /// configurations. Returns its id.
@@ -188,7 +188,7 @@ impl SweepFacts {
     pub async fn after_epoch(
         &self,
         store: &Store,
-        trial: &TrialRow,
+        trial: &TrialFacts,
         epoch: u32,
     ) -> Result<bool, StoreError> {
         let Some(facts) = self.of(store, trial.sweep_id).await? else {
@@ -197,7 +197,7 @@ impl SweepFacts {
         let Some(stopping) = &facts.stopping else {
             return Ok(false);
         };
-        if !early_stopping::is_rung(stopping, epoch, trial.config.epochs) {
+        if !early_stopping::is_rung(stopping, epoch, trial.epochs) {
             return Ok(false);
         }
         let objective = facts.objective;
@@ -241,7 +241,7 @@ impl SweepFacts {
             .stop_configuration(
                 trial.sweep_id,
                 &trial.config_key,
-                trial.config.epochs,
+                trial.epochs,
                 epoch,
                 &reason,
             )

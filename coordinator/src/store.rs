@@ -81,6 +81,9 @@ pub struct Store {
     /// Worker ids known to be registered (a worker is never deleted), so
     /// that a lease need not look.
     known_workers: Arc<std::sync::Mutex<std::collections::HashSet<i64>>>,
+    /// What never changes of trials leased or read here, so that their
+    /// reports need not read them (see [`Store::record_epochs`]).
+    facts: Arc<std::sync::Mutex<HashMap<i64, Arc<TrialFacts>>>>,
     /// Valid tokens (Postgres only; see [`TokenCache`]).
     tokens: Arc<TokenCache>,
 }
@@ -405,11 +408,71 @@ pub struct EpochReport {
     pub metrics: Vec<MetricValue>,
 }
 
+/// What never changes of a trial and its reports need.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrialFacts {
+    /// The sweep it belongs to.
+    pub sweep_id: i64,
+    /// The configuration without the seed; repeats share it.
+    pub config_key: String,
+    /// How many epochs it trains.
+    pub epochs: u32,
+}
+
+/// The trials whose facts a store keeps at most (see
+/// [`Store::record_epochs`]): far more than run at once.
+const MAX_KNOWN_TRIALS: usize = 1 << 17;
+
+/// How one trial's reports of a batch are stored.
+struct Plan<'a> {
+    trial_id: i64,
+    /// The lease they were sent under.
+    lease: &'a str,
+    /// The stored epochs the trial must have for them to follow.
+    need: u32,
+    /// Their newest epoch.
+    latest: u32,
+    facts: Arc<TrialFacts>,
+    /// Their places in the batch.
+    reports: Vec<usize>,
+}
+
+impl<'a> Plan<'a> {
+    /// The plan of the reports at `at` (in batch order) of one trial.
+    fn of(
+        trial_id: i64,
+        lease: &'a str,
+        facts: Arc<TrialFacts>,
+        reports: &[EpochReport],
+        at: Vec<usize>,
+    ) -> Self {
+        // Each epoch must be at most one past the newest before it: the
+        // stored ones, or the batch's own before it.
+        let (mut need, mut newest) = (0, None::<u32>);
+        for &i in &at {
+            let epoch = reports[i].epoch;
+            if newest.is_none_or(|n| epoch > n + 1) {
+                need = need.max(epoch.saturating_sub(1));
+            }
+            newest = Some(newest.map_or(epoch, |n| n.max(epoch)));
+        }
+        Plan {
+            trial_id,
+            lease,
+            need,
+            latest: newest.unwrap_or(0),
+            facts,
+            reports: at,
+        }
+    }
+}
+
 /// What became of one report of a batch.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Recorded {
-    /// Stored (or stored before) and the lease renewed: the trial as read.
-    Held(Box<TrialRow>),
+    /// Stored (or stored before) and the lease renewed: what never
+    /// changes of the trial.
+    Held(Arc<TrialFacts>),
     /// The caller does not hold the lease (why); nothing stored.
     NotHeld(LeaseState),
     /// The epoch lies outside the trial's epochs or past the next one.
@@ -902,7 +965,7 @@ async fn backfill_curve_points(pool: &AnyPool, backend: Backend) -> Result<()> {
 /// one is there.
 async fn set_last_epochs(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    rows: &[&&EpochReport],
+    rows: &[&EpochReport],
     blobs: &[Vec<u8>],
     inserted: &std::collections::HashSet<(i64, i64)>,
 ) -> Result<()> {
@@ -1065,6 +1128,7 @@ impl Store {
             backend,
             queued,
             known_workers: Default::default(),
+            facts: Default::default(),
             tokens,
         })
     }
@@ -1544,9 +1608,11 @@ impl Store {
             let lease: String = row.try_get("lease")?;
             if let Some(&at) = by_lease.get(lease.as_str()) {
                 served.insert(at);
+                let trial = trial_row(&row)?;
+                self.learn(&trial);
                 answers[at] = Leasing::Leased(Box::new(Leased {
                     lease_id: lease,
-                    trial: trial_row(&row)?,
+                    trial,
                 }));
             }
         }
@@ -1668,20 +1734,85 @@ impl Store {
         Ok(n as u32)
     }
 
-    /// Stores a batch of epoch reports (from any workers) in one
-    /// transaction of two statements, renewing the leases of their holders:
-    /// the answer to each report, in order. A repeated report stores
-    /// nothing twice; a report from a caller without the lease, or of an
-    /// epoch outside its trial's or out of order, stores nothing.
+    /// Stores a batch of epoch reports (from any workers), renewing the
+    /// leases of their holders: the answer to each report, in order. A
+    /// repeated report stores nothing twice; a report from a caller without
+    /// the lease, or of an epoch outside its trial's or out of order,
+    /// stores nothing.
+    ///
+    /// A trial whose facts this coordinator knows (it leased the trial, or
+    /// read it for an earlier report) is stored without being read first:
+    /// the statement that renews its lease also checks that the caller
+    /// holds it and that the batch's epochs follow the stored ones. Other
+    /// trials, and any that statement turns down, are read and each report
+    /// judged against the trial as read.
     pub async fn record_epochs(
         &self,
         reports: &[EpochReport],
         lease_ms: i64,
     ) -> Result<Vec<Recorded>> {
-        if reports.is_empty() {
+        let mut answers: Vec<Option<Recorded>> = vec![None; reports.len()];
+        let (known, mut unknown) = self.known_plans(reports);
+        let held = self.store_plans(&known, reports, lease_ms).await?;
+        for plan in known {
+            if held.contains(&plan.trial_id) {
+                for &i in &plan.reports {
+                    answers[i] = Some(Recorded::Held(plan.facts.clone()));
+                }
+            } else {
+                unknown.extend(plan.reports);
+            }
+        }
+        unknown.sort_unstable();
+        for (i, answer) in self.record_read(reports, &unknown, lease_ms).await? {
+            answers[i] = Some(answer);
+        }
+        Ok(answers
+            .into_iter()
+            .map(|a| a.expect("each report is answered by one of the two paths"))
+            .collect())
+    }
+
+    /// The reports of trials whose facts are known, one plan per trial,
+    /// each to be stored if the trial's stored epochs allow; the places of
+    /// the others (trials not known, reports under two leases of one trial,
+    /// epochs outside a trial's).
+    fn known_plans<'a>(&self, reports: &'a [EpochReport]) -> (Vec<Plan<'a>>, Vec<usize>) {
+        let mut by_trial: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
+        for (i, r) in reports.iter().enumerate() {
+            by_trial.entry(r.trial_id).or_default().push(i);
+        }
+        let facts = self.facts.lock().expect("not poisoned");
+        let mut plans = Vec::new();
+        let mut others = Vec::new();
+        for (trial_id, at) in by_trial {
+            let lease = reports[at[0]].lease_id.as_str();
+            let plan = facts.get(&trial_id).filter(|f| {
+                at.iter().all(|&i| {
+                    let r = &reports[i];
+                    r.lease_id == lease && (1..=f.epochs).contains(&r.epoch)
+                })
+            });
+            match plan {
+                Some(f) => plans.push(Plan::of(trial_id, lease, f.clone(), reports, at)),
+                None => others.extend(at),
+            }
+        }
+        (plans, others)
+    }
+
+    /// Judges the reports at `at` against their trials as read, stores
+    /// those whose caller holds the lease, and answers each.
+    async fn record_read(
+        &self,
+        reports: &[EpochReport],
+        at: &[usize],
+        lease_ms: i64,
+    ) -> Result<Vec<(usize, Recorded)>> {
+        if at.is_empty() {
             return Ok(Vec::new());
         }
-        let mut ids: Vec<i64> = reports.iter().map(|r| r.trial_id).collect();
+        let mut ids: Vec<i64> = at.iter().map(|&i| reports[i].trial_id).collect();
         ids.sort_unstable();
         ids.dedup();
         let list: Vec<String> = ids.iter().map(i64::to_string).collect();
@@ -1698,64 +1829,125 @@ impl Store {
         // Each report checked against the trial as read, and the epochs
         // before it in the batch.
         let mut done: HashMap<i64, u32> = HashMap::new();
-        let mut answers = Vec::with_capacity(reports.len());
-        let mut stored: Vec<&EpochReport> = Vec::new();
-        for r in reports {
+        let mut answers = Vec::with_capacity(at.len());
+        let mut accepted: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
+        for &i in at {
+            let r = &reports[i];
             let Some((trial, lease)) = trials.get(&r.trial_id) else {
-                answers.push(Recorded::Unknown);
+                answers.push((i, Recorded::Unknown));
                 continue;
             };
             let epochs = trial.config.epochs;
             let last = *done.get(&r.trial_id).unwrap_or(&trial.epochs_done);
             if r.epoch == 0 || r.epoch > epochs {
-                answers.push(Recorded::Refused(format!(
-                    "trial {} has epochs 1..={epochs}, not {}",
-                    r.trial_id, r.epoch
-                )));
+                answers.push((
+                    i,
+                    Recorded::Refused(format!(
+                        "trial {} has epochs 1..={epochs}, not {}",
+                        r.trial_id, r.epoch
+                    )),
+                ));
             } else if r.epoch > last + 1 {
-                answers.push(Recorded::Refused(format!(
-                    "trial {} has stored epochs up to {last}; epoch {} is out of order",
-                    r.trial_id, r.epoch
-                )));
+                answers.push((
+                    i,
+                    Recorded::Refused(format!(
+                        "trial {} has stored epochs up to {last}; epoch {} is out of order",
+                        r.trial_id, r.epoch
+                    )),
+                ));
             } else if trial.status != status::RUNNING || *lease != r.lease_id {
-                answers.push(Recorded::NotHeld(match trial.status.as_str() {
-                    status::CANCELLED => LeaseState::Cancelled,
-                    status::STOPPED => LeaseState::Stopped,
-                    _ => LeaseState::Lost,
-                }));
+                answers.push((
+                    i,
+                    Recorded::NotHeld(match trial.status.as_str() {
+                        status::CANCELLED => LeaseState::Cancelled,
+                        status::STOPPED => LeaseState::Stopped,
+                        _ => LeaseState::Lost,
+                    }),
+                ));
             } else {
                 done.insert(r.trial_id, last.max(r.epoch));
-                answers.push(Recorded::Held(Box::new(trial.clone())));
-                stored.push(r);
+                accepted.entry(r.trial_id).or_default().push(i);
             }
         }
-        if stored.is_empty() {
-            return Ok(answers);
+        let plans: Vec<Plan> = accepted
+            .into_iter()
+            .map(|(trial_id, at)| {
+                let (trial, lease) = &trials[&trial_id];
+                let facts = self.learn(trial);
+                // Judged above against the epochs as read.
+                Plan {
+                    need: 0,
+                    ..Plan::of(trial_id, lease, facts, reports, at)
+                }
+            })
+            .collect();
+        let held = self.store_plans(&plans, reports, lease_ms).await?;
+        for plan in plans {
+            for i in plan.reports {
+                let answer = if held.contains(&plan.trial_id) {
+                    Recorded::Held(plan.facts.clone())
+                } else {
+                    // A lease lost between the read and the update.
+                    Recorded::NotHeld(self.lease_state(plan.trial_id).await?)
+                };
+                answers.push((i, answer));
+            }
+        }
+        Ok(answers)
+    }
+
+    /// Keeps what never changes of `trial` for its later reports (see
+    /// [`Store::record_epochs`]), and returns it.
+    fn learn(&self, trial: &TrialRow) -> Arc<TrialFacts> {
+        let facts = Arc::new(TrialFacts {
+            sweep_id: trial.sweep_id,
+            config_key: trial.config_key.clone(),
+            epochs: trial.config.epochs,
+        });
+        let mut known = self.facts.lock().expect("not poisoned");
+        if known.len() >= MAX_KNOWN_TRIALS {
+            // Trials that ended elsewhere or were abandoned are never
+            // forgotten one by one; those still reporting are read again.
+            known.clear();
+        }
+        known.insert(trial.id, facts.clone());
+        facts
+    }
+
+    /// In one transaction: renews the lease of each plan's trial and
+    /// advances its stored epochs, where the caller still holds it and its
+    /// stored epochs reach the plan's `need`; then stores those trials'
+    /// reports. Returns the trials it stored.
+    async fn store_plans(
+        &self,
+        plans: &[Plan<'_>],
+        reports: &[EpochReport],
+        lease_ms: i64,
+    ) -> Result<std::collections::HashSet<i64>> {
+        if plans.is_empty() {
+            return Ok(Default::default());
         }
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
-        // Renews each lease and advances its epoch, where the caller still
-        // holds it; which did tells what to store.
-        // A trial's latest epoch in the batch, and the lease it was held by.
-        let latest: Vec<(i64, &str, u32)> = done
-            .iter()
-            .map(|(id, epoch)| (*id, trials[id].1.as_str(), *epoch))
-            .collect();
-        let values = tuples(4, 3, latest.len());
         let sql = format!(
-            "WITH r (id, lease, epoch) AS (VALUES {}) \
+            "WITH r (id, lease, need, epoch) AS (VALUES {}) \
              UPDATE trials SET lease_expires_ms = $1, updated_ms = $2, \
                epochs_done = CASE WHEN trials.epochs_done < r.epoch THEN r.epoch ELSE trials.epochs_done END \
              FROM r WHERE trials.id = r.id AND trials.lease_id = r.lease AND trials.status = $3 \
+               AND trials.epochs_done >= r.need \
              RETURNING trials.id",
-            values
+            tuples(4, 4, plans.len())
         );
         let mut update = sqlx::query(&sql)
             .bind(now + lease_ms)
             .bind(now)
             .bind(status::RUNNING);
-        for (id, lease, epoch) in &latest {
-            update = update.bind(*id).bind(*lease).bind(i64::from(*epoch));
+        for p in plans {
+            update = update
+                .bind(p.trial_id)
+                .bind(p.lease)
+                .bind(i64::from(p.need))
+                .bind(i64::from(p.latest));
         }
         let held: std::collections::HashSet<i64> = update
             .fetch_all(&mut *tx)
@@ -1763,16 +1955,19 @@ impl Store {
             .iter()
             .map(|r| r.try_get("id"))
             .collect::<std::result::Result<_, _>>()?;
-        let rows: Vec<&&EpochReport> = stored
+        let mut at: Vec<usize> = plans
             .iter()
-            .filter(|r| held.contains(&r.trial_id) && !r.metrics.is_empty())
+            .filter(|p| held.contains(&p.trial_id))
+            .flat_map(|p| p.reports.iter().copied())
+            .filter(|&i| !reports[i].metrics.is_empty())
             .collect();
+        at.sort_unstable();
+        let rows: Vec<&EpochReport> = at.iter().map(|&i| &reports[i]).collect();
         if !rows.is_empty() {
-            let values = tuples(1, 3, rows.len());
             let sql = format!(
                 "INSERT INTO epochs (trial_id, epoch, metrics) VALUES {} \
                  ON CONFLICT (trial_id, epoch) DO NOTHING RETURNING trial_id, epoch",
-                values
+                tuples(1, 3, rows.len())
             );
             // Packed once, for the epochs and the last epochs.
             let blobs: Vec<Vec<u8>> = rows.iter().map(|r| packed::pack(&r.metrics)).collect();
@@ -1792,27 +1987,23 @@ impl Store {
                 .map(|r| Ok((r.try_get("trial_id")?, r.try_get("epoch")?)))
                 .collect::<Result<_>>()?;
             set_last_epochs(&mut tx, &rows, &blobs, &inserted).await?;
+            let facts: HashMap<i64, &TrialFacts> =
+                plans.iter().map(|p| (p.trial_id, &*p.facts)).collect();
             let mut points: BTreeMap<PointKey, Point> = BTreeMap::new();
             for r in rows
                 .iter()
                 .filter(|r| inserted.contains(&(r.trial_id, i64::from(r.epoch))))
             {
-                let trial = &trials[&r.trial_id].0;
+                let f = facts[&r.trial_id];
                 points
-                    .entry((trial.sweep_id, trial.config_key.clone(), r.epoch))
+                    .entry((f.sweep_id, f.config_key.clone(), r.epoch))
                     .or_default()
                     .add(&r.metrics);
             }
             add_deltas(&mut tx, &points).await?;
         }
         tx.commit().await?;
-        // A lease lost between the read and the update.
-        for (answer, r) in answers.iter_mut().zip(reports) {
-            if matches!(answer, Recorded::Held(_)) && !held.contains(&r.trial_id) {
-                *answer = Recorded::NotHeld(self.lease_state(r.trial_id).await?);
-            }
-        }
-        Ok(answers)
+        Ok(held)
     }
 
     /// Ends held trials as completed or failed, in one statement (a
@@ -1858,8 +2049,10 @@ impl Store {
                 .iter()
                 .map(|r| Ok((r.try_get("id")?, r.try_get("sweep_id")?)))
                 .collect::<Result<_>>()?;
+            let mut facts = self.facts.lock().expect("not poisoned");
             for i in now_in {
                 answers[i] = ended.get(&finishes[i].trial_id).copied();
+                facts.remove(&finishes[i].trial_id);
             }
         }
         Ok(answers)

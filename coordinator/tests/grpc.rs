@@ -6,7 +6,8 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use proto::metrics::Metric;
+use coordinator::store::{EpochReport, LeaseState, Recorded, Store};
+use proto::metrics::{Metric, MetricValue, Split};
 use proto::v1::sweep_service_client::SweepServiceClient;
 use proto::v1::worker_service_client::WorkerServiceClient;
 use proto::v1::{self as pb, Directive};
@@ -300,6 +301,116 @@ async fn a_repeated_report_writes_nothing_twice() {
             Code::FailedPrecondition,
             "a finished trial stays finished"
         );
+        server.stop().await;
+    }
+}
+
+/// A trial's report as the store takes it, with one metric.
+fn epoch_report(lease: &pb::Lease, lease_id: &str, epoch: u32) -> EpochReport {
+    EpochReport {
+        trial_id: lease.trial.as_ref().unwrap().id,
+        lease_id: lease_id.into(),
+        epoch,
+        metrics: vec![MetricValue {
+            split: Split::Test,
+            metric: Metric::BoardAccuracy,
+            value: f64::from(epoch),
+        }],
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_is_judged_in_order_whether_or_not_its_trials_were_leased_here() {
+    for db in common::databases().await {
+        let server = common::start(&db.url, Duration::from_secs(60), 3).await;
+        common::submit(&server.url(), &common::sweep_yaml(3, 1, 3)).await;
+        let (mut client, id) = common::worker(&server.url()).await;
+        let mut leased = Vec::new();
+        for _ in 0..3 {
+            leased.push(common::lease(&mut client, id).await.unwrap());
+        }
+        let [a, b, c] = &leased[..] else {
+            unreachable!()
+        };
+        let held = |answer: &Recorded| match answer {
+            Recorded::Held(facts) => Some(facts.epochs),
+            _ => None,
+        };
+
+        // Leased through this server's store, which stores its trials'
+        // reports without reading them where it can.
+        let batch = [
+            epoch_report(a, &a.lease_id, 1),
+            epoch_report(a, &a.lease_id, 2),
+            epoch_report(b, &b.lease_id, 2),
+            epoch_report(b, &b.lease_id, 1),
+            epoch_report(c, "forged", 1),
+            EpochReport {
+                trial_id: 1 << 40,
+                ..epoch_report(c, &c.lease_id, 1)
+            },
+            epoch_report(c, &c.lease_id, 4),
+        ];
+        let answers = server.store.record_epochs(&batch, 60_000).await.unwrap();
+        assert_eq!(answers.len(), batch.len());
+        assert_eq!(held(&answers[0]), Some(3), "{}: {answers:?}", db.name);
+        assert_eq!(held(&answers[1]), Some(3), "{}: {answers:?}", db.name);
+        assert!(
+            matches!(&answers[2], Recorded::Refused(m) if m.contains("out of order")),
+            "{}: epoch 2 before 1: {answers:?}",
+            db.name
+        );
+        assert_eq!(held(&answers[3]), Some(3), "{}: {answers:?}", db.name);
+        assert_eq!(
+            answers[4],
+            Recorded::NotHeld(LeaseState::Lost),
+            "{}",
+            db.name
+        );
+        assert_eq!(answers[5], Recorded::Unknown, "{}", db.name);
+        assert!(
+            matches!(&answers[6], Recorded::Refused(m) if m.contains("1..=3")),
+            "{}: {answers:?}",
+            db.name
+        );
+
+        // Another coordinator's store, which knows none of them: it reads
+        // them first and then knows them too.
+        let other = Store::connect(&db.url).await.unwrap();
+        for _ in 0..2 {
+            let batch = [
+                epoch_report(a, &a.lease_id, 3),
+                epoch_report(b, &b.lease_id, 3),
+                epoch_report(c, &c.lease_id, 1),
+            ];
+            let answers = other.record_epochs(&batch, 60_000).await.unwrap();
+            assert!(
+                matches!(&answers[1], Recorded::Refused(m) if m.contains("up to 1")),
+                "{}: {answers:?}",
+                db.name
+            );
+            assert_eq!(
+                [held(&answers[0]), held(&answers[2])],
+                [Some(3), Some(3)],
+                "{}: {answers:?}",
+                db.name
+            );
+        }
+
+        for (lease, epochs) in [(a, 3), (b, 1), (c, 1)] {
+            let trial_id = lease.trial.as_ref().unwrap().id;
+            let stored = server.store.metrics_after(trial_id, 0).await.unwrap();
+            let mut got: Vec<u32> = stored.iter().map(|m| m.epoch).collect();
+            got.sort_unstable();
+            assert_eq!(
+                got,
+                (1..=epochs).collect::<Vec<_>>(),
+                "{}: each once",
+                db.name
+            );
+            let trial = server.store.trial(trial_id).await.unwrap().unwrap();
+            assert_eq!(trial.epochs_done, epochs, "{}", db.name);
+        }
         server.stop().await;
     }
 }
