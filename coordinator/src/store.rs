@@ -481,6 +481,40 @@ pub enum Recorded {
     Unknown,
 }
 
+/// Why `epoch` of a trial of `epochs` epochs may not be stored after
+/// `last`: outside the trial's epochs, or past the next one (reports come
+/// in order; a repeated one is fine). None where it may.
+pub fn epoch_refusal(trial_id: i64, epoch: u32, epochs: u32, last: u32) -> Option<String> {
+    if epoch == 0 || epoch > epochs {
+        Some(format!(
+            "trial {trial_id} has epochs 1..={epochs}, not {epoch}"
+        ))
+    } else if epoch > last + 1 {
+        Some(format!(
+            "trial {trial_id} has stored epochs up to {last}; epoch {epoch} is out of order"
+        ))
+    } else {
+        None
+    }
+}
+
+/// Why a report is not stored, judged against its trial as read (held
+/// under `lease`) and `last`, the newest epoch stored or taken before it;
+/// None where it is stored.
+fn refusal(r: &EpochReport, trial: &TrialRow, lease: &str, last: u32) -> Option<Recorded> {
+    if let Some(why) = epoch_refusal(r.trial_id, r.epoch, trial.config.epochs, last) {
+        Some(Recorded::Refused(why))
+    } else if trial.status != status::RUNNING || lease != r.lease_id {
+        Some(Recorded::NotHeld(match trial.status.as_str() {
+            status::CANCELLED => LeaseState::Cancelled,
+            status::STOPPED => LeaseState::Stopped,
+            _ => LeaseState::Lost,
+        }))
+    } else {
+        None
+    }
+}
+
 /// Every metric of a trial at a stored epoch.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EpochMetrics {
@@ -1837,61 +1871,33 @@ impl Store {
                 answers.push((i, Recorded::Unknown));
                 continue;
             };
-            let epochs = trial.config.epochs;
             let last = *done.get(&r.trial_id).unwrap_or(&trial.epochs_done);
-            if r.epoch == 0 || r.epoch > epochs {
-                answers.push((
-                    i,
-                    Recorded::Refused(format!(
-                        "trial {} has epochs 1..={epochs}, not {}",
-                        r.trial_id, r.epoch
-                    )),
-                ));
-            } else if r.epoch > last + 1 {
-                answers.push((
-                    i,
-                    Recorded::Refused(format!(
-                        "trial {} has stored epochs up to {last}; epoch {} is out of order",
-                        r.trial_id, r.epoch
-                    )),
-                ));
-            } else if trial.status != status::RUNNING || *lease != r.lease_id {
-                answers.push((
-                    i,
-                    Recorded::NotHeld(match trial.status.as_str() {
-                        status::CANCELLED => LeaseState::Cancelled,
-                        status::STOPPED => LeaseState::Stopped,
-                        _ => LeaseState::Lost,
-                    }),
-                ));
-            } else {
-                done.insert(r.trial_id, last.max(r.epoch));
-                accepted.entry(r.trial_id).or_default().push(i);
+            match refusal(r, trial, lease, last) {
+                Some(answer) => answers.push((i, answer)),
+                None => {
+                    done.insert(r.trial_id, last.max(r.epoch));
+                    accepted.entry(r.trial_id).or_default().push(i);
+                }
             }
         }
+        // What a plan needs of the stored epochs, the trial as read had:
+        // its update fails only where the lease was lost meanwhile.
         let plans: Vec<Plan> = accepted
             .into_iter()
             .map(|(trial_id, at)| {
                 let (trial, lease) = &trials[&trial_id];
-                let facts = self.learn(trial);
-                // Judged above against the epochs as read.
-                Plan {
-                    need: 0,
-                    ..Plan::of(trial_id, lease, facts, reports, at)
-                }
+                Plan::of(trial_id, lease, self.learn(trial), reports, at)
             })
             .collect();
         let held = self.store_plans(&plans, reports, lease_ms).await?;
         for plan in plans {
-            for i in plan.reports {
-                let answer = if held.contains(&plan.trial_id) {
-                    Recorded::Held(plan.facts.clone())
-                } else {
-                    // A lease lost between the read and the update.
-                    Recorded::NotHeld(self.lease_state(plan.trial_id).await?)
-                };
-                answers.push((i, answer));
-            }
+            let answer = if held.contains(&plan.trial_id) {
+                Recorded::Held(plan.facts)
+            } else {
+                // A lease lost between the read and the update.
+                Recorded::NotHeld(self.lease_state(plan.trial_id).await?)
+            };
+            answers.extend(plan.reports.into_iter().map(|i| (i, answer.clone())));
         }
         Ok(answers)
     }

@@ -21,7 +21,9 @@ use crate::error::Error;
 use crate::lease::{self, Policy};
 use crate::limits;
 use crate::search::SweepFacts;
-use crate::store::{EpochReport, Finish, LeaseAsk, LeaseState, Leasing, Recorded, Store, TrialRow};
+use crate::store::{
+    self, EpochReport, Finish, LeaseAsk, LeaseState, Leasing, Recorded, Store, TrialRow,
+};
 use crate::telemetry;
 
 /// The worker-facing service.
@@ -129,26 +131,17 @@ async fn lease(w: &Workers, r: pb::LeaseRequest) -> Result<pb::LeaseResponse, Er
 }
 
 /// The trial, unless the epoch lies outside its `1..=epochs` or past the
-/// next epoch to store (reports come in order; a repeated one is fine).
+/// next epoch to store (see [`store::epoch_refusal`]).
 async fn check_epoch(w: &Workers, trial_id: i64, epoch: u32) -> Result<TrialRow, Error> {
     let trial = w
         .store
         .trial(trial_id)
         .await?
         .ok_or_else(|| Error::NotFound(format!("trial {trial_id}")))?;
-    let epochs = trial.config.epochs;
-    if epoch == 0 || epoch > epochs {
-        return Err(Error::InvalidArgument(format!(
-            "trial {trial_id} has epochs 1..={epochs}, not {epoch}"
-        )));
+    match store::epoch_refusal(trial_id, epoch, trial.config.epochs, trial.epochs_done) {
+        Some(why) => Err(Error::InvalidArgument(why)),
+        None => Ok(trial),
     }
-    if epoch > trial.epochs_done + 1 {
-        return Err(Error::InvalidArgument(format!(
-            "trial {trial_id} has stored epochs up to {}; epoch {epoch} is out of order",
-            trial.epochs_done
-        )));
-    }
-    Ok(trial)
 }
 
 /// `Some(sweep)` as held, or the refusal of a caller that no longer
