@@ -363,6 +363,18 @@ pub async fn lease(client: &mut WorkerServiceClient<Channel>, worker_id: i64) ->
     client.lease(request).await.unwrap().into_inner().lease
 }
 
+/// Leases every queued trial, one at a time without waiting.
+pub async fn lease_all(
+    client: &mut WorkerServiceClient<Channel>,
+    worker_id: i64,
+) -> Vec<pb::Lease> {
+    let mut leases = Vec::new();
+    while let Some(l) = lease(client, worker_id).await {
+        leases.push(l);
+    }
+    leases
+}
+
 /// Sends reports on one progress stream and returns the directives.
 pub async fn send(
     client: &mut WorkerServiceClient<Channel>,

@@ -44,11 +44,11 @@ async fn fifty_concurrent_leasing_clients_never_share_a_trial() {
             let url = server.url();
             tasks.push(tokio::spawn(async move {
                 let (mut client, id) = common::worker(&url).await;
-                let mut mine = Vec::new();
-                while let Some(l) = common::lease(&mut client, id).await {
-                    mine.push(l.trial.unwrap().id);
-                }
-                mine
+                let leases = common::lease_all(&mut client, id).await;
+                leases
+                    .into_iter()
+                    .map(|l| l.trial.unwrap().id)
+                    .collect::<Vec<_>>()
             }));
         }
         let mut all = Vec::new();
@@ -179,10 +179,7 @@ async fn trials_ended_at_once_each_end_once_as_their_holder_said() {
         let server = common::start(&db.url, Duration::from_secs(60), 3).await;
         common::submit(&server.url(), &common::sweep_yaml(1, 12, 1)).await;
         let (mut client, id) = common::worker(&server.url()).await;
-        let mut leases = Vec::new();
-        while let Some(l) = common::lease(&mut client, id).await {
-            leases.push(l);
-        }
+        let leases = common::lease_all(&mut client, id).await;
         assert_eq!(leases.len(), 12, "{}", db.name);
         // Sent together, so that they end in the same batches: each trial
         // completed (the first twice, by the same holder), failed, or
@@ -325,12 +322,9 @@ async fn a_batch_is_judged_in_order_whether_or_not_its_trials_were_leased_here()
         let server = common::start(&db.url, Duration::from_secs(60), 3).await;
         common::submit(&server.url(), &common::sweep_yaml(3, 1, 3)).await;
         let (mut client, id) = common::worker(&server.url()).await;
-        let mut leased = Vec::new();
-        for _ in 0..3 {
-            leased.push(common::lease(&mut client, id).await.unwrap());
-        }
+        let leased = common::lease_all(&mut client, id).await;
         let [a, b, c] = &leased[..] else {
-            unreachable!()
+            panic!("{}: three trials leased, got {}", db.name, leased.len())
         };
         let held = |answer: &Recorded| match answer {
             Recorded::Held(facts) => Some(facts.epochs),
