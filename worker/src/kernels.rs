@@ -15,6 +15,10 @@ use candle_core::{
     CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Storage, Tensor,
 };
 
+use crate::layers::conv_index;
+
+mod winograd;
+
 /// The f32 values of a CPU storage in a contiguous layout.
 fn values<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
     let (start, end) = l
@@ -44,7 +48,9 @@ fn tensor(values: Vec<f32>, shape: impl Into<Shape>, like: &Tensor) -> Result<Te
 /// zeros where that is `HW`, the padding). A direct convolution: each
 /// trial's outputs are summed in registers, 16 at a time, over its taps and
 /// input channels ([`window_products`]), so each trial computes exactly what
-/// it would alone. The backward pass computes each gradient only where it
+/// it would alone; a 3x3 kernel with padding 1 computes its output and its
+/// input gradient (a convolution of the same kind) through [`winograd`]
+/// instead, with the same promise. The backward pass computes each gradient only where it
 /// is needed (no weight gradient through a network held fixed, no input
 /// gradient for the data).
 #[derive(Debug, Clone)]
@@ -57,6 +63,9 @@ pub struct Conv2d {
     inverse: Arc<Vec<u32>>,
     /// Window positions per output (9 for a 3x3 kernel).
     taps: usize,
+    /// For a 3x3 kernel with padding 1, the tiling its forward pass uses
+    /// ([`winograd`]).
+    winograd: Option<winograd::Tiles>,
 }
 
 /// The sizes of a packed convolution.
@@ -84,9 +93,9 @@ impl ConvDims {
 }
 
 impl Conv2d {
-    /// The convolution whose output position `p` reads input position
-    /// `index[p*taps + t]` through tap `t` (`hw`, the padding, reads zeros).
-    pub fn new(index: Vec<u32>, taps: usize, hw: usize) -> Self {
+    /// The `k`x`k` convolution with zero padding `pad` of an `h`x`w` input.
+    pub fn new((h, w): (usize, usize), k: usize, pad: usize) -> Self {
+        let (index, taps, hw) = (conv_index((h, w), k, pad), k * k, h * w);
         let positions = index.len() / taps;
         let mut inverse = vec![positions as u32; hw * taps];
         for (p, window) in index.chunks_exact(taps).enumerate() {
@@ -100,6 +109,7 @@ impl Conv2d {
             index: Arc::new(index),
             inverse: Arc::new(inverse),
             taps,
+            winograd: (k == 3 && pad == 1).then(|| winograd::Tiles::new(h, w)),
         }
     }
 
@@ -357,19 +367,15 @@ impl CustomOp2 for Conv2d {
         let (per_x, per_w, per_out) = (d.items * d.hw * d.c, d.o * d.c * taps, d.items * p * d.o);
         let mut out = vec![0f32; d.pack * per_out];
         for (t, out) in out.chunks_exact_mut(per_out).enumerate() {
-            let w = &w[t * per_w..][..per_w];
+            let (x, w) = (&x[t * per_x..][..per_x], &w[t * per_w..][..per_w]);
+            if let Some(tiles) = self.winograd.filter(|_| winograd::fits(d.c, d.o)) {
+                winograd::convolve(tiles, x, d.c, w, d.o, out);
+                continue;
+            }
             let weights = lane_rows(taps, d.c, d.o, |tap, ci, oi| {
                 w[(oi * d.c + ci) * taps + tap]
             });
-            window_products(
-                &x[t * per_x..][..per_x],
-                d.c,
-                &self.index,
-                taps,
-                &weights,
-                d.o,
-                out,
-            );
+            window_products(x, d.c, &self.index, taps, &weights, d.o, out);
         }
         Ok((
             CpuStorage::F32(out),
@@ -420,17 +426,24 @@ impl CustomOp2 for Conv2d {
         let mut dx = vec![0f32; d.pack * per_x];
         with_values(w, |w| {
             for (t, dx) in dx.chunks_exact_mut(per_x).enumerate() {
-                let w = &w[t * per_w..][..per_w];
+                let (g, w) = (&g[t * per_g..][..per_g], &w[t * per_w..][..per_w]);
+                if let Some(tiles) = self.winograd.filter(|_| winograd::fits(o, c)) {
+                    // The same-size convolution of the output gradient by
+                    // the kernel turned half a turn, inputs and outputs
+                    // swapped: `(C, O, 3, 3)`.
+                    let mut turned = vec![0f32; per_w];
+                    for (ci, turned) in turned.chunks_exact_mut(o * taps).enumerate() {
+                        for (oi, turned) in turned.chunks_exact_mut(taps).enumerate() {
+                            for (tap, v) in turned.iter_mut().enumerate() {
+                                *v = w[(oi * c + ci) * taps + taps - 1 - tap];
+                            }
+                        }
+                    }
+                    winograd::convolve(tiles, g, o, &turned, c, dx);
+                    continue;
+                }
                 let weights = lane_rows(taps, o, c, |tap, oi, ci| w[(oi * c + ci) * taps + tap]);
-                window_products(
-                    &g[t * per_g..][..per_g],
-                    o,
-                    &self.inverse,
-                    taps,
-                    &weights,
-                    c,
-                    dx,
-                );
+                window_products(g, o, &self.inverse, taps, &weights, c, dx);
             }
         })?;
         Ok((Some(tensor(dx, x.shape(), x)?), dw))
@@ -759,23 +772,28 @@ mod tests {
     fn conv_matches_index_select_and_matmul() {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         // The model's shapes (16 outputs; 26 inputs; 2 outputs of a 1x1
-        // head) and odd ones: outputs past one block of 16, inputs not a
-        // multiple of 4, positions not a multiple of 4.
-        for (pack, k, pad, (h, w), (c, o)) in [
-            (1, 3, 1, (22, 10), (3, 4)),
-            (3, 3, 1, (22, 10), (26, 16)),
-            (2, 3, 0, (11, 5), (16, 20)),
-            (3, 1, 0, (22, 10), (16, 2)),
-            (2, 3, 1, (3, 3), (5, 33)),
+        // head; 16 to 16 channels 3x3 with padding 1, by Winograd's method,
+        // on the board and on the pooled board, whose sides are odd) and
+        // odd ones: outputs past one block of 16 (by either method), inputs
+        // not a multiple of 4, positions not a multiple of 4.
+        for (pack, items, k, pad, (h, w), (c, o)) in [
+            (1, 2, 3, 1, (22, 10), (3, 4)),
+            (3, 2, 3, 1, (22, 10), (26, 16)),
+            (3, 2, 3, 1, (22, 10), (16, 16)),
+            (2, 5, 3, 1, (11, 5), (16, 16)),
+            (2, 2, 3, 0, (11, 5), (16, 20)),
+            (3, 2, 1, 0, (22, 10), (16, 2)),
+            (2, 2, 3, 1, (3, 3), (5, 33)),
+            (2, 3, 3, 1, (3, 3), (32, 16)),
         ] {
-            let x = fine(&[pack * 2, h * w, c], &mut rng);
+            let x = fine(&[pack * items, h * w, c], &mut rng);
             let weight = fine(&[pack, o, c, k, k], &mut rng);
             let (ho, wo) = (h + 2 * pad + 1 - k, w + 2 * pad + 1 - k);
             let index = conv_index((h, w), k, pad);
             let fused = x
-                .apply_op2(&weight, super::Conv2d::new(index.clone(), k * k, h * w))
+                .apply_op2(&weight, super::Conv2d::new((h, w), k, pad))
                 .unwrap()
-                .reshape((pack * 2 * ho * wo, o))
+                .reshape((pack * items * ho * wo, o))
                 .unwrap();
             let index = Tensor::from_vec(index, ho * wo * k * k, &Device::Cpu).unwrap();
             let plain = generic::conv(&x, &weight, &index).unwrap();

@@ -217,7 +217,7 @@ impl Conv {
             weight,
             bias,
             index: index_tensor,
-            kernel: Conv2d::new(index, k * k, in_hw.0 * in_hw.1),
+            kernel: Conv2d::new(in_hw, k, pad),
             on_input,
             k,
             pad,
