@@ -48,11 +48,12 @@ fn tensor(values: Vec<f32>, shape: impl Into<Shape>, like: &Tensor) -> Result<Te
 /// zeros where that is `HW`, the padding). A direct convolution: each
 /// trial's outputs are summed in registers, 16 at a time, over its taps and
 /// input channels ([`window_products`]), so each trial computes exactly what
-/// it would alone; a 3x3 kernel with padding 1 computes its output and its
-/// input gradient (a convolution of the same kind) through [`winograd`]
-/// instead, with the same promise. The backward pass computes each gradient only where it
-/// is needed (no weight gradient through a network held fixed, no input
-/// gradient for the data).
+/// it would alone. A 3x3 kernel with padding 1 between multiples of 16
+/// channels computes its output and its input gradient (a convolution of
+/// the same kind) through [`winograd`] instead, with the same promise. The
+/// backward pass computes each gradient only where it is needed (no weight
+/// gradient through a network held fixed, no input gradient for the
+/// data).
 #[derive(Debug, Clone)]
 pub struct Conv2d {
     /// For each output position and tap, the input row to read (or the padding row).
@@ -63,8 +64,8 @@ pub struct Conv2d {
     inverse: Arc<Vec<u32>>,
     /// Window positions per output (9 for a 3x3 kernel).
     taps: usize,
-    /// For a 3x3 kernel with padding 1, the tiling its forward pass uses
-    /// ([`winograd`]).
+    /// For a 3x3 kernel with padding 1, the tiling of its output and input
+    /// gradient by [`winograd`] (used where the channels fit).
     winograd: Option<winograd::Tiles>,
 }
 
