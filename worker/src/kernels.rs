@@ -49,8 +49,9 @@ fn tensor(values: Vec<f32>, shape: impl Into<Shape>, like: &Tensor) -> Result<Te
 /// trial's outputs are summed in registers, 16 at a time, over its taps and
 /// input channels ([`window_products`]), so each trial computes exactly what
 /// it would alone. A 3x3 kernel with padding 1 between multiples of 16
-/// channels computes its output and its input gradient (a convolution of
-/// the same kind) through [`winograd`] instead, with the same promise. The
+/// channels computes its output, its input gradient (a convolution of the
+/// same kind) and its weight gradient through [`winograd`] instead, with
+/// the same promise. The
 /// backward pass computes each gradient only where it is needed (no weight
 /// gradient through a network held fixed, no input gradient for the
 /// data).
@@ -64,8 +65,8 @@ pub struct Conv2d {
     inverse: Arc<Vec<u32>>,
     /// Window positions per output (9 for a 3x3 kernel).
     taps: usize,
-    /// For a 3x3 kernel with padding 1, the tiling of its output and input
-    /// gradient by [`winograd`] (used where the channels fit).
+    /// For a 3x3 kernel with padding 1, the tiling of its output and
+    /// gradients by [`winograd`] (used where the channels fit).
     winograd: Option<winograd::Tiles>,
 }
 
@@ -399,14 +400,12 @@ impl CustomOp2 for Conv2d {
             let mut dw = vec![0f32; d.pack * per_w];
             with_values(x, |x| {
                 for (t, dw) in dw.chunks_exact_mut(per_w).enumerate() {
-                    let rows = window_gradient(
-                        &x[t * per_x..][..per_x],
-                        c,
-                        &self.index,
-                        taps,
-                        &g[t * per_g..][..per_g],
-                        o,
-                    );
+                    let (x, g) = (&x[t * per_x..][..per_x], &g[t * per_g..][..per_g]);
+                    if let Some(tiles) = self.winograd.filter(|_| winograd::fits(c, o)) {
+                        dw.copy_from_slice(&winograd::weight_gradient(tiles, x, c, g, o));
+                        continue;
+                    }
+                    let rows = window_gradient(x, c, &self.index, taps, g, o);
                     for (oi, dw) in dw.chunks_exact_mut(c * taps).enumerate() {
                         let rows = &rows[oi / LANES * taps * c * LANES + oi % LANES..];
                         for (ci, dw) in dw.chunks_exact_mut(taps).enumerate() {

@@ -13,6 +13,13 @@
 //! same values go through the same operations in the same order whatever
 //! the batch or pack, so a trial gets the same bits alone or packed; the
 //! results differ from the direct convolution's only by rounding.
+//!
+//! The weight gradient is the transpose of those steps (Lavin and Gray's
+//! F(3x3, 2x2) on the same tiles): the 2x2 output gradient of each tile
+//! becomes `A dY Aᵀ`, its products with the tile's `V` are summed over
+//! every tile at each ξ, and each pair's sums `S` give `Gᵀ S G`.
+
+use std::ops::Range;
 
 use pulp::{Arch, Simd, WithSimd};
 
@@ -20,6 +27,10 @@ use super::{LANES, add_product};
 
 /// Tiles transformed and multiplied together.
 const GROUP: usize = 4;
+
+/// Tiles transformed together for the weight gradient, their sums kept in
+/// registers across them.
+const CHUNK: usize = 16;
 
 /// The tiling of an `h`x`w` input (and output) into 2x2 output blocks.
 #[derive(Debug, Clone, Copy)]
@@ -47,47 +58,60 @@ impl Tiles {
     }
 }
 
-/// `Bᵀ d B` of a 4x4 tile `d` (row-major), through `add` and `sub`:
-/// `Bᵀ r = (r0 - r2, r1 + r2, r2 - r1, r1 - r3)` down each column, then
+// The tile transforms below are plain functions of `simd`, always inlined:
+// a closure or `std::array::from_fn` here would be compiled without the
+// SIMD instructions of the caller and call each of them out of line.
+
+/// `Bᵀ r` of one column or row `r`.
+#[inline(always)]
+fn bt<S: Simd>(simd: S, r: [S::f32s; 4]) -> [S::f32s; 4] {
+    [
+        simd.sub_f32s(r[0], r[2]),
+        simd.add_f32s(r[1], r[2]),
+        simd.sub_f32s(r[2], r[1]),
+        simd.sub_f32s(r[1], r[3]),
+    ]
+}
+
+/// `Bᵀ d B` of a 4x4 tile `d` (row-major): [`bt`] down each column, then
 /// along each row.
 #[inline(always)]
-fn input_tile<T: Copy>(d: [T; 16], add: impl Fn(T, T) -> T, sub: impl Fn(T, T) -> T) -> [T; 16] {
-    let bt = |r: [T; 4]| {
-        [
-            sub(r[0], r[2]),
-            add(r[1], r[2]),
-            sub(r[2], r[1]),
-            sub(r[1], r[3]),
-        ]
-    };
+fn input_tile<S: Simd>(simd: S, d: [S::f32s; 16]) -> [S::f32s; 16] {
     let mut t = d;
     for j in 0..4 {
-        for (i, v) in bt([d[j], d[4 + j], d[8 + j], d[12 + j]])
-            .into_iter()
-            .enumerate()
-        {
+        let column = bt(simd, [d[j], d[4 + j], d[8 + j], d[12 + j]]);
+        for (i, v) in column.into_iter().enumerate() {
             t[i * 4 + j] = v;
         }
     }
     let mut v = d;
-    for (i, row) in v.chunks_exact_mut(4).enumerate() {
-        row.copy_from_slice(&bt([t[i * 4], t[i * 4 + 1], t[i * 4 + 2], t[i * 4 + 3]]));
+    for i in 0..4 {
+        let row = bt(simd, [t[i * 4], t[i * 4 + 1], t[i * 4 + 2], t[i * 4 + 3]]);
+        v[i * 4..][..4].copy_from_slice(&row);
     }
     v
 }
 
-/// `Aᵀ m A` of a 4x4 tile `m` (row-major), the 2x2 outputs row-major:
-/// `Aᵀ r = (r0 + r1 + r2, r1 - r2 - r3)` down each column, then along each
-/// row.
+/// `Aᵀ r = (r0 + r1 + r2, r1 - r2 - r3)` of one column or row `r`.
 #[inline(always)]
-fn output_tile<T: Copy>(m: [T; 16], add: impl Fn(T, T) -> T, sub: impl Fn(T, T) -> T) -> [T; 4] {
-    let at = |r: [T; 4]| [add(add(r[0], r[1]), r[2]), sub(sub(r[1], r[2]), r[3])];
+fn at<S: Simd>(simd: S, r: [S::f32s; 4]) -> [S::f32s; 2] {
+    [
+        simd.add_f32s(simd.add_f32s(r[0], r[1]), r[2]),
+        simd.sub_f32s(simd.sub_f32s(r[1], r[2]), r[3]),
+    ]
+}
+
+/// `Aᵀ m A` of a 4x4 tile `m` (row-major), the 2x2 outputs row-major:
+/// [`at`] down each column, then along each row.
+#[inline(always)]
+fn output_tile<S: Simd>(simd: S, m: [S::f32s; 16]) -> [S::f32s; 4] {
     let mut t = [m[0]; 8];
     for j in 0..4 {
-        let [t0, t1] = at([m[j], m[4 + j], m[8 + j], m[12 + j]]);
+        let [t0, t1] = at(simd, [m[j], m[4 + j], m[8 + j], m[12 + j]]);
         (t[j], t[4 + j]) = (t0, t1);
     }
-    let ([y0, y1], [y2, y3]) = (at([t[0], t[1], t[2], t[3]]), at([t[4], t[5], t[6], t[7]]));
+    let [y0, y1] = at(simd, [t[0], t[1], t[2], t[3]]);
+    let [y2, y3] = at(simd, [t[4], t[5], t[6], t[7]]);
     [y0, y1, y2, y3]
 }
 
@@ -95,6 +119,113 @@ fn output_tile<T: Copy>(m: [T; 16], add: impl Fn(T, T) -> T, sub: impl Fn(T, T) 
 /// registers of channels on every instruction set.
 pub fn fits(c: usize, o: usize) -> bool {
     c.is_multiple_of(LANES) && o.is_multiple_of(LANES)
+}
+
+/// `A (r0, r1) = (r0, r0 + r1, r0 - r1, -r1)` of one column or row.
+#[inline(always)]
+fn a<S: Simd>(simd: S, r0: S::f32s, r1: S::f32s) -> [S::f32s; 4] {
+    [
+        r0,
+        simd.add_f32s(r0, r1),
+        simd.sub_f32s(r0, r1),
+        simd.sub_f32s(simd.splat_f32s(0.0), r1),
+    ]
+}
+
+/// `A r Aᵀ` of a 2x2 tile `r` (row-major) into 4x4: [`a`] down each
+/// column, then along each row. The transpose of [`output_tile`], for
+/// gradients.
+#[inline(always)]
+fn gradient_tile<S: Simd>(simd: S, r: [S::f32s; 4]) -> [S::f32s; 16] {
+    let columns = [a(simd, r[0], r[2]), a(simd, r[1], r[3])];
+    let mut u = [r[0]; 16];
+    for i in 0..4 {
+        u[i * 4..][..4].copy_from_slice(&a(simd, columns[0][i], columns[1][i]));
+    }
+    u
+}
+
+/// `Gᵀ r = (r0 + (r1 + r2) / 2, (r1 - r2) / 2, (r1 + r2) / 2 + r3)` of one
+/// column or row `r`.
+#[inline(always)]
+fn gt<S: Simd>(simd: S, r: [S::f32s; 4]) -> [S::f32s; 3] {
+    let half = simd.splat_f32s(0.5);
+    let sum = simd.mul_f32s(simd.add_f32s(r[1], r[2]), half);
+    [
+        simd.add_f32s(r[0], sum),
+        simd.mul_f32s(simd.sub_f32s(r[1], r[2]), half),
+        simd.add_f32s(sum, r[3]),
+    ]
+}
+
+/// `Gᵀ s G` of a 4x4 tile `s` (row-major) into 3x3: [`gt`] down each
+/// column, then along each row. The transpose of the weights' transform,
+/// for their gradient.
+#[inline(always)]
+fn weight_tile<S: Simd>(simd: S, s: [S::f32s; 16]) -> [S::f32s; 9] {
+    let mut columns = [[s[0]; 3]; 4];
+    for (j, column) in columns.iter_mut().enumerate() {
+        *column = gt(simd, [s[j], s[4 + j], s[8 + j], s[12 + j]]);
+    }
+    let mut out = [s[0]; 9];
+    for i in 0..3 {
+        let row = [columns[0][i], columns[1][i], columns[2][i], columns[3][i]];
+        out[i * 3..][..3].copy_from_slice(&gt(simd, row));
+    }
+    out
+}
+
+/// One item's input with a border of zeros, one wide at the top and left
+/// and up to whole tiles at the bottom and right, so that no tile reads
+/// past an edge.
+struct Padded {
+    tiles: Tiles,
+    c: usize,
+    /// Positions per padded row.
+    pw: usize,
+    values: Vec<f32>,
+}
+
+impl Padded {
+    fn new(tiles: Tiles, c: usize) -> Self {
+        let (ph, pw) = (2 * tiles.h.div_ceil(2) + 2, 2 * tiles.across() + 2);
+        Self {
+            tiles,
+            c,
+            pw,
+            values: vec![0f32; ph * pw * c],
+        }
+    }
+
+    /// Copies in one item's input, `(H*W, C)`; the border stays zero.
+    fn fill(&mut self, x: &[f32]) {
+        let (w, c, pw) = (self.tiles.w, self.c, self.pw);
+        for (row, x) in x.chunks_exact(w * c).enumerate() {
+            self.values[((row + 1) * pw + 1) * c..][..w * c].copy_from_slice(x);
+        }
+    }
+
+    /// `V` of the tiles of `range`: the k-th one's row ξ at `(ξ * room + k)
+    /// * c` of `v`, which has room for `room` tiles.
+    #[inline(always)]
+    fn transform<S: Simd>(&self, simd: S, range: Range<usize>, room: usize, v: &mut [f32]) {
+        let cq = self.c / (size_of::<S::f32s>() / size_of::<f32>());
+        let (xs, _) = S::as_simd_f32s(&self.values);
+        let (vs, _) = S::as_mut_simd_f32s(v);
+        for (k, tile) in range.enumerate() {
+            let (ty, tx) = self.tiles.origin(tile);
+            let corner = (ty * self.pw + tx) * cq;
+            for q in 0..cq {
+                let mut d = [xs[corner]; 16];
+                for (n, d) in d.iter_mut().enumerate() {
+                    *d = xs[corner + (n / 4 * self.pw + n % 4) * cq + q];
+                }
+                for (xi, t) in input_tile(simd, d).into_iter().enumerate() {
+                    vs[(xi * room + k) * cq + q] = t;
+                }
+            }
+        }
+    }
 }
 
 /// The transformed weights `U` of one trial, `w` being `(O, C, 3, 3)`:
@@ -165,45 +296,27 @@ impl WithSimd for Convolve<'_> {
             out,
         } = self;
         let (hw, count) = (tiles.h * tiles.w, tiles.count());
-        // Channels per register, and registers per row of inputs and outputs.
-        let lanes = size_of::<S::f32s>() / size_of::<f32>();
-        let (cq, oq) = (c / lanes, o / lanes);
-        // An item's input with a border of zeros, one wide at the top and
-        // left and up to whole tiles at the bottom and right.
-        let (ph, pw) = (2 * tiles.h.div_ceil(2) + 2, 2 * tiles.across() + 2);
-        let mut padded = vec![0f32; ph * pw * c];
-        let (add, sub) = (|a, b| simd.add_f32s(a, b), |a, b| simd.sub_f32s(a, b));
-        // V of the group's tiles: tile k's row ξ at (k * 16 + ξ) * c; then
-        // M: tile k's row ξ at (k * 16 + ξ) * o.
+        // Channels per register, and registers per row of outputs.
+        let oq = o / (size_of::<S::f32s>() / size_of::<f32>());
+        let mut padded = Padded::new(tiles, c);
+        // V of the group's tiles: tile k's row ξ at (ξ * GROUP + k) * c;
+        // then M: tile k's row ξ at (k * 16 + ξ) * o.
         let (mut v, mut m) = (vec![0f32; GROUP * 16 * c], vec![0f32; GROUP * 16 * o]);
         for (x, out) in x.chunks_exact(hw * c).zip(out.chunks_exact_mut(hw * o)) {
-            for (row, x) in x.chunks_exact(tiles.w * c).enumerate() {
-                padded[((row + 1) * pw + 1) * c..][..tiles.w * c].copy_from_slice(x);
-            }
-            let (xs, _) = S::as_simd_f32s(&padded);
+            padded.fill(x);
             let (outs, _) = S::as_mut_simd_f32s(out);
             for first in (0..count).step_by(GROUP) {
                 let group = (count - first).min(GROUP);
-                let (vs, _) = S::as_mut_simd_f32s(&mut v);
-                for k in 0..group {
-                    let (ty, tx) = tiles.origin(first + k);
-                    let rows: [&[S::f32s]; 4] =
-                        std::array::from_fn(|i| &xs[((ty + i) * pw + tx) * cq..][..4 * cq]);
-                    let tile = &mut vs[k * 16 * cq..][..16 * cq];
-                    for q in 0..cq {
-                        let d = std::array::from_fn(|n| rows[n / 4][n % 4 * cq + q]);
-                        for (xi, t) in input_tile(d, add, sub).into_iter().enumerate() {
-                            tile[xi * cq + q] = t;
-                        }
-                    }
-                }
+                padded.transform(simd, first..first + group, GROUP, &mut v);
                 for xi in 0..16 {
                     let u = &u[xi * o * c..][..o * c];
                     // Every tile of a group is summed (past the last, over
                     // values left from an earlier group, never stored), so
                     // that the sums stay in registers.
-                    let rows: [&[f32]; GROUP] =
-                        std::array::from_fn(|k| &v[(k * 16 + xi) * c..][..c]);
+                    let mut rows = [&v[..0]; GROUP];
+                    for (k, row) in rows.iter_mut().enumerate() {
+                        *row = &v[(xi * GROUP + k) * c..][..c];
+                    }
                     for (block, u) in u.chunks_exact(c * LANES).enumerate() {
                         let mut acc = [[0f32; LANES]; GROUP];
                         for (ci, w) in u.chunks_exact(LANES).enumerate() {
@@ -221,14 +334,139 @@ impl WithSimd for Convolve<'_> {
                 for k in 0..group {
                     let (ty, tx) = tiles.origin(first + k);
                     for q in 0..oq {
-                        let tile = std::array::from_fn(|xi| ms[(k * 16 + xi) * oq + q]);
-                        for (n, y) in output_tile(tile, add, sub).into_iter().enumerate() {
+                        let mut tile = [ms[0]; 16];
+                        for (xi, t) in tile.iter_mut().enumerate() {
+                            *t = ms[(k * 16 + xi) * oq + q];
+                        }
+                        for (n, y) in output_tile(simd, tile).into_iter().enumerate() {
                             let (oy, ox) = (ty + n / 2, tx + n % 2);
                             if oy < tiles.h && ox < tiles.w {
                                 outs[(oy * tiles.w + ox) * oq + q] = y;
                             }
                         }
                     }
+                }
+            }
+        }
+    }
+}
+
+/// The weight gradient of [`convolve`] for one trial, `(O, C, 3, 3)`, from
+/// its items' inputs `x` (`(N, H*W, C)`) and output gradients `g` (`(N,
+/// H*W, O)`): the forward's steps transposed. Each tile's 2x2 output
+/// gradient `dY` (zeros past the edges) becomes `A dY Aᵀ`; at each of the
+/// 16 positions ξ, its products with the tile's `V` are summed over items,
+/// then tiles, in order (the same order whatever the batch or pack); the
+/// sums `S` of each (output, input) pair give `Gᵀ S G`.
+pub fn weight_gradient(tiles: Tiles, x: &[f32], c: usize, g: &[f32], o: usize) -> Vec<f32> {
+    let mut dw = vec![0f32; o * c * 9];
+    Arch::new().dispatch(WeightSums {
+        tiles,
+        x,
+        c,
+        g,
+        o,
+        dw: &mut dw,
+    });
+    dw
+}
+
+/// The arguments of [`weight_gradient`], its loops run in
+/// [`WithSimd::with_simd`] (as [`Convolve`]).
+struct WeightSums<'a> {
+    tiles: Tiles,
+    x: &'a [f32],
+    c: usize,
+    g: &'a [f32],
+    o: usize,
+    dw: &'a mut [f32],
+}
+
+impl WithSimd for WeightSums<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) {
+        let Self {
+            tiles,
+            x,
+            c,
+            g,
+            o,
+            dw,
+        } = self;
+        let (hw, count) = (tiles.h * tiles.w, tiles.count());
+        // The sum of output oi and input ci at ξ: sums[(ξ * c + ci) * o + oi].
+        let mut sums = vec![0f32; 16 * c * o];
+        let oq = o / (size_of::<S::f32s>() / size_of::<f32>());
+        let zero = simd.splat_f32s(0.0);
+        let mut padded = Padded::new(tiles, c);
+        // V and A dY Aᵀ of the chunk's tiles: tile k's row ξ at (ξ * CHUNK
+        // + k) * c and (ξ * CHUNK + k) * o.
+        let (mut v, mut u) = (vec![0f32; CHUNK * 16 * c], vec![0f32; CHUNK * 16 * o]);
+        for (x, g) in x.chunks_exact(hw * c).zip(g.chunks_exact(hw * o)) {
+            padded.fill(x);
+            let (gs, _) = S::as_simd_f32s(g);
+            for first in (0..count).step_by(CHUNK) {
+                let chunk = (count - first).min(CHUNK);
+                padded.transform(simd, first..first + chunk, CHUNK, &mut v);
+                let (us, _) = S::as_mut_simd_f32s(&mut u);
+                for k in 0..chunk {
+                    let (ty, tx) = tiles.origin(first + k);
+                    for q in 0..oq {
+                        let mut dy = [zero; 4];
+                        for (n, dy) in dy.iter_mut().enumerate() {
+                            let (y, x) = (ty + n / 2, tx + n % 2);
+                            if y < tiles.h && x < tiles.w {
+                                *dy = gs[(y * tiles.w + x) * oq + q];
+                            }
+                        }
+                        for (xi, t) in gradient_tile(simd, dy).into_iter().enumerate() {
+                            us[(xi * CHUNK + k) * oq + q] = t;
+                        }
+                    }
+                }
+                for xi in 0..16 {
+                    let v = &v[xi * CHUNK * c..][..chunk * c];
+                    let u = &u[xi * CHUNK * o..][..chunk * o];
+                    for c0 in (0..c).step_by(4) {
+                        for block in (0..o).step_by(LANES) {
+                            let sums = &mut sums[(xi * c + c0) * o + block..];
+                            let mut acc = [[0f32; LANES]; 4];
+                            for (j, acc) in acc.iter_mut().enumerate() {
+                                acc.copy_from_slice(&sums[j * o..][..LANES]);
+                            }
+                            for (v, u) in v.chunks_exact(c).zip(u.chunks_exact(o)) {
+                                let w = u[block..][..LANES].try_into().expect("a lane row");
+                                for (acc, &v) in acc.iter_mut().zip(&v[c0..][..4]) {
+                                    add_product(simd, acc, v, w);
+                                }
+                            }
+                            for (j, acc) in acc.iter().enumerate() {
+                                sums[j * o..][..LANES].copy_from_slice(acc);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // Gᵀ S G of each input's sums, a register of outputs at a time.
+        let (ss, _) = S::as_simd_f32s(&sums);
+        let mut taps = vec![0f32; 9 * o];
+        for ci in 0..c {
+            let (ts, _) = S::as_mut_simd_f32s(&mut taps);
+            for q in 0..oq {
+                let mut s = [zero; 16];
+                for (xi, s) in s.iter_mut().enumerate() {
+                    *s = ss[(xi * c + ci) * oq + q];
+                }
+                for (tap, t) in weight_tile(simd, s).into_iter().enumerate() {
+                    ts[tap * oq + q] = t;
+                }
+            }
+            for (oi, dw) in dw.chunks_exact_mut(9 * c).enumerate() {
+                for (tap, v) in dw[ci * 9..][..9].iter_mut().enumerate() {
+                    *v = taps[tap * o + oi];
                 }
             }
         }
