@@ -402,7 +402,7 @@ impl CustomOp2 for Conv2d {
                 for (t, dw) in dw.chunks_exact_mut(per_w).enumerate() {
                     let (x, g) = (&x[t * per_x..][..per_x], &g[t * per_g..][..per_g]);
                     if let Some(tiles) = self.winograd.filter(|_| winograd::fits(c, o)) {
-                        dw.copy_from_slice(&winograd::weight_gradient(tiles, x, c, g, o));
+                        winograd::weight_gradient(tiles, x, c, g, o, dw);
                         continue;
                     }
                     let rows = window_gradient(x, c, &self.index, taps, g, o);
@@ -774,8 +774,9 @@ mod tests {
         // The model's shapes (16 outputs; 26 inputs; 2 outputs of a 1x1
         // head; 16 to 16 channels 3x3 with padding 1, by Winograd's method,
         // on the board and on the pooled board, whose sides are odd) and
-        // odd ones: outputs past one block of 16 (by either method), inputs
-        // not a multiple of 4, positions not a multiple of 4.
+        // odd ones: outputs past one block of 16 (by either method, and
+        // two blocks of inputs or outputs by Winograd's), inputs not a
+        // multiple of 4, positions not a multiple of 4.
         for (pack, items, k, pad, (h, w), (c, o)) in [
             (1, 2, 3, 1, (22, 10), (3, 4)),
             (3, 2, 3, 1, (22, 10), (26, 16)),
@@ -785,6 +786,7 @@ mod tests {
             (3, 2, 1, 0, (22, 10), (16, 2)),
             (2, 2, 3, 1, (3, 3), (5, 33)),
             (2, 3, 3, 1, (3, 3), (32, 16)),
+            (2, 2, 3, 1, (11, 5), (16, 32)),
         ] {
             let x = fine(&[pack * items, h * w, c], &mut rng);
             let weight = fine(&[pack, o, c, k, k], &mut rng);

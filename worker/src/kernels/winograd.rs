@@ -56,6 +56,20 @@ impl Tiles {
     fn origin(self, tile: usize) -> (usize, usize) {
         (2 * (tile / self.across()), 2 * (tile % self.across()))
     }
+
+    /// The position (`row * w + column`) of each of `tile`'s 2x2 outputs,
+    /// row-major; None past the edge.
+    fn outputs(self, tile: usize) -> [Option<usize>; 4] {
+        let (ty, tx) = self.origin(tile);
+        let mut at = [None; 4];
+        for (n, at) in at.iter_mut().enumerate() {
+            let (y, x) = (ty + n / 2, tx + n % 2);
+            if y < self.h && x < self.w {
+                *at = Some(y * self.w + x);
+            }
+        }
+        at
+    }
 }
 
 // The tile transforms below are plain functions of `simd`, always inlined:
@@ -332,16 +346,15 @@ impl WithSimd for Convolve<'_> {
                 }
                 let (ms, _) = S::as_simd_f32s(&m);
                 for k in 0..group {
-                    let (ty, tx) = tiles.origin(first + k);
+                    let at = tiles.outputs(first + k);
                     for q in 0..oq {
                         let mut tile = [ms[0]; 16];
                         for (xi, t) in tile.iter_mut().enumerate() {
                             *t = ms[(k * 16 + xi) * oq + q];
                         }
-                        for (n, y) in output_tile(simd, tile).into_iter().enumerate() {
-                            let (oy, ox) = (ty + n / 2, tx + n % 2);
-                            if oy < tiles.h && ox < tiles.w {
-                                outs[(oy * tiles.w + ox) * oq + q] = y;
+                        for (y, at) in output_tile(simd, tile).into_iter().zip(at) {
+                            if let Some(p) = at {
+                                outs[p * oq + q] = y;
                             }
                         }
                     }
@@ -357,18 +370,16 @@ impl WithSimd for Convolve<'_> {
 /// gradient `dY` (zeros past the edges) becomes `A dY Aᵀ`; at each of the
 /// 16 positions ξ, its products with the tile's `V` are summed over items,
 /// then tiles, in order (the same order whatever the batch or pack); the
-/// sums `S` of each (output, input) pair give `Gᵀ S G`.
-pub fn weight_gradient(tiles: Tiles, x: &[f32], c: usize, g: &[f32], o: usize) -> Vec<f32> {
-    let mut dw = vec![0f32; o * c * 9];
+/// sums `S` of each (output, input) pair give `Gᵀ S G`, into `dw`.
+pub fn weight_gradient(tiles: Tiles, x: &[f32], c: usize, g: &[f32], o: usize, dw: &mut [f32]) {
     Arch::new().dispatch(WeightSums {
         tiles,
         x,
         c,
         g,
         o,
-        dw: &mut dw,
+        dw,
     });
-    dw
 }
 
 /// The arguments of [`weight_gradient`], its loops run in
@@ -412,13 +423,12 @@ impl WithSimd for WeightSums<'_> {
                 padded.transform(simd, first..first + chunk, CHUNK, &mut v);
                 let (us, _) = S::as_mut_simd_f32s(&mut u);
                 for k in 0..chunk {
-                    let (ty, tx) = tiles.origin(first + k);
+                    let at = tiles.outputs(first + k);
                     for q in 0..oq {
                         let mut dy = [zero; 4];
-                        for (n, dy) in dy.iter_mut().enumerate() {
-                            let (y, x) = (ty + n / 2, tx + n % 2);
-                            if y < tiles.h && x < tiles.w {
-                                *dy = gs[(y * tiles.w + x) * oq + q];
+                        for (dy, at) in dy.iter_mut().zip(at) {
+                            if let Some(p) = at {
+                                *dy = gs[p * oq + q];
                             }
                         }
                         for (xi, t) in gradient_tile(simd, dy).into_iter().enumerate() {
