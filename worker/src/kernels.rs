@@ -513,12 +513,8 @@ impl CustomOp3 for BatchNormRelu {
         let (x, gamma, beta) = (values(s1, l1)?, values(s2, l2)?, values(s3, l3)?);
         let (pack, c) = l2.shape().dims2()?;
         let per_trial = x.len() / pack;
-        let mut out = vec![0f32; x.len()];
-        for (t, (out, x)) in out
-            .chunks_exact_mut(per_trial)
-            .zip(x.chunks_exact(per_trial))
-            .enumerate()
-        {
+        let mut out = Vec::with_capacity(x.len());
+        for (t, x) in x.chunks_exact(per_trial).enumerate() {
             let at = |v: &[f32], j: usize| v[t * c + j];
             // y = x * scale + shift, PyTorch's CPU form of the transform.
             let scale: Vec<f32> = (0..c)
@@ -527,10 +523,17 @@ impl CustomOp3 for BatchNormRelu {
             let shift: Vec<f32> = (0..c)
                 .map(|j| at(beta, j) - at(&self.mean, j) * scale[j])
                 .collect();
-            for (o, row) in out.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
-                for j in 0..c {
-                    let y = row[j] * scale[j] + shift[j];
-                    o[j] = if self.relu { y.max(0.0) } else { y };
+            // A loop per case, over zipped rows, so that each vectorises.
+            for row in x.chunks_exact(c) {
+                let y = row
+                    .iter()
+                    .zip(&scale)
+                    .zip(&shift)
+                    .map(|((v, s), b)| v * s + b);
+                if self.relu {
+                    out.extend(y.map(|y| y.max(0.0)));
+                } else {
+                    out.extend(y);
                 }
             }
         }
@@ -679,25 +682,32 @@ pub struct MaxPool2 {
 }
 
 impl MaxPool2 {
+    /// For each output position of an item (row-major), the offsets of its
+    /// window's four taps in row-major order, `c` values each.
+    fn windows(&self, c: usize) -> impl Iterator<Item = [usize; 4]> {
+        let (h2, w2, w) = (self.h / 2, self.w / 2, self.w);
+        (0..h2).flat_map(move |oy| {
+            (0..w2).map(move |ox| {
+                let top = (2 * oy * w + 2 * ox) * c;
+                [top, top + c, top + w * c, top + w * c + c]
+            })
+        })
+    }
+
     /// For each output value, the input offset (within its item) of the
     /// window's first maximum.
     fn argmax(&self, x: &[f32], c: usize) -> Vec<usize> {
-        let (h2, w2) = (self.h / 2, self.w / 2);
-        let mut out = Vec::with_capacity(h2 * w2 * c);
-        for oy in 0..h2 {
-            for ox in 0..w2 {
-                let top = (2 * oy * self.w + 2 * ox) * c;
-                let taps = [top, top + c, top + self.w * c, top + self.w * c + c];
-                let [first, rest @ ..] = taps.map(|t| &x[t..][..c]);
-                for (j, &v) in first.iter().enumerate() {
-                    let (mut best, mut max) = (taps[0] + j, v);
-                    for (&t, values) in taps[1..].iter().zip(rest) {
-                        if values[j] > max {
-                            (best, max) = (t + j, values[j]);
-                        }
+        let mut out = Vec::with_capacity(self.h / 2 * (self.w / 2) * c);
+        for taps in self.windows(c) {
+            let [first, rest @ ..] = taps.map(|t| &x[t..][..c]);
+            for (j, &v) in first.iter().enumerate() {
+                let (mut best, mut max) = (taps[0] + j, v);
+                for (&t, values) in taps[1..].iter().zip(rest) {
+                    if values[j] > max {
+                        (best, max) = (t + j, values[j]);
                     }
-                    out.push(best);
                 }
+                out.push(best);
             }
         }
         out
@@ -713,8 +723,20 @@ impl CustomOp1 for MaxPool2 {
         let (b, hw, c) = l.shape().dims3()?;
         let x = values(s, l)?;
         let mut out = Vec::with_capacity(b * (self.h / 2) * (self.w / 2) * c);
+        // The value at each window's first maximum, as [`MaxPool2::argmax`]
+        // picks it, without keeping where it was.
         for item in x.chunks_exact(hw * c) {
-            out.extend(self.argmax(item, c).into_iter().map(|i| item[i]));
+            for taps in self.windows(c) {
+                let [w0, w1, w2, w3] = taps.map(|t| &item[t..][..c]);
+                let first_max = |m: f32, v: f32| if v > m { v } else { m };
+                out.extend(
+                    w0.iter()
+                        .zip(w1)
+                        .zip(w2)
+                        .zip(w3)
+                        .map(|(((&a, &b), &c), &d)| first_max(first_max(first_max(a, b), c), d)),
+                );
+            }
         }
         Ok((
             CpuStorage::F32(out),
