@@ -118,9 +118,9 @@ async fn sweep_for(store: &Store, file: &str, yaml: &str) -> Result<i64> {
 }
 
 /// The largest pack a local worker trains on a CPU: measured with `worker
-/// bench --packs` on 2 cores, a pack of 2 trains 1.05x the trial-epochs
-/// per second of one trial and larger packs no more, so a larger pack only
-/// makes each trial's epochs come slower.
+/// bench --packs` on 2 cores, a pack of 2 trains 1.07x the trial-epochs
+/// per second of one trial, 4 no more and larger packs fewer, so a larger
+/// pack only makes each trial's epochs come slower.
 const MAX_CPU_PACK: usize = 2;
 /// The largest pack a local worker trains on a GPU.
 const MAX_GPU_PACK: usize = 256;
