@@ -575,18 +575,20 @@ impl CustomOp3 for BatchNormRelu {
             xhat
         })?;
         let (mut sum_g, mut sum_gx) = (vec![0f64; pack * c], vec![0f64; pack * c]);
-        let mut dx = vec![0f32; kn * c];
-        for (t, ((g, xhat), dx)) in g
+        let mut dx = Vec::with_capacity(kn * c);
+        // Loops over zipped rows, a loop per case, so that each vectorises
+        // (across channels: each channel's sums keep their row order).
+        for (t, (g, xhat)) in g
             .chunks_exact(n * c)
             .zip(xhat.chunks_exact(n * c))
-            .zip(dx.chunks_exact_mut(n * c))
             .enumerate()
         {
             let (sum_g, sum_gx) = (&mut sum_g[t * c..][..c], &mut sum_gx[t * c..][..c]);
             for (gr, xr) in g.chunks_exact(c).zip(xhat.chunks_exact(c)) {
-                for j in 0..c {
-                    sum_g[j] += f64::from(gr[j]);
-                    sum_gx[j] += f64::from(gr[j]) * f64::from(xr[j]);
+                for (((sg, sgx), &g), &x) in sum_g.iter_mut().zip(sum_gx.iter_mut()).zip(gr).zip(xr)
+                {
+                    *sg += f64::from(g);
+                    *sgx += f64::from(g) * f64::from(x);
                 }
             }
             let scale: Vec<f32> = (0..c)
@@ -595,17 +597,17 @@ impl CustomOp3 for BatchNormRelu {
             let mean =
                 |sums: &[f64]| -> Vec<f32> { sums.iter().map(|s| (s / n as f64) as f32).collect() };
             let (mean_g, mean_gx) = (mean(sum_g), mean(sum_gx));
-            for ((gr, xr), dx) in g
-                .chunks_exact(c)
-                .zip(xhat.chunks_exact(c))
-                .zip(dx.chunks_exact_mut(c))
-            {
-                for j in 0..c {
-                    dx[j] = if self.batch_stats {
-                        scale[j] * (gr[j] - mean_g[j] - xr[j] * mean_gx[j])
-                    } else {
-                        scale[j] * gr[j]
-                    };
+            for (gr, xr) in g.chunks_exact(c).zip(xhat.chunks_exact(c)) {
+                if self.batch_stats {
+                    dx.extend(
+                        gr.iter()
+                            .zip(xr)
+                            .zip(&scale)
+                            .zip(mean_g.iter().zip(&mean_gx))
+                            .map(|(((g, x), s), (mg, mgx))| s * (g - mg - x * mgx)),
+                    );
+                } else {
+                    dx.extend(gr.iter().zip(&scale).map(|(g, s)| s * g));
                 }
             }
         }
