@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use candle_core::{Device, Tensor};
 use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 
 use crate::train::{TrainConfig, Trainer};
 
@@ -31,32 +32,75 @@ const DISC: &str = "discriminator.";
 const OPT_GEN: &str = "opt_generator.";
 const OPT_DISC: &str = "opt_discriminator.";
 
-/// Serialises the trainer's state.
+/// The metadata entry holding a state's scalars, as one JSON object: one
+/// entry, because safetensors writes its metadata in a `HashMap`'s order,
+/// which differs between processes, and a state's bytes should not.
+const SCALARS: &str = "exp025.state";
+
+/// A state's scalars: the epoch, the optimisers' step counts, the RNG
+/// position and the trial's configuration.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Scalars {
+    epoch: u32,
+    opt_generator_step: u64,
+    opt_discriminator_step: u64,
+    rng_word_pos: u128,
+    config: TrainConfig,
+}
+
+impl Scalars {
+    /// The scalars of a state written before [`SCALARS`]: one metadata entry
+    /// each, numbers as text.
+    fn from_entries(meta: &HashMap<String, String>) -> Result<Self, CheckpointError> {
+        fn field<'m>(
+            meta: &'m HashMap<String, String>,
+            key: &'static str,
+        ) -> Result<&'m str, CheckpointError> {
+            meta.get(key)
+                .map(String::as_str)
+                .ok_or(CheckpointError::Metadata(key))
+        }
+        let number = |key| -> Result<u128, CheckpointError> {
+            field(meta, key)?
+                .parse()
+                .map_err(|_| CheckpointError::Metadata(key))
+        };
+        Ok(Self {
+            epoch: number("epoch")?
+                .try_into()
+                .map_err(|_| CheckpointError::Metadata("epoch"))?,
+            opt_generator_step: number("opt_generator.step")?
+                .try_into()
+                .map_err(|_| CheckpointError::Metadata("opt_generator.step"))?,
+            opt_discriminator_step: number("opt_discriminator.step")?
+                .try_into()
+                .map_err(|_| CheckpointError::Metadata("opt_discriminator.step"))?,
+            rng_word_pos: number("rng.word_pos")?,
+            config: serde_json::from_str(field(meta, "config")?)
+                .map_err(|_| CheckpointError::Metadata("config"))?,
+        })
+    }
+}
+
+/// Serialises the trainer's state: the same state gives the same bytes.
 pub fn save(trainer: &Trainer) -> Result<Vec<u8>, CheckpointError> {
     let gan = &trainer.gan;
     let mut tensors: HashMap<String, Tensor> = gan.generator.tensors.snapshot(0, GEN)?;
     tensors.extend(gan.discriminator.tensors.snapshot(0, DISC)?);
     tensors.extend(gan.opt_gen.state(0, OPT_GEN)?);
     tensors.extend(gan.opt_disc.state(0, OPT_DISC)?);
-    let metadata = HashMap::from([
-        ("epoch".to_string(), trainer.epoch.to_string()),
-        (
-            "opt_generator.step".to_string(),
-            gan.opt_gen.steps(0).to_string(),
-        ),
-        (
-            "opt_discriminator.step".to_string(),
-            gan.opt_disc.steps(0).to_string(),
-        ),
-        (
-            "rng.word_pos".to_string(),
-            trainer.rng.get_word_pos().to_string(),
-        ),
-        (
-            "config".to_string(),
-            serde_json::to_string(&trainer.config).expect("config serialises"),
-        ),
-    ]);
+    let scalars = Scalars {
+        epoch: trainer.epoch,
+        opt_generator_step: gan.opt_gen.steps(0),
+        opt_discriminator_step: gan.opt_disc.steps(0),
+        rng_word_pos: trainer.rng.get_word_pos(),
+        config: trainer.config,
+    };
+    let metadata = HashMap::from([(
+        SCALARS.to_string(),
+        serde_json::to_string(&scalars).expect("the scalars serialise"),
+    )]);
     let cpu: Vec<(String, Tensor)> = tensors
         .into_iter()
         .map(|(k, t)| Ok((k, t.to_device(&Device::Cpu)?)))
@@ -64,23 +108,21 @@ pub fn save(trainer: &Trainer) -> Result<Vec<u8>, CheckpointError> {
     Ok(safetensors::serialize(cpu, Some(metadata))?)
 }
 
-/// Restores a state written by [`save`] into a trainer built with the same
-/// configuration.
+/// Restores a state written by [`save`] (or by a worker from before
+/// [`SCALARS`]) into a trainer built with the same configuration.
 pub fn load(trainer: &mut Trainer, bytes: &[u8]) -> Result<(), CheckpointError> {
     let (_, header) = safetensors::SafeTensors::read_metadata(bytes)?;
     let meta = header.metadata().clone().unwrap_or_default();
-    let field = |key: &'static str| meta.get(key).ok_or(CheckpointError::Metadata(key));
-    let number = |key: &'static str| -> Result<u128, CheckpointError> {
-        field(key)?
-            .parse()
-            .map_err(|_| CheckpointError::Metadata(key))
+    let scalars = match meta.get(SCALARS) {
+        Some(json) => {
+            serde_json::from_str::<Scalars>(json).map_err(|_| CheckpointError::Metadata(SCALARS))?
+        }
+        None => Scalars::from_entries(&meta)?,
     };
-    let config: TrainConfig =
-        serde_json::from_str(field("config")?).map_err(|_| CheckpointError::Metadata("config"))?;
     // The epoch budget may grow between runs; everything else must match.
     let same = TrainConfig {
         epochs: trainer.config.epochs,
-        ..config
+        ..scalars.config
     } == trainer.config;
     if !same {
         return Err(CheckpointError::ConfigMismatch);
@@ -90,17 +132,97 @@ pub fn load(trainer: &mut Trainer, bytes: &[u8]) -> Result<(), CheckpointError> 
     let gan = &mut trainer.gan;
     gan.generator.tensors.load(&tensors, GEN)?;
     gan.discriminator.tensors.load(&tensors, DISC)?;
-    let steps = |key| -> Result<u64, CheckpointError> {
-        u64::try_from(number(key)?).map_err(|_| CheckpointError::Metadata(key))
-    };
     gan.opt_gen
-        .load_state(&tensors, OPT_GEN, steps("opt_generator.step")?)?;
+        .load_state(&tensors, OPT_GEN, scalars.opt_generator_step)?;
     gan.opt_disc
-        .load_state(&tensors, OPT_DISC, steps("opt_discriminator.step")?)?;
-    let epoch = u32::try_from(number("epoch")?).map_err(|_| CheckpointError::Metadata("epoch"))?;
-    let mut rng: ChaCha8Rng = rand::SeedableRng::seed_from_u64(config.seed);
-    rng.set_word_pos(number("rng.word_pos")?);
+        .load_state(&tensors, OPT_DISC, scalars.opt_discriminator_step)?;
+    let mut rng: ChaCha8Rng = rand::SeedableRng::seed_from_u64(scalars.config.seed);
+    rng.set_word_pos(scalars.rng_word_pos);
     trainer.rng = rng;
-    trainer.epoch = epoch;
+    trainer.epoch = scalars.epoch;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::datagen::{Dataset, GeneratedSpec, generate};
+
+    /// A trainer one epoch into a small generated dataset, and the dataset.
+    fn trained() -> (Trainer, Arc<Dataset>) {
+        let data = Arc::new(generate(&GeneratedSpec {
+            seed: 3,
+            train: 12,
+            test: 6,
+            pairing: Default::default(),
+        }));
+        let config = TrainConfig {
+            epochs: 2,
+            seed: 11,
+            ..TrainConfig::default()
+        };
+        let mut trainer = Trainer::new(config, data.clone(), &Device::Cpu).unwrap();
+        trainer.run_epoch().unwrap();
+        (trainer, data)
+    }
+
+    #[test]
+    fn the_same_state_saves_to_the_same_bytes() {
+        let (trainer, _) = trained();
+        let first = save(&trainer).unwrap();
+        for _ in 0..5 {
+            assert!(save(&trainer).unwrap() == first);
+        }
+    }
+
+    /// A state saved by a worker from before [`SCALARS`], with one metadata
+    /// entry per scalar, loads to the same state.
+    #[test]
+    fn a_state_with_one_metadata_entry_per_scalar_still_loads() {
+        let (trainer, data) = trained();
+        let saved = save(&trainer).unwrap();
+        let tensors = safetensors::SafeTensors::deserialize(&saved).unwrap();
+        let views: Vec<_> = tensors.tensors();
+        let metadata = HashMap::from([
+            ("epoch".to_string(), "1".to_string()),
+            (
+                "opt_generator.step".to_string(),
+                trainer.gan.opt_gen.steps(0).to_string(),
+            ),
+            (
+                "opt_discriminator.step".to_string(),
+                trainer.gan.opt_disc.steps(0).to_string(),
+            ),
+            (
+                "rng.word_pos".to_string(),
+                trainer.rng.get_word_pos().to_string(),
+            ),
+            (
+                "config".to_string(),
+                serde_json::to_string(&trainer.config).unwrap(),
+            ),
+        ]);
+        let old = safetensors::serialize(views, Some(metadata)).unwrap();
+        assert!(old != saved);
+
+        let mut resumed = Trainer::new(trainer.config, data.clone(), &Device::Cpu).unwrap();
+        load(&mut resumed, &old).unwrap();
+        assert!(save(&resumed).unwrap() == saved);
+
+        let mut broken = old.clone();
+        // The key `"epoch"` renamed (the config's `\"epochs\"` is escaped).
+        let at = broken
+            .windows(7)
+            .position(|w| w == b"\"epoch\"")
+            .expect("the epoch entry");
+        broken[at + 1] = b'f';
+        let mut fresh = Trainer::new(trainer.config, data.clone(), &Device::Cpu).unwrap();
+        let err = load(&mut fresh, &broken).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "checkpoint metadata epoch is missing or invalid"
+        );
+    }
 }
