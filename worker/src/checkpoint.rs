@@ -3,6 +3,7 @@
 //! position and the epoch, so that a resumed trial continues bit-identically.
 
 use std::collections::HashMap;
+use std::str::FromStr;
 
 use candle_core::{Device, Tensor};
 use rand_chacha::ChaCha8Rng;
@@ -53,30 +54,22 @@ impl Scalars {
     /// The scalars of a state written before [`SCALARS`]: one metadata entry
     /// each, numbers as text.
     fn from_entries(meta: &HashMap<String, String>) -> Result<Self, CheckpointError> {
-        fn field<'m>(
-            meta: &'m HashMap<String, String>,
-            key: &'static str,
-        ) -> Result<&'m str, CheckpointError> {
+        type Entries = HashMap<String, String>;
+        fn field<'m>(meta: &'m Entries, key: &'static str) -> Result<&'m str, CheckpointError> {
             meta.get(key)
                 .map(String::as_str)
                 .ok_or(CheckpointError::Metadata(key))
         }
-        let number = |key| -> Result<u128, CheckpointError> {
+        fn number<T: FromStr>(meta: &Entries, key: &'static str) -> Result<T, CheckpointError> {
             field(meta, key)?
                 .parse()
                 .map_err(|_| CheckpointError::Metadata(key))
-        };
+        }
         Ok(Self {
-            epoch: number("epoch")?
-                .try_into()
-                .map_err(|_| CheckpointError::Metadata("epoch"))?,
-            opt_generator_step: number("opt_generator.step")?
-                .try_into()
-                .map_err(|_| CheckpointError::Metadata("opt_generator.step"))?,
-            opt_discriminator_step: number("opt_discriminator.step")?
-                .try_into()
-                .map_err(|_| CheckpointError::Metadata("opt_discriminator.step"))?,
-            rng_word_pos: number("rng.word_pos")?,
+            epoch: number(meta, "epoch")?,
+            opt_generator_step: number(meta, "opt_generator.step")?,
+            opt_discriminator_step: number(meta, "opt_discriminator.step")?,
+            rng_word_pos: number(meta, "rng.word_pos")?,
             config: serde_json::from_str(field(meta, "config")?)
                 .map_err(|_| CheckpointError::Metadata("config"))?,
         })
@@ -186,7 +179,7 @@ mod tests {
         let tensors = safetensors::SafeTensors::deserialize(&saved).unwrap();
         let views: Vec<_> = tensors.tensors();
         let metadata = HashMap::from([
-            ("epoch".to_string(), "1".to_string()),
+            ("epoch".to_string(), trainer.epoch.to_string()),
             (
                 "opt_generator.step".to_string(),
                 trainer.gan.opt_gen.steps(0).to_string(),
@@ -211,8 +204,10 @@ mod tests {
         load(&mut resumed, &old).unwrap();
         assert!(save(&resumed).unwrap() == saved);
 
+        // The old form's key `"epoch"` renamed (the config's `\"epochs\"`
+        // is escaped), and the new form's scalar `epoch` (escaped in the
+        // entry's text): each error names the entry.
         let mut broken = old.clone();
-        // The key `"epoch"` renamed (the config's `\"epochs\"` is escaped).
         let at = broken
             .windows(7)
             .position(|w| w == b"\"epoch\"")
@@ -223,6 +218,17 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "checkpoint metadata epoch is missing or invalid"
+        );
+        let mut broken = saved.clone();
+        let at = broken
+            .windows(9)
+            .position(|w| w == b"\\\"epoch\\\"")
+            .expect("the epoch scalar");
+        broken[at + 2] = b'f';
+        let err = load(&mut fresh, &broken).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "checkpoint metadata exp025.state is missing or invalid"
         );
     }
 }

@@ -727,16 +727,18 @@ impl CustomOp1 for MaxPool2 {
         let mut out = Vec::with_capacity(b * (self.h / 2) * (self.w / 2) * c);
         // The value at each window's first maximum, as [`MaxPool2::argmax`]
         // picks it, without keeping where it was.
+        let first_max = |m: f32, v: f32| if v > m { v } else { m };
         for item in x.chunks_exact(hw * c) {
             for taps in self.windows(c) {
                 let [w0, w1, w2, w3] = taps.map(|t| &item[t..][..c]);
-                let first_max = |m: f32, v: f32| if v > m { v } else { m };
                 out.extend(
                     w0.iter()
                         .zip(w1)
                         .zip(w2)
                         .zip(w3)
-                        .map(|(((&a, &b), &c), &d)| first_max(first_max(first_max(a, b), c), d)),
+                        .map(|(((&v0, &v1), &v2), &v3)| {
+                            first_max(first_max(first_max(v0, v1), v2), v3)
+                        }),
                 );
             }
         }
