@@ -207,27 +207,23 @@ mod tests {
         // The old form's key `"epoch"` renamed (the config's `\"epochs\"`
         // is escaped), and the new form's scalar `epoch` (escaped in the
         // entry's text): each error names the entry.
-        let mut broken = old.clone();
-        let at = broken
-            .windows(7)
-            .position(|w| w == b"\"epoch\"")
-            .expect("the epoch entry");
-        broken[at + 1] = b'f';
-        let mut fresh = Trainer::new(trainer.config, data.clone(), &Device::Cpu).unwrap();
-        let err = load(&mut fresh, &broken).unwrap_err();
+        let load_renamed = |bytes: &[u8], name: &[u8]| {
+            let mut broken = bytes.to_vec();
+            let at = broken
+                .windows(name.len())
+                .position(|w| w == name)
+                .expect("the epoch's name");
+            let e = name.iter().position(|&b| b == b'e').expect("an e");
+            broken[at + e] = b'f';
+            let mut fresh = Trainer::new(trainer.config, data.clone(), &Device::Cpu).unwrap();
+            load(&mut fresh, &broken).unwrap_err().to_string()
+        };
         assert_eq!(
-            err.to_string(),
+            load_renamed(&old, b"\"epoch\""),
             "checkpoint metadata epoch is missing or invalid"
         );
-        let mut broken = saved.clone();
-        let at = broken
-            .windows(9)
-            .position(|w| w == b"\\\"epoch\\\"")
-            .expect("the epoch scalar");
-        broken[at + 2] = b'f';
-        let err = load(&mut fresh, &broken).unwrap_err();
         assert_eq!(
-            err.to_string(),
+            load_renamed(&saved, b"\\\"epoch\\\""),
             "checkpoint metadata exp025.state is missing or invalid"
         );
     }
