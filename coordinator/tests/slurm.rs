@@ -51,20 +51,14 @@ fn run(program: &str, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// Slurm holds a requeued task back for two minutes (its begin time is set
-/// when the old run has finished completing, so setting it earlier is
-/// undone): once the task is plainly pending, it is told to start now. Either
-/// command may fail as the task changes state between them; the caller polls.
-fn start_now_if_pending(task_id: &str) {
-    let pending = Command::new("squeue")
+/// The task's state as squeue shows it; None once Slurm no longer lists it.
+fn task_state(task_id: &str) -> Option<String> {
+    let out = Command::new("squeue")
         .args(["-h", "-j", task_id, "-o", "%T"])
         .output()
-        .is_ok_and(|o| o.status.success() && o.stdout.trim_ascii() == b"PENDING");
-    if pending {
-        let _ = Command::new("scontrol")
-            .args(["update", &format!("JobId={task_id}"), "StartTime=now"])
-            .output();
-    }
+        .ok()?;
+    let state = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (out.status.success() && !state.is_empty()).then_some(state)
 }
 
 /// Cancels the job array when the test ends, however it ends.
@@ -180,6 +174,27 @@ async fn a_slurm_job_array_drains_a_sweep_through_a_preemption_and_a_requeue() {
     let trial_id = handed_back.id;
     assert_eq!(handed_back.attempts, 0, "the preemption used no attempt");
     run("scontrol", &["requeue", &task_id]);
+    // Slurm holds a requeued task back for two minutes, a begin time it
+    // sets when the old run has finished completing (a StartTime given
+    // before then is overwritten): once the task shows plainly pending, it
+    // is told to start now, until it has.
+    testing::wait_until(
+        "the requeued task starting",
+        Duration::from_secs(60),
+        || async {
+            match task_state(&task_id).as_deref() {
+                Some("PENDING") => {
+                    let _ = Command::new("scontrol")
+                        .args(["update", &format!("JobId={task_id}"), "StartTime=now"])
+                        .output();
+                    false
+                }
+                Some("RUNNING") | None => true,
+                Some(_) => false,
+            }
+        },
+    )
+    .await;
 
     testing::wait_all_completed(&server.store, sweep.id, Duration::from_secs(300)).await;
     let task_log = logs.join(format!("exp025-{}_{}.log", job.0, task));
@@ -187,7 +202,6 @@ async fn a_slurm_job_array_drains_a_sweep_through_a_preemption_and_a_requeue() {
         "the requeued task serving again",
         Duration::from_secs(120),
         || async {
-            start_now_if_pending(&task_id);
             let text = std::fs::read_to_string(&task_log).ok()?;
             let starts = text.lines().filter(|l| l.contains("registered")).count();
             (starts >= 2).then_some(starts)
