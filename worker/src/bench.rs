@@ -3,8 +3,9 @@
 //! `bench_torch.py` run in the same invocation, with the ratio; with
 //! `--packs`, sweep throughput instead: trial-epochs per second of packs of
 //! K trials trained as one computation, beside PyTorch's own fused training
-//! (`bench_torch_packed.py`). Both run on the same number of CPU threads
-//! (one unless told), like for like.
+//! (`bench_torch_packed.py`) and PyTorch training one trial per process,
+//! a process per core (`bench_torch.py`). Both run on the same number of
+//! CPU threads (one unless told), like for like.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -233,10 +234,21 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
                 row["torch_packed"] = torch;
             }
         }
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&json!({ "packs": rows }))?
-        );
+        let mut report = json!({ "packs": rows });
+        if let Some(script) = &opts.torch_script {
+            // PyTorch one trial per process, a process per core (thread):
+            // a core's trial-epochs per second are one over its epoch.
+            let torch = torch_epochs(opts, script)?;
+            let theirs = 1.0 / torch["min_total_s"].as_f64().unwrap_or(f64::NAN);
+            for row in rows.iter_mut() {
+                let ours = row["candle"]["trial_epochs_per_s"]
+                    .as_f64()
+                    .unwrap_or(f64::NAN);
+                row["speedup_vs_torch_per_core"] = json!(ours / theirs);
+            }
+            report = json!({ "packs": rows, "torch_per_core": torch });
+        }
+        println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
     }
     let candle = candle_epochs(opts)?;

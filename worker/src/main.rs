@@ -55,7 +55,8 @@ enum Command {
         /// Init scheme of both networks.
         #[arg(long, default_value = "smart")]
         init: InitScheme,
-        /// The reference's bench_torch.py, run on the same data and threads.
+        /// The reference's bench_torch.py, run on the same data and threads
+        /// (with --packs: one trial per process, a process per thread).
         #[arg(long)]
         torch: Option<PathBuf>,
         /// The Python interpreter for --torch.
