@@ -794,8 +794,35 @@ mod tests {
         (0..n).map(|_| rng.random::<f32>() - 0.5).collect()
     }
 
-    pub(super) fn bits(values: &[f32]) -> Vec<u32> {
-        values.iter().map(|v| v.to_bits()).collect()
+    /// Where a kernel runs: on the CPU's own SIMD instructions (the
+    /// dispatch the layers use) or on pulp's scalar fallback, the path of
+    /// a CPU without SIMD.
+    #[derive(Clone, Copy)]
+    pub(super) enum Path {
+        Native,
+        Scalar,
+    }
+
+    impl Path {
+        pub(super) fn run<K: pulp::WithSimd>(self, kernel: K) -> K::Output {
+            match self {
+                Path::Native => pulp::Arch::new().dispatch(kernel),
+                Path::Scalar => kernel.with_simd(pulp::Scalar::new()),
+            }
+        }
+    }
+
+    /// Runs `kernel` (writing `len` values) on both [`Path`]s and asserts
+    /// the same bits. On a CPU without SIMD both are the scalar path, and
+    /// the comparison shows nothing; x86-64 with AVX2 and aarch64 have it.
+    #[track_caller]
+    pub(super) fn assert_same_bits_on_both_paths(len: usize, kernel: impl Fn(Path, &mut [f32])) {
+        let [native, scalar] = [Path::Native, Path::Scalar].map(|path| {
+            let mut out = vec![0f32; len];
+            kernel(path, &mut out);
+            out.iter().map(|v| v.to_bits()).collect::<Vec<u32>>()
+        });
+        assert_eq!(native, scalar);
     }
 
     fn fine(dims: &[usize], rng: &mut ChaCha8Rng) -> Var {
@@ -803,13 +830,11 @@ mod tests {
         Var::from_tensor(&Tensor::from_vec(v, dims, &Device::Cpu).unwrap()).unwrap()
     }
 
-    /// The direct kernel gives the same bits with the CPU's own
-    /// instructions as with pulp's scalar fallback (the path of a CPU
-    /// without SIMD); [`super::winograd`]'s tests hold its kernels to the
-    /// same.
+    /// The direct kernel gives the same bits on the CPU's own
+    /// instructions as on pulp's scalar fallback; [`super::winograd`]'s
+    /// tests hold its kernels to the same.
     #[test]
     fn the_direct_kernel_gives_the_same_bits_on_every_instruction_set() {
-        use pulp::WithSimd;
         let mut rng = ChaCha8Rng::seed_from_u64(4);
         // 26 inputs to 20 outputs (past one block of 16), 3x3 with padding
         // 1 on the pooled board, two items.
@@ -820,20 +845,17 @@ mod tests {
         let weights = super::lane_rows(taps, inputs, outputs, |t, i, o| {
             raw[(t * inputs + i) * outputs + o]
         });
-        let mut native = vec![0f32; items * h * w * outputs];
-        super::window_products(&x, inputs, &map, taps, &weights, outputs, &mut native);
-        let mut scalar = vec![0f32; native.len()];
-        super::WindowProducts {
-            x: &x,
-            inputs,
-            map: &map,
-            taps,
-            weights: &weights,
-            outputs,
-            out: &mut scalar,
-        }
-        .with_simd(pulp::Scalar::new());
-        assert_eq!(bits(&native), bits(&scalar));
+        assert_same_bits_on_both_paths(items * h * w * outputs, |path, out| {
+            path.run(super::WindowProducts {
+                x: &x,
+                inputs,
+                map: &map,
+                taps,
+                weights: &weights,
+                outputs,
+                out,
+            })
+        });
     }
 
     #[test]

@@ -486,14 +486,14 @@ impl WithSimd for WeightSums<'_> {
 #[cfg(test)]
 mod tests {
     //! The promise that every instruction set gives the same bits: each
-    //! kernel run with the CPU's own instructions and with pulp's scalar
+    //! kernel run on the CPU's own instructions and on pulp's scalar
     //! fallback (the path of a CPU without SIMD).
 
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
 
     use super::*;
-    use crate::kernels::tests::{bits, uniform};
+    use crate::kernels::tests::{assert_same_bits_on_both_paths, uniform};
 
     #[test]
     fn every_instruction_set_gives_the_same_bits() {
@@ -503,36 +503,27 @@ mod tests {
         let (tiles, items, c, o) = (Tiles::new(11, 5), 2, 16, 32);
         let hw = 11 * 5;
         let x = uniform(items * hw * c, &mut rng);
-        let w = uniform(o * c * 9, &mut rng);
+        let u = transformed_weights(&uniform(o * c * 9, &mut rng), c, o);
         let g = uniform(items * hw * o, &mut rng);
-        let u = transformed_weights(&w, c, o);
-
-        let mut native = vec![0f32; items * hw * o];
-        convolve(tiles, &x, c, &w, o, &mut native);
-        let mut scalar = vec![0f32; items * hw * o];
-        Convolve {
-            tiles,
-            x: &x,
-            c,
-            u: &u,
-            o,
-            out: &mut scalar,
-        }
-        .with_simd(pulp::Scalar::new());
-        assert_eq!(bits(&native), bits(&scalar));
-
-        let mut native = vec![0f32; o * c * 9];
-        weight_gradient(tiles, &x, c, &g, o, &mut native);
-        let mut scalar = vec![0f32; o * c * 9];
-        WeightSums {
-            tiles,
-            x: &x,
-            c,
-            g: &g,
-            o,
-            dw: &mut scalar,
-        }
-        .with_simd(pulp::Scalar::new());
-        assert_eq!(bits(&native), bits(&scalar));
+        assert_same_bits_on_both_paths(items * hw * o, |path, out| {
+            path.run(Convolve {
+                tiles,
+                x: &x,
+                c,
+                u: &u,
+                o,
+                out,
+            })
+        });
+        assert_same_bits_on_both_paths(o * c * 9, |path, dw| {
+            path.run(WeightSums {
+                tiles,
+                x: &x,
+                c,
+                g: &g,
+                o,
+                dw,
+            })
+        });
     }
 }
