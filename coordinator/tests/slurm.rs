@@ -51,7 +51,8 @@ fn run(program: &str, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// The task's state as squeue shows it; None once Slurm no longer lists it.
+/// The task's state as squeue shows it; None when squeue fails (as it may
+/// while the task changes state) or shows nothing.
 fn task_state(task_id: &str) -> Option<String> {
     let out = Command::new("squeue")
         .args(["-h", "-j", task_id, "-o", "%T"])
@@ -177,7 +178,9 @@ async fn a_slurm_job_array_drains_a_sweep_through_a_preemption_and_a_requeue() {
     // Slurm holds a requeued task back for two minutes, a begin time it
     // sets when the old run has finished completing (a StartTime given
     // before then is overwritten): once the task shows plainly pending, it
-    // is told to start now, until it has.
+    // is told to start now, until it runs (or has run: COMPLETED comes only
+    // after a run, a requeued task's old one ending as COMPLETING). A
+    // failed squeue proves nothing and is asked again.
     testing::wait_until(
         "the requeued task starting",
         Duration::from_secs(60),
@@ -189,8 +192,8 @@ async fn a_slurm_job_array_drains_a_sweep_through_a_preemption_and_a_requeue() {
                         .output();
                     false
                 }
-                Some("RUNNING") | None => true,
-                Some(_) => false,
+                Some("RUNNING" | "COMPLETED") => true,
+                _ => false,
             }
         },
     )
