@@ -9,7 +9,7 @@ use anyhow::Context;
 use proto::v1::sweep_service_server::SweepServiceServer;
 use proto::v1::worker_service_server::WorkerServiceServer;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, ServerTlsConfig};
 
 use crate::auth::{Auth, Gate};
@@ -103,9 +103,34 @@ pub async fn serve(
         .add_service(reflection_v1alpha)
         .add_service(workers)
         .add_service(sweeps)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming(listener), shutdown)
         .await;
     reaper.abort();
     folder.abort();
     Ok(result?)
+}
+
+/// The connections `listener` accepts, each sending what it is given at
+/// once (`TCP_NODELAY`). Serving a listener of one's own skips the
+/// builder's socket settings, that one among them; without it the kernel
+/// holds a small write back until the peer has acknowledged the one before
+/// (Nagle's algorithm), and the peer may delay that by 40 ms.
+fn incoming(listener: TcpListener) -> TcpIncoming {
+    TcpIncoming::from(listener).with_nodelay(Some(true))
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio_stream::StreamExt;
+
+    #[tokio::test]
+    async fn accepted_connections_send_at_once() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut incoming = super::incoming(listener);
+        let _client = TcpStream::connect(addr).await.unwrap();
+        let accepted = incoming.next().await.unwrap().unwrap();
+        assert!(accepted.nodelay().unwrap());
+    }
 }

@@ -29,11 +29,12 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
+use axum::serve::{Listener, ListenerExt};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use proto::v1 as pb;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -74,9 +75,19 @@ pub async fn serve(
         store: gate.store.clone(),
         gate,
     });
-    axum::serve(listener, app)
+    axum::serve(sending_at_once(listener), app)
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// The connections `listener` accepts, each sending every answer and live
+/// event at once (`TCP_NODELAY`; [`crate::server::serve`] says why).
+fn sending_at_once(listener: TcpListener) -> impl Listener<Io = TcpStream, Addr = SocketAddr> {
+    listener.tap_io(|stream| {
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::warn!(error = %e, "a dashboard connection without TCP_NODELAY");
+        }
+    })
 }
 
 /// Where the dashboard is served unless told otherwise.
@@ -589,7 +600,20 @@ async fn send_events(
 
 #[cfg(test)]
 mod tests {
-    use super::downsample;
+    use axum::serve::Listener;
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::{downsample, sending_at_once};
+
+    #[tokio::test]
+    async fn accepted_connections_send_at_once() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut listener = sending_at_once(listener);
+        let _client = TcpStream::connect(addr).await.unwrap();
+        let (accepted, _) = listener.accept().await;
+        assert!(accepted.nodelay().unwrap());
+    }
 
     #[test]
     fn downsampling_keeps_the_ends_and_spreads_the_rest() {
