@@ -120,17 +120,24 @@ fn incoming(listener: TcpListener) -> TcpIncoming {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use tokio::net::{TcpListener, TcpStream};
     use tokio_stream::StreamExt;
 
+    /// A listener on a free 127.0.0.1 port with a client connected to it,
+    /// waiting to be accepted.
+    pub(crate) async fn listener_with_client() -> (TcpListener, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        (listener, client)
+    }
+
     #[tokio::test]
     async fn accepted_connections_send_at_once() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let mut incoming = super::incoming(listener);
-        let _client = TcpStream::connect(addr).await.unwrap();
-        let accepted = incoming.next().await.unwrap().unwrap();
+        let (listener, _client) = listener_with_client().await;
+        let accepted = super::incoming(listener).next().await.unwrap().unwrap();
         assert!(accepted.nodelay().unwrap());
     }
 }

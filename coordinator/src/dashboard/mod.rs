@@ -601,17 +601,14 @@ async fn send_events(
 #[cfg(test)]
 mod tests {
     use axum::serve::Listener;
-    use tokio::net::{TcpListener, TcpStream};
 
     use super::{downsample, sending_at_once};
+    use crate::server::tests::listener_with_client;
 
     #[tokio::test]
     async fn accepted_connections_send_at_once() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let mut listener = sending_at_once(listener);
-        let _client = TcpStream::connect(addr).await.unwrap();
-        let (accepted, _) = listener.accept().await;
+        let (listener, _client) = listener_with_client().await;
+        let (accepted, _) = sending_at_once(listener).accept().await;
         assert!(accepted.nodelay().unwrap());
     }
 
