@@ -17,6 +17,9 @@ pub const MAX_SLOTS: u32 = 4096;
 pub const MAX_LEASE_WAIT_MS: u32 = 30_000;
 /// The most sample items a checkpoint or completion may carry.
 pub const MAX_SAMPLES: usize = 32;
+/// The most stopping epochs a sweep file may name (each is a copy of every
+/// trial's metrics).
+pub const MAX_STOP_EPOCHS: usize = 16;
 /// Names: sweeps, workers, devices, tokens, file names.
 pub const MAX_NAME_CHARS: usize = 200;
 /// Free text: descriptions, failure reasons.

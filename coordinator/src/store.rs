@@ -1245,6 +1245,17 @@ impl Store {
         .fetch_one(&mut *tx)
         .await?
         .try_get("id")?;
+        if !plan.stop_epochs.is_empty() {
+            let sql = format!(
+                "INSERT INTO sweep_stop_epochs (sweep_id, epoch) VALUES {}",
+                tuples(1, 2, plan.stop_epochs.len())
+            );
+            let mut insert = sqlx::query(&sql);
+            for &epoch in &plan.stop_epochs {
+                insert = insert.bind(id).bind(i64::from(epoch));
+            }
+            insert.execute(&mut *tx).await?;
+        }
         insert_trials(&mut tx, id, &plan.trials, now).await?;
         tx.commit().await?;
         self.announce(plan.trials.len() as u64).await?;
@@ -2278,31 +2289,48 @@ impl Store {
     /// Every metric of the trials of a sweep (of the given configurations;
     /// every one when None) at the given epochs, packed, in no particular
     /// order.
+    ///
+    /// A trial's last epoch is read from last_epochs; an earlier one from
+    /// the copies of the sweep's stopping epochs where it is one of them,
+    /// else from epochs.
     pub async fn epoch_metrics(
         &self,
         sweep_id: i64,
         epochs: &[u32],
         config_keys: Option<&[&str]>,
     ) -> Result<Vec<EpochMetrics>> {
-        let Some(first) = epochs.iter().min() else {
+        if epochs.is_empty() {
             return Ok(Vec::new());
-        };
+        }
         let Some((of_keys, params)) = of_keys(sweep_id, config_keys) else {
             return Ok(Vec::new());
         };
-        let list: Vec<String> = epochs.iter().map(u32::to_string).collect();
-        let list = list.join(", ");
-        // A trial's last epoch from last_epochs; earlier ones from epochs,
-        // for the trials that went past the first asked for.
-        let sql = format!(
+        let copied = self.stop_epochs(sweep_id).await?;
+        let (at_copies, at_epochs): (Vec<u32>, Vec<u32>) =
+            epochs.iter().partition(|e| copied.contains(e));
+        let list = |epochs: &[u32]| {
+            let list: Vec<String> = epochs.iter().map(u32::to_string).collect();
+            list.join(", ")
+        };
+        let mut sql = format!(
             "SELECT l.trial_id, l.epoch, l.metrics FROM trials t \
              JOIN last_epochs l ON l.trial_id = t.id \
-             WHERE t.sweep_id = $1 AND l.epoch IN ({list}){of_keys} \
-             UNION ALL SELECT e.trial_id, e.epoch, e.metrics FROM trials t \
-             JOIN last_epochs l ON l.trial_id = t.id JOIN epochs e ON e.trial_id = t.id \
-             WHERE t.sweep_id = $1 AND l.epoch > {first} AND e.epoch IN ({list}) \
-             AND e.epoch < l.epoch{of_keys}"
+             WHERE t.sweep_id = $1 AND l.epoch IN ({}){of_keys}",
+            list(epochs)
         );
+        // Earlier epochs, of the trials that went past the first asked for.
+        for (table, at) in [("stop_epoch_rows", &at_copies), ("epochs", &at_epochs)] {
+            let Some(first) = at.iter().min() else {
+                continue;
+            };
+            sql += &format!(
+                " UNION ALL SELECT e.trial_id, e.epoch, e.metrics FROM trials t \
+                 JOIN last_epochs l ON l.trial_id = t.id JOIN {table} e ON e.trial_id = t.id \
+                 WHERE t.sweep_id = $1 AND l.epoch > {first} AND e.epoch IN ({}) \
+                 AND e.epoch < l.epoch{of_keys}",
+                list(at)
+            );
+        }
         self.bulk(&sql, &params, |r| {
             let (trial_id, epoch, bytes) = epoch_row(r)?;
             Ok(EpochMetrics {
@@ -2312,6 +2340,18 @@ impl Store {
             })
         })
         .await
+    }
+
+    /// The sweep's stopping epochs (`stop_epochs`), whose rows the
+    /// database copies as they are stored.
+    pub async fn stop_epochs(&self, sweep_id: i64) -> Result<Vec<u32>> {
+        sqlx::query("SELECT epoch FROM sweep_stop_epochs WHERE sweep_id = $1 ORDER BY epoch")
+            .bind(sweep_id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| Ok(r.try_get::<i64, _>("epoch")? as u32))
+            .collect()
     }
 
     /// A sweep's configuration keys, in order of their first trial.

@@ -12,6 +12,7 @@ use common::{close, fixture_number as number};
 use proto::v1::sweep_service_client::SweepServiceClient;
 use proto::v1::{self as pb, Directive};
 use serde_json::Value;
+use sqlx::Connection;
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -405,6 +406,77 @@ async fn stopping_epochs_curves_pairs_and_refusals() {
     }
 }
 
+/// A sweep that declares its stopping epochs (`stop_epochs`) gives the same
+/// results as one that does not, read from the copies the database keeps
+/// of every trial's metrics at those epochs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declared_stopping_epochs_are_read_from_their_copies() {
+    for db in common::databases().await {
+        let server = common::start(&db.url, Duration::from_secs(60), 3).await;
+        let yaml = common::sweep_yaml(2, 3, 3);
+        let plain = common::submit(&server.url(), &yaml).await;
+        let declared = yaml.replace("name: test", "name: declared") + "stop_epochs: [1, 2]\n";
+        let declared = common::submit(&server.url(), &declared).await;
+        report_all(&server.url(), 3, shaped).await;
+
+        let mut db_conn = sqlx::AnyConnection::connect(&db.url).await.unwrap();
+        let copies = async |db_conn: &mut sqlx::AnyConnection, sweep: i64| -> i64 {
+            let row = sqlx::query(
+                "SELECT COUNT(*) AS n FROM stop_epoch_rows c JOIN trials t ON t.id = c.trial_id \
+                 WHERE t.sweep_id = $1",
+            )
+            .bind(sweep)
+            .fetch_one(db_conn)
+            .await
+            .unwrap();
+            sqlx::Row::get(&row, "n")
+        };
+        assert_eq!(copies(&mut db_conn, declared.id).await, 12, "{}", db.name);
+        assert_eq!(copies(&mut db_conn, plain.id).await, 0, "{}", db.name);
+
+        let mut api = users(&server.url()).await;
+        let stop = Some(pb::EpochSelection {
+            choice: Some(pb::epoch_selection::Choice::StopEpochs(pb::StopEpochs {
+                candidates: vec![3, 1, 2],
+                by: String::new(),
+            })),
+        });
+        let selections = [stop, at(1), at(2), at(3)];
+        let mut read = async |sweep: i64| {
+            let mut all = Vec::new();
+            for epoch in selections.clone() {
+                let r = api
+                    .results(pb::ResultsRequest {
+                        summaries_only: true,
+                        ..request(sweep, "test", epoch)
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner();
+                all.push(r.configurations);
+            }
+            all
+        };
+        let want = read(plain.id).await;
+        let chosen: Vec<u32> = want[0].iter().map(|c| c.epoch).collect();
+        assert_eq!(chosen, [2, 3], "{}", db.name);
+        assert_eq!(read(declared.id).await, want, "{}", db.name);
+
+        // With the declared sweep's epoch 1 gone from the epochs table, its
+        // results at epoch 1 are unchanged: they come from the copies.
+        sqlx::query(
+            "DELETE FROM epochs WHERE epoch = 1 AND trial_id IN \
+             (SELECT id FROM trials WHERE sweep_id = $1)",
+        )
+        .bind(declared.id)
+        .execute(&mut db_conn)
+        .await
+        .unwrap();
+        assert_eq!(read(declared.id).await, want, "{}", db.name);
+        server.stop().await;
+    }
+}
+
 /// A trial that has not reached the epoch is counted as a trial but not as
 /// a value; a candidate stopping epoch no trial reached is skipped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -498,7 +570,10 @@ async fn a_split_counts_the_trials_with_values_of_it() {
 async fn epochs_reported_again_keep_their_first_values_at_the_last_epoch() {
     for db in common::databases().await {
         let server = common::start(&db.url, Duration::from_millis(300), 3).await;
-        let sweep = common::submit(&server.url(), &common::sweep_yaml(1, 1, 5)).await;
+        // Epoch 2 is read from its copy as a declared stopping epoch, epoch
+        // 3 from the epochs.
+        let yaml = common::sweep_yaml(1, 1, 5) + "stop_epochs: [2]\n";
+        let sweep = common::submit(&server.url(), &yaml).await;
         let (mut client, id) = common::worker(&server.url()).await;
         let mut api = users(&server.url()).await;
         let mut report = async |epochs: std::ops::RangeInclusive<u32>, offset: f64| {

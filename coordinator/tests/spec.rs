@@ -47,6 +47,8 @@ fn the_example_sweeps_expand_into_their_trials() {
     assert_eq!(study.objective.metric, Metric::BoardAccuracy);
     assert_eq!((study.method, study.budget), (spec::Method::Grid, 4));
     assert!(study.early_stopping.is_none() && study.search.is_none());
+    assert_eq!(study.stop_epochs, [100, 200, 300]);
+    assert!(quick.stop_epochs.is_empty());
 
     let search =
         spec::parse(&std::fs::read_to_string(repo().join("sweeps/lr-search.yaml")).unwrap())

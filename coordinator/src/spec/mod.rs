@@ -14,6 +14,7 @@
 //!   lr: {value: 0.0001}
 //!   epochs: {value: 300}
 //! early_stopping: {method: asha, grace: 10, reduction_factor: 3}   # optional
+//! stop_epochs: [100, 200, 300]   # optional: the epochs results will be read at
 //! ```
 //!
 //! `method: bayes` proposes `budget` configurations one at a time with a
@@ -140,6 +141,9 @@ pub struct SweepPlan {
     pub early_stopping: Option<proto::v1::EarlyStopping>,
     /// For method bayes, the search that proposes its configurations.
     pub search: Option<Search>,
+    /// The epochs results will be read at (`stop_epochs`), in order: the
+    /// store keeps a copy of every trial's metrics there.
+    pub stop_epochs: Vec<u32>,
     /// Configurations x repeats, in configuration order; empty for method
     /// bayes, whose trials its search proposes.
     pub trials: Vec<PlannedTrial>,
@@ -162,6 +166,7 @@ struct SweepFile {
     dataset: Spanned<DatasetFile>,
     parameters: Spanned<HashMap<Spanned<String>, ParamFile>>,
     early_stopping: Option<Spanned<early_stopping::EarlyStoppingFile>>,
+    stop_epochs: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -458,6 +463,7 @@ pub fn parse(yaml: &str) -> Result<SweepPlan, SpecError> {
             method.name(),
         ));
     }
+    let stop_epochs = stop_epochs(file.stop_epochs.as_ref(), &trials)?;
     Ok(SweepPlan {
         name,
         description: file.description.map(|d| d.to_string()).unwrap_or_default(),
@@ -466,6 +472,7 @@ pub fn parse(yaml: &str) -> Result<SweepPlan, SpecError> {
         budget,
         early_stopping,
         search,
+        stop_epochs,
         trials,
     })
 }
@@ -492,6 +499,51 @@ fn repeated(
             proposed_by,
         })
         .collect()
+}
+
+/// The epochs of `stop_epochs`, each from 1, named once, in order, and
+/// reached by some planned trial (a search's trials are not planned yet).
+fn stop_epochs(
+    given: Option<&Spanned<Vec<Spanned<String>>>>,
+    trials: &[PlannedTrial],
+) -> Result<Vec<u32>, SpecError> {
+    let Some(list) = given else {
+        return Ok(Vec::new());
+    };
+    let field = "stop_epochs";
+    if list.is_empty() {
+        return Err(SpecError::at(list, field, "name one or more epochs"));
+    }
+    if list.len() > limits::MAX_STOP_EPOCHS {
+        return Err(SpecError::at(
+            list,
+            field,
+            format!(
+                "names {} epochs; at most {} are allowed",
+                list.len(),
+                limits::MAX_STOP_EPOCHS
+            ),
+        ));
+    }
+    let last = trials.iter().map(|t| t.config.epochs).max();
+    let mut epochs: Vec<u32> = Vec::with_capacity(list.len());
+    for given in list.iter() {
+        let epoch = whole::<u32>(given, field)?;
+        let refusal = if epoch == 0 {
+            Some("epochs count from 1".to_string())
+        } else if epochs.contains(&epoch) {
+            Some(format!("epoch {epoch} is named twice"))
+        } else {
+            last.filter(|&last| epoch > last)
+                .map(|last| format!("epoch {epoch} is past every trial's last ({last})"))
+        };
+        if let Some(message) = refusal {
+            return Err(SpecError::at(given, field, message));
+        }
+        epochs.push(epoch);
+    }
+    epochs.sort_unstable();
+    Ok(epochs)
 }
 
 /// A whole number (not negative) of a top-level field such as `repeats`.
