@@ -8,7 +8,8 @@
 //! epoch with all 23 metrics, put a 4 KB checkpoint every 10 epochs (the worker's default period), and
 //! complete. For each N it prints the epoch reports per second sustained,
 //! lease and report-acknowledgement latencies (p50/p99), the coordinator's
-//! CPU, and checks that the database holds exactly the epochs sent. Beside
+//! CPU, and checks that the database holds exactly the epochs sent (and
+//! one copy of each at the sweep's declared stopping epochs). Beside
 //! them, the ceiling: the time Postgres alone takes to store the same rows
 //! in the best way the schema allows (a multi-row insert of every epoch
 //! row, 1,000 a statement, in one transaction).
@@ -335,9 +336,13 @@ async fn round(setup: &Setup, n: usize, rate: Option<f64>) -> String {
     let mut pg = sqlx::AnyConnection::connect(&setup.url).await.unwrap();
     let mut sweeps = setup.sweeps.clone();
     let trials = (4 * n).max(64);
+    // Stopping epochs declared, as a real sweep's are: the database copies
+    // those epochs as they are stored.
+    let mut stops = vec![epochs.div_ceil(2), epochs];
+    stops.dedup();
     let yaml = format!(
         "name: load-{n}\nrepeats: {trials}\ndataset: {{generated: {{seed: 1, train: 8, test: 4}}}}\n\
-         parameters: {{epochs: {{value: {epochs}}}}}\n"
+         parameters: {{epochs: {{value: {epochs}}}}}\nstop_epochs: {stops:?}\n"
     );
     let done = Arc::new(AtomicBool::new(false));
     let (go, going) = tokio::sync::watch::channel(false);
@@ -428,9 +433,23 @@ async fn round(setup: &Setup, n: usize, rate: Option<f64>) -> String {
     .await
     .unwrap()
     .get("n");
+    let copies: i64 = sqlx::query(
+        "SELECT COUNT(*) AS n FROM stop_epoch_rows c JOIN trials t ON t.id = c.trial_id \
+         WHERE t.sweep_id = $1",
+    )
+    .bind(sweep)
+    .fetch_one(&mut pg)
+    .await
+    .unwrap()
+    .get("n");
     let expected = trials as u64 * u64::from(epochs);
     assert_eq!(reports, expected, "every epoch reported once");
     assert_eq!(stored as u64, expected, "every epoch stored once");
+    assert_eq!(
+        copies as u64,
+        trials as u64 * stops.len() as u64,
+        "every stopping epoch copied once"
+    );
     let (alone, rows) = ceiling(&setup.url, sweep, epochs).await;
     format!(
         "{n:>7} {:>8} {trials:>7} {reports:>9} {:>12.0} {:>8.1}ms {:>7.1}ms {:>7.1}ms {:>7.1}ms {:>7.1}ms {:>8.0}% {:>8.0}% {:>8.0}% {:>10.0} {:>9} {:>8.1}ms {:>8.1}ms",

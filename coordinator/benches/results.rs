@@ -2,11 +2,12 @@
 //!
 //! Builds, in a fresh database on the server of `EXP025_PG_URL`, a sweep of
 //! 10,000 trials (4 inits x 50 learning rates x 50 repeats) with 300 epochs
-//! of all 23 metrics a worker reports, then times the `results`, `compare`
-//! and `curves` commands of the real binary against a real server, and
-//! the requests the dashboard's sweep page makes when it opens, beside the
-//! raw SQL read of the rows each needs as the baseline (for curves, the
-//! per-configuration summaries it reads).
+//! of all 23 metrics a worker reports (stopping epochs 100, 200 and 300
+//! declared, as `sweeps/exp025-init.yaml` does), then times the `results`,
+//! `compare` and `curves` commands of the real binary against a real
+//! server, and the requests the dashboard's sweep page makes when it opens,
+//! beside the raw SQL read of the rows each needs as the baseline (for
+//! curves, the per-configuration summaries it reads).
 //!
 //! `EXP025_PG_URL=postgres://postgres@127.0.0.1:5432/postgres cargo bench -p coordinator --bench results`
 //! (`EXP025_BENCH_REPEATS` changes the repeats per configuration, 500 for
@@ -22,6 +23,8 @@ use rand_chacha::ChaCha8Rng;
 use sqlx::Connection;
 
 const EPOCHS: u32 = 300;
+/// The sweep's declared stopping epochs, those `--stop-epochs` reads.
+const STOPS: &str = "100, 200, 300";
 
 fn sweep_yaml(repeats: u32) -> String {
     let lrs: Vec<String> = (0..50)
@@ -30,7 +33,8 @@ fn sweep_yaml(repeats: u32) -> String {
     format!(
         "name: bench\nrepeats: {repeats}\ndataset: {{generated: {{seed: 1, train: 16, test: 8}}}}\n\
          parameters:\n  init: {{values: [default, smart, kaiming_fan_in_zero_bias, kaiming_fan_out_zero_bias]}}\n\
-         \x20 lr: {{values: [{}]}}\n  epochs: {{value: {EPOCHS}}}\n",
+         \x20 lr: {{values: [{}]}}\n  epochs: {{value: {EPOCHS}}}\n\
+         stop_epochs: [{STOPS}]\n",
         lrs.join(", ")
     )
 }
@@ -91,14 +95,20 @@ async fn main() {
             })
         }
     };
-    // Each trial's last epoch from last_epochs, earlier ones from epochs.
+    // Each trial's last epoch from last_epochs, earlier ones from the
+    // copies at the declared stopping epochs (STOPS), else from epochs.
     let raw = |epochs: &str| {
         let first = epochs.split(", ").next().unwrap();
+        let earlier = if epochs == STOPS {
+            "stop_epoch_rows"
+        } else {
+            "epochs"
+        };
         raw_sql(format!(
             "SELECT l.trial_id, l.epoch, l.metrics FROM trials t JOIN last_epochs l \
              ON l.trial_id = t.id WHERE t.sweep_id = 1 AND l.epoch IN ({epochs}) \
              UNION ALL SELECT e.trial_id, e.epoch, e.metrics FROM trials t \
-             JOIN last_epochs l ON l.trial_id = t.id JOIN epochs e ON e.trial_id = t.id \
+             JOIN last_epochs l ON l.trial_id = t.id JOIN {earlier} e ON e.trial_id = t.id \
              WHERE t.sweep_id = 1 AND l.epoch > {first} AND e.epoch IN ({epochs}) AND e.epoch < l.epoch"
         ))
     };
@@ -121,9 +131,15 @@ async fn main() {
             median(5, raw("300")),
         ),
         (
-            "results --stop-epochs 100,200,300",
+            "results --stop-epochs 100,200,300 (declared)",
             median(5, run(vec!["results", "--stop-epochs", "100,200,300"])),
-            median(5, raw("100, 200, 300")),
+            median(5, raw(STOPS)),
+        ),
+        // Candidates the sweep file did not declare, read from epochs.
+        (
+            "results --stop-epochs 150,250,300 (not declared)",
+            median(5, run(vec!["results", "--stop-epochs", "150,250,300"])),
+            median(5, raw("150, 250, 300")),
         ),
         (
             "compare --a init=default --b init=smart",
@@ -200,12 +216,12 @@ async fn main() {
         median(5, raw("300")),
     ));
     println!(
-        "\n{:<42} {:>10} {:>14} {:>8} {:>12}",
+        "\n{:<48} {:>10} {:>14} {:>8} {:>12}",
         "command (median of 5)", "seconds", "raw SQL (s)", "ratio", "of 1 s"
     );
     for (name, took, sql) in cases {
         println!(
-            "{name:<42} {:>10.3} {:>14.3} {:>8.2} {:>11.0}%",
+            "{name:<48} {:>10.3} {:>14.3} {:>8.2} {:>11.0}%",
             took.as_secs_f64(),
             sql.as_secs_f64(),
             took.as_secs_f64() / sql.as_secs_f64(),
@@ -221,17 +237,24 @@ async fn main() {
     }
 }
 
-/// Whether the database holds a finished benchmark sweep of `trials`.
+/// Whether the database holds a finished benchmark sweep of `trials`,
+/// with the copies at its stopping epochs.
 async fn complete(url: &str, trials: i64) -> bool {
     let Ok(mut pg) = sqlx::AnyConnection::connect(url).await else {
         return false;
     };
-    let done =
-        sqlx::query("SELECT COUNT(*) AS n FROM trials WHERE sweep_id = 1 AND epochs_done = $1")
-            .bind(i64::from(EPOCHS))
-            .fetch_one(&mut pg)
-            .await;
-    done.is_ok_and(|row| sqlx::Row::get::<i64, _>(&row, "n") == trials)
+    let count = async |pg: &mut sqlx::AnyConnection, sql: &str| {
+        let row = sqlx::query(sql).fetch_one(pg).await;
+        row.map_or(-1, |row| sqlx::Row::get::<i64, _>(&row, "n"))
+    };
+    let done = count(
+        &mut pg,
+        &format!("SELECT COUNT(*) AS n FROM trials WHERE sweep_id = 1 AND epochs_done = {EPOCHS}"),
+    )
+    .await;
+    let stops = STOPS.split(", ").count() as i64;
+    let copies = count(&mut pg, "SELECT COUNT(*) AS n FROM stop_epoch_rows").await;
+    done == trials && copies == trials * stops
 }
 
 /// Submits the sweep through the API and stores every epoch's metrics of
