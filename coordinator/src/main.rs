@@ -312,13 +312,14 @@ struct EpochArgs {
     /// Read every trial at this epoch [default: each configuration's last].
     #[arg(long, conflicts_with = "stop_epochs")]
     epoch: Option<u32>,
-    /// Candidate stopping epochs, e.g. 100,200,300. Per configuration, the
-    /// candidate whose mean over repeats of the sweep's metric (or --by) is
-    /// best is read: the highest, or the lowest for a loss; NaN values are
-    /// left out of that mean, candidates no trial reached are skipped and
-    /// ties go to the earlier epoch.
-    #[arg(long, value_delimiter = ',')]
-    stop_epochs: Vec<u32>,
+    /// Candidate stopping epochs, e.g. 100,200,300; alone, the sweep file's
+    /// `stop_epochs`. Per configuration, the candidate whose mean over
+    /// repeats of the sweep's metric (or --by) is best is read: the highest,
+    /// or the lowest for a loss; NaN values are left out of that mean,
+    /// candidates no trial reached are skipped and ties go to the earlier
+    /// epoch.
+    #[arg(long, value_delimiter = ',', num_args = 0.., value_name = "EPOCHS")]
+    stop_epochs: Option<Vec<u32>>,
     /// The metric (of --split) that picks the stopping epoch.
     #[arg(long, requires = "stop_epochs")]
     by: Option<String>,
@@ -329,9 +330,9 @@ impl EpochArgs {
         use pb::epoch_selection::Choice;
         let choice = if let Some(epoch) = self.epoch {
             Choice::Epoch(epoch)
-        } else if !self.stop_epochs.is_empty() {
+        } else if let Some(candidates) = &self.stop_epochs {
             Choice::StopEpochs(pb::StopEpochs {
-                candidates: self.stop_epochs.clone(),
+                candidates: candidates.clone(),
                 by: self.by.clone().unwrap_or_default(),
             })
         } else {

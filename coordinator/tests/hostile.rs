@@ -724,10 +724,10 @@ async fn hostile_requests_are_refused_clearly_and_change_nothing() {
             "counted from 1",
         );
         v.refused(
-            "no stopping epochs",
+            "no stopping epochs, and none declared",
             users.results(results("test", Some(stop(vec![], "")))).await,
             Code::InvalidArgument,
-            "one or more epochs",
+            "declares no stop_epochs: name the candidate epochs",
         );
         v.refused(
             "stopping by an unknown metric",

@@ -461,7 +461,6 @@ async fn declared_stopping_epochs_are_read_from_their_copies() {
         let chosen: Vec<u32> = want[0].iter().map(|c| c.epoch).collect();
         assert_eq!(chosen, [2, 3], "{}", db.name);
         assert_eq!(read(declared.id).await, want, "{}", db.name);
-
         // With the declared sweep's epoch 1 gone from the epochs table, its
         // results at epoch 1 are unchanged: they come from the copies.
         sqlx::query(
@@ -473,6 +472,24 @@ async fn declared_stopping_epochs_are_read_from_their_copies() {
         .await
         .unwrap();
         assert_eq!(read(declared.id).await, want, "{}", db.name);
+        // No candidates named: the declared ones.
+        let named = |candidates: Vec<u32>| pb::ResultsRequest {
+            summaries_only: true,
+            ..request(
+                declared.id,
+                "test",
+                Some(pb::EpochSelection {
+                    choice: Some(pb::epoch_selection::Choice::StopEpochs(pb::StopEpochs {
+                        candidates,
+                        by: String::new(),
+                    })),
+                }),
+            )
+        };
+        let by_default = api.results(named(vec![])).await.unwrap().into_inner();
+        let listed = api.results(named(vec![2, 1])).await.unwrap().into_inner();
+        assert_eq!(by_default, listed, "{}", db.name);
+        assert!(by_default.configurations.iter().all(|c| c.epoch == 2));
         server.stop().await;
     }
 }
@@ -633,7 +650,8 @@ async fn results_compare_and_curves_through_the_cli() {
     let db = format!("sqlite://{}", dir.path().join("cli.db").display());
     let server = common::start(&db, Duration::from_secs(60), 3).await;
     let url = server.url();
-    let sweep = common::submit(&url, &common::sweep_yaml(2, 3, 3)).await;
+    let yaml = common::sweep_yaml(2, 3, 3) + "stop_epochs: [1, 2, 3]\n";
+    let sweep = common::submit(&url, &yaml).await;
     report_all(&url, 3, shaped).await;
     let id = sweep.id.to_string();
 
@@ -682,13 +700,26 @@ async fn results_compare_and_curves_through_the_cli() {
                     "--json",
                 ]),
                 run(&["results", &id, "--epoch", "2", "--split", "test", "--csv"]),
+                // Alone, the sweep file's stop_epochs.
+                run(&["results", &id, "--stop-epochs", "--csv"]),
             )
         }
     })
     .await
     .unwrap();
-    let (results, stop_csv, json, compare, pairs_csv, curves_csv, stop_table, by_loss, at_two) =
-        table;
+    let (
+        results,
+        stop_csv,
+        json,
+        compare,
+        pairs_csv,
+        curves_csv,
+        stop_table,
+        by_loss,
+        at_two,
+        declared_csv,
+    ) = table;
+    assert_eq!(declared_csv, stop_csv);
 
     let row = results
         .lines()

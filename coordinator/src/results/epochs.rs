@@ -56,9 +56,11 @@ pub(super) fn values_at<'a>(
         .filter_map(move |t| Some((t, index.get(&(t.id, epoch))?.get(slot)?)))
 }
 
-/// The request's epoch selection, checked; `by` of stopping epochs defaults
-/// to the sweep's own objective.
-pub(super) fn selection(
+/// The request's epoch selection, checked; stopping epochs default to the
+/// sweep's declared ones (its `stop_epochs`), and their `by` to the sweep's
+/// own objective.
+pub(super) async fn selection(
+    store: &Store,
     sweep: &SweepRow,
     split: Split,
     selection: Option<&pb::EpochSelection>,
@@ -69,13 +71,22 @@ pub(super) fn selection(
         Some(Choice::Epoch(0)) => return Err(invalid("epochs count from 1")),
         Some(Choice::Epoch(e)) => Selection::At(*e),
         Some(Choice::StopEpochs(stop)) => {
-            let mut candidates = stop.candidates.clone();
+            let mut candidates = if stop.candidates.is_empty() {
+                let declared = store.stop_epochs(sweep.id).await?;
+                if declared.is_empty() {
+                    return Err(invalid(format!(
+                        "sweep {} declares no stop_epochs: name the candidate epochs",
+                        sweep.id
+                    )));
+                }
+                declared
+            } else {
+                stop.candidates.clone()
+            };
             candidates.sort_unstable();
             candidates.dedup();
-            if candidates.is_empty() || candidates[0] == 0 {
-                return Err(invalid(
-                    "stopping epochs must be one or more epochs counted from 1",
-                ));
+            if candidates[0] == 0 {
+                return Err(invalid("stopping epochs are counted from 1"));
             }
             let by = if stop.by.is_empty() {
                 sweep.objective
