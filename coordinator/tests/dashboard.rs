@@ -41,7 +41,8 @@ fn report(config: &pb::TrialConfig, epoch: u32) -> Vec<pb::Metric> {
 const FINISHED: &str = "name: finished\nrepeats: 3\n\
     dataset: {generated: {seed: 1, train: 16, test: 8}}\n\
     metric: {name: board_accuracy, split: test}\n\
-    parameters:\n  lr: {values: [0.001, 0.003, 0.01]}\n  epochs: {value: 6}\n";
+    parameters:\n  lr: {values: [0.001, 0.003, 0.01]}\n  epochs: {value: 6}\n\
+    stop_epochs: [2, 4, 6]\n";
 
 const RANDOM: &str = "name: random\nmethod: random\nbudget: 5\nsearch_seed: 7\n\
     dataset: {generated: {seed: 1, train: 16, test: 8}}\n\
@@ -231,7 +232,8 @@ async fn the_api_asks_for_a_reader_token_and_answers_as_the_cli() {
     let p = pair.comparisons[0].pvalue;
     assert_eq!(matrix["pvalues"], json!([[null, p], [p, null]]));
     // The sweep with the first trials the page shows, the most epochs of
-    // any, and its newest change, where the page's event stream starts.
+    // any, its declared stopping epochs, and its newest change, where the
+    // page's event stream starts.
     let path = format!("/api/sweeps/{sweep}?trials=2");
     let doc: Value =
         serde_json::from_str(&testing::http_get(&base, &path, Some(&reader)).await.1).unwrap();
@@ -245,6 +247,7 @@ async fn the_api_asks_for_a_reader_token_and_answers_as_the_cli() {
     assert_eq!(ids, [stored[0].id, stored[1].id]);
     assert_eq!(doc["sweep"]["trials"], json!(stored.len()));
     assert_eq!(doc["longest_epochs"], json!(6));
+    assert_eq!(doc["stop_epochs"], json!([2, 4, 6]));
     let newest = stored.iter().map(|t| t.updated_ms).max().unwrap();
     assert_eq!(doc["changed_ms"], json!(newest));
     // Predictions: with config=, every configuration listed and only the
@@ -485,9 +488,10 @@ async fn a_finished_and_a_running_sweep_in_headless_chromium() {
             c.pvalue
         );
     }
-    // Stopping epochs on demand: the candidates as dashed lines (epochs 1
-    // to 6), each configuration's chosen one as a circle on its curve: the
-    // last, where board accuracy is highest.
+    // Stopping epochs on demand: the candidates, by default the sweep's
+    // declared ones (epochs 2, 4, 6), as dashed lines, each configuration's
+    // chosen one as a circle on its curve: the last, where board accuracy
+    // is highest.
     client
         .execute(
             "const c = document.getElementById('curve-stops'); c.click();",
@@ -498,7 +502,8 @@ async fn a_finished_and_a_running_sweep_in_headless_chromium() {
     wait_in_page(
         client,
         "the stopping epochs marked",
-        "return document.querySelectorAll('#curves-svg line.candidate').length === 6 \
+        "return document.querySelectorAll('#curves-svg line.candidate').length === 3 \
+         && document.getElementById('candidates').value === '2,4,6' \
          && [...document.querySelectorAll('#curves-svg circle.stop')].map(c => c.dataset.epoch).join() === '6,6,6';",
     )
     .await;

@@ -99,7 +99,7 @@ async function sweepPage(id) {
     id, sweep, metrics: detail.metrics, trials: new Map(),
     metric: sweep.metric, split: sweep.metric_split || "test",
     reading: "last", epoch: "", pMetric: sweep.metric, repeatsOf: "", stops: false,
-    candidates: defaultCandidates(longest),
+    candidates: detail.stop_epochs.length ? detail.stop_epochs.join(",") : defaultCandidates(longest),
     labels: new Map(), hidden: new Set(), curves: null, results: null, stopResults: null, events: null,
   };
   for (const t of detail.trials) page.trials.set(t.id, t);
@@ -124,7 +124,8 @@ async function sweepPage(id) {
   follow(id, detail.changed_ms);
 }
 
-// Ten candidate stopping epochs spread up to the longest trial's last.
+// Without declared stopping epochs: ten candidates spread up to the
+// longest trial's last.
 function defaultCandidates(epochs) {
   const n = Math.min(10, epochs);
   return [...new Set(Array.from({ length: n }, (_, i) => Math.round((epochs * (i + 1)) / n)))].join(",");

@@ -223,7 +223,8 @@ struct SweepQuery {
 }
 
 /// A sweep with its trials (`trials=N`: the N the page shows first), every
-/// metric's name, the most epochs of any trial and its newest change.
+/// metric's name, the most epochs of any trial, its declared stopping
+/// epochs and its newest change.
 async fn sweep(
     _: Reader,
     State(d): State<Dashboard>,
@@ -251,6 +252,7 @@ async fn sweep(
     let mut doc = report::detail_json(&service::detail(sweep, &trials));
     doc["metrics"] = json!(metric_names());
     doc["longest_epochs"] = json!(longest);
+    doc["stop_epochs"] = json!(d.store.stop_epochs(id).await?);
     // Where the page's event stream starts: changes from then on.
     doc["changed_ms"] = json!(changed_ms);
     Ok(axum::Json(doc).into_response())
