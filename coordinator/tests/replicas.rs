@@ -92,6 +92,11 @@ async fn workers_split_between_two_coordinators_never_share_a_trial() {
         );
         let (trials, epochs) = (60u64, 3u64);
         let yaml = testing::sweep_yaml(4, 15, epochs as u32);
+        // Queued before any worker asks, so that the workers of both
+        // coordinators find trials at their first lease (one coordinator
+        // learns of trials queued on the other a moment later, by which
+        // time the other's workers could have taken them all).
+        let sweep = testing::submit(&a.url(), &yaml).await.id;
         let (stop, stopping) = tokio::sync::watch::channel(false);
         let reporter: Arc<testing::Reporter> = Arc::new(report);
         let workers: Vec<_> = (0..8)
@@ -104,7 +109,6 @@ async fn workers_split_between_two_coordinators_never_share_a_trial() {
                 ))
             })
             .collect();
-        let sweep = testing::submit(&a.url(), &yaml).await.id;
         testing::wait_until("the sweep to end", Duration::from_secs(60), || async {
             a.store.sweep(sweep).await.unwrap().unwrap().is_done()
         })
@@ -124,7 +128,11 @@ async fn workers_split_between_two_coordinators_never_share_a_trial() {
         );
         let (on_a, on_b): (Vec<_>, Vec<_>) =
             reported.iter().enumerate().partition(|(i, _)| i % 2 == 0);
-        assert!(on_a.iter().any(|(_, n)| **n > 0) && on_b.iter().any(|(_, n)| **n > 0));
+        assert!(
+            on_a.iter().any(|(_, n)| **n > 0) && on_b.iter().any(|(_, n)| **n > 0),
+            "{}: the workers of both coordinators report: {reported:?}",
+            db.name
+        );
         let stored = b.store.trials(sweep).await.unwrap();
         assert_eq!(stored.len() as u64, trials);
         for t in &stored {
