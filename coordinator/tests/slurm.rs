@@ -7,7 +7,7 @@
 //! the metrics equal the same sweep run without Slurm.
 
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use coordinator::testing::{self, wait_for};
 
@@ -177,24 +177,36 @@ async fn a_slurm_job_array_drains_a_sweep_through_a_preemption_and_a_requeue() {
     run("scontrol", &["requeue", &task_id]);
     // Slurm holds a requeued task back for two minutes, a begin time it
     // sets when the old run has finished completing (a StartTime given
-    // before then is overwritten): once the task shows plainly pending, it
-    // is told to start now, until it runs (or has run: COMPLETED comes only
-    // after a run, a requeued task's old one ending as COMPLETING). A
-    // failed squeue proves nothing and is asked again.
+    // before then is overwritten). The hold is there for a reason: a launch
+    // credential made in the same second as the old run's revoked one is
+    // refused, and the task then fails ("Job credential revoked"). So the
+    // task is told to start now only once it has shown plainly pending for
+    // two seconds, and again until it runs (or has run: COMPLETED comes only
+    // after a run, a requeued task's old one ending as COMPLETING). A failed
+    // squeue proves nothing and is asked again.
+    let mut pending_since = None;
     testing::wait_until(
         "the requeued task starting",
         Duration::from_secs(60),
-        || async {
-            match task_state(&task_id).as_deref() {
+        || {
+            let state = task_state(&task_id);
+            match state.as_deref() {
                 Some("PENDING") => {
-                    let _ = Command::new("scontrol")
-                        .args(["update", &format!("JobId={task_id}"), "StartTime=now"])
-                        .output();
-                    false
+                    let since = *pending_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= Duration::from_secs(2) {
+                        let _ = Command::new("scontrol")
+                            .args(["update", &format!("JobId={task_id}"), "StartTime=now"])
+                            .output();
+                    }
                 }
-                Some("RUNNING" | "COMPLETED") => true,
-                _ => false,
+                Some("FAILED" | "NODE_FAIL" | "BOOT_FAIL" | "CANCELLED") => panic!(
+                    "the requeued task ended {state:?} without running: {}",
+                    run("scontrol", &["show", "job", &task_id])
+                ),
+                _ => {}
             }
+            let started = matches!(state.as_deref(), Some("RUNNING" | "COMPLETED"));
+            async move { started }
         },
     )
     .await;
