@@ -245,7 +245,8 @@ async fn a_bayes_search_with_early_stopping_runs_its_budget() {
          metric: {name: disc_accuracy, split: test}\n\
          dataset: {generated: {seed: 3, train: 16, test: 8}}\n\
          parameters:\n  lr: {distribution: log_uniform, min: 1.0e-12, max: 0.01}\n  epochs: {value: 4}\n\
-         early_stopping: {method: median, rungs: [2], min_configurations: 2}\n",
+         early_stopping: {method: median, rungs: [2], min_configurations: 2}\n\
+         stop_epochs: [2, 4]\n",
     )
     .unwrap();
     let file = path.display().to_string();
@@ -286,4 +287,36 @@ async fn a_bayes_search_with_early_stopping_runs_its_budget() {
     );
     assert!(stdout.contains("#1 random"), "{stdout}");
     assert!(stdout.contains("#6 tpe"), "{stdout}");
+
+    // The declared stopping epochs of trials proposed as the search went:
+    // each stored row at epoch 2 or 4 has its copy, the same bytes, once.
+    assert_eq!(store.stop_epochs(1).await.unwrap(), [2, 4]);
+    let url = format!("sqlite://{}", dir.path().join("exp025.db").display());
+    let mut db = <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
+    let rows = async |db: &mut sqlx::AnyConnection, table: &str| -> Vec<(i64, i64, Vec<u8>)> {
+        sqlx::query_as(&format!(
+            "SELECT trial_id, epoch, metrics FROM {table} WHERE epoch IN (2, 4) \
+             ORDER BY trial_id, epoch"
+        ))
+        .fetch_all(db)
+        .await
+        .unwrap()
+    };
+    let stored = rows(&mut db, "epochs").await;
+    let reached = |epoch: u32| trials.iter().filter(|t| t.epochs_done >= epoch).count();
+    assert!(
+        reached(4) > 0,
+        "some configuration ran to its end: {trials:?}"
+    );
+    assert_eq!(stored.len(), reached(2) + reached(4), "{trials:?}");
+    let copies = rows(&mut db, "stop_epoch_rows").await;
+    let keys = |rows: &[(i64, i64, Vec<u8>)]| -> Vec<(i64, i64)> {
+        rows.iter()
+            .map(|(trial, epoch, _)| (*trial, *epoch))
+            .collect()
+    };
+    assert_eq!(keys(&copies), keys(&stored), "(trial, epoch) of each copy");
+    assert!(copies == stored, "each copy holds its row's bytes");
 }
