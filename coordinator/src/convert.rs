@@ -94,6 +94,7 @@ pub fn sweep(s: &SweepRow) -> Sweep {
         budget: s.budget,
         proposed: s.proposed,
         early_stopping: s.early_stopping.clone(),
+        stop_epochs: s.stop_epochs.clone(),
     }
 }
 

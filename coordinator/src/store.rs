@@ -254,6 +254,8 @@ pub struct SweepRow {
     pub proposed: u32,
     /// Its early-stopping rule, if any.
     pub early_stopping: Option<EarlyStopping>,
+    /// The epochs its results will be read at (`stop_epochs`), ascending.
+    pub stop_epochs: Vec<u32>,
     /// When it was submitted (ms since the Unix epoch).
     pub created_ms: i64,
     /// Its trials by status.
@@ -1370,6 +1372,7 @@ impl Store {
                 .filter(|bytes| !bytes.is_empty())
                 .map(|bytes| EarlyStopping::decode(bytes.as_slice()))
                 .transpose()?,
+            stop_epochs: self.stop_epochs(id).await?,
             created_ms: row.try_get("created_ms")?,
             counts,
         })

@@ -247,7 +247,7 @@ async fn the_api_asks_for_a_reader_token_and_answers_as_the_cli() {
     assert_eq!(ids, [stored[0].id, stored[1].id]);
     assert_eq!(doc["sweep"]["trials"], json!(stored.len()));
     assert_eq!(doc["longest_epochs"], json!(6));
-    assert_eq!(doc["stop_epochs"], json!([2, 4, 6]));
+    assert_eq!(doc["sweep"]["stop_epochs"], json!([2, 4, 6]));
     let newest = stored.iter().map(|t| t.updated_ms).max().unwrap();
     assert_eq!(doc["changed_ms"], json!(newest));
     // Predictions: with config=, every configuration listed and only the

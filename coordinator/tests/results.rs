@@ -777,14 +777,24 @@ async fn results_compare_and_curves_through_the_cli() {
     let rows: Vec<csv::StringRecord> = at_two.records().map(Result::unwrap).collect();
     assert_eq!(rows.len(), 2);
     assert!(rows.iter().all(|r| &r[4] == "2"), "{rows:?}");
-    let matrix = tokio::task::spawn_blocking(move || {
-        cli(
-            &url,
-            &["compare", &id, "--metric", "board_accuracy", "--all-pairs"],
+    let (matrix, status, status_json) = tokio::task::spawn_blocking(move || {
+        (
+            cli(
+                &url,
+                &["compare", &id, "--metric", "board_accuracy", "--all-pairs"],
+            ),
+            cli(&url, &["status", &id]),
+            cli(&url, &["status", "--json"]),
         )
     })
     .await
     .unwrap();
+    assert!(
+        status.contains("stopping epochs: 1, 2, 3 (the candidates of `results --stop-epochs`)"),
+        "{status}"
+    );
+    let status_json: Value = serde_json::from_str(&status_json).unwrap();
+    assert_eq!(status_json[0]["stop_epochs"], serde_json::json!([1, 2, 3]));
     let rows: Vec<&str> = matrix.lines().filter(|l| l.starts_with("init=")).collect();
     assert_eq!(rows.len(), 2, "{matrix}");
     assert!(

@@ -99,7 +99,7 @@ async function sweepPage(id) {
     id, sweep, metrics: detail.metrics, trials: new Map(),
     metric: sweep.metric, split: sweep.metric_split || "test",
     reading: "last", epoch: "", pMetric: sweep.metric, repeatsOf: "", stops: false,
-    candidates: detail.stop_epochs.length ? detail.stop_epochs.join(",") : defaultCandidates(longest),
+    candidates: detail.sweep.stop_epochs.length ? detail.sweep.stop_epochs.join(",") : defaultCandidates(longest),
     labels: new Map(), hidden: new Set(), curves: null, results: null, stopResults: null, events: null,
   };
   for (const t of detail.trials) page.trials.set(t.id, t);

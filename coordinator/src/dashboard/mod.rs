@@ -252,7 +252,6 @@ async fn sweep(
     let mut doc = report::detail_json(&service::detail(sweep, &trials));
     doc["metrics"] = json!(metric_names());
     doc["longest_epochs"] = json!(longest);
-    doc["stop_epochs"] = json!(d.store.stop_epochs(id).await?);
     // Where the page's event stream starts: changes from then on.
     doc["changed_ms"] = json!(changed_ms);
     Ok(axum::Json(doc).into_response())

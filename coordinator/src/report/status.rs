@@ -38,6 +38,7 @@ pub fn sweep_json(s: &pb::Sweep) -> Value {
         "created_unix_ms": s.created_unix_ms, "method": s.method, "budget": s.budget,
         "proposed": s.proposed,
         "early_stopping": s.early_stopping.as_ref().map(early_stopping_words),
+        "stop_epochs": s.stop_epochs,
     })
 }
 
@@ -148,6 +149,14 @@ pub fn detail(d: &pb::SweepDetail, format: Format) -> String {
         }
         if let Some(e) = &s.early_stopping {
             let _ = writeln!(out, "early stopping: {}", early_stopping_words(e));
+        }
+        if !s.stop_epochs.is_empty() {
+            let list: Vec<String> = s.stop_epochs.iter().map(u32::to_string).collect();
+            let _ = writeln!(
+                out,
+                "stopping epochs: {} (the candidates of `results --stop-epochs`)",
+                list.join(", ")
+            );
         }
         out.push('\n');
     }
