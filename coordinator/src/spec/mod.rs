@@ -463,7 +463,7 @@ pub fn parse(yaml: &str) -> Result<SweepPlan, SpecError> {
             method.name(),
         ));
     }
-    let stop_epochs = stop_epochs(file.stop_epochs.as_ref(), &trials)?;
+    let stop_epochs = stop_epochs(file.stop_epochs.as_ref(), &trials, &domains)?;
     Ok(SweepPlan {
         name,
         description: file.description.map(|d| d.to_string()).unwrap_or_default(),
@@ -502,10 +502,12 @@ fn repeated(
 }
 
 /// The epochs of `stop_epochs`, each from 1, named once, in order, and
-/// reached by some planned trial (a search's trials are not planned yet).
+/// reached by some planned trial, or where the trials are not planned yet
+/// (a bayes search), by a trial the search space allows.
 fn stop_epochs(
     given: Option<&Spanned<Vec<Spanned<String>>>>,
     trials: &[PlannedTrial],
+    domains: &Domains,
 ) -> Result<Vec<u32>, SpecError> {
     let Some(list) = given else {
         return Ok(Vec::new());
@@ -525,7 +527,11 @@ fn stop_epochs(
             ),
         ));
     }
-    let last = trials.iter().map(|t| t.config.epochs).max();
+    let last = trials
+        .iter()
+        .map(|t| t.config.epochs)
+        .max()
+        .unwrap_or_else(|| most_epochs(domains));
     let mut epochs: Vec<u32> = Vec::with_capacity(list.len());
     for given in list.iter() {
         let epoch = whole::<u32>(given, field)?;
@@ -534,8 +540,7 @@ fn stop_epochs(
         } else if epochs.contains(&epoch) {
             Some(format!("epoch {epoch} is named twice"))
         } else {
-            last.filter(|&last| epoch > last)
-                .map(|last| format!("epoch {epoch} is past every trial's last ({last})"))
+            (epoch > last).then(|| format!("epoch {epoch} is past every trial's last ({last})"))
         };
         if let Some(message) = refusal {
             return Err(SpecError::at(given, field, message));
@@ -544,6 +549,26 @@ fn stop_epochs(
     }
     epochs.sort_unstable();
     Ok(epochs)
+}
+
+/// The most epochs a trial of the search space runs: the largest value of
+/// its `epochs`, or the notebook's where the sweep does not set them.
+fn most_epochs(domains: &Domains) -> u32 {
+    let int = |v: &Value| match v {
+        Value::Int(n) => *n,
+        _ => unreachable!("epochs are parsed as whole numbers"),
+    };
+    match domains.iter().find(|(p, _)| *p == Param::Epochs) {
+        None => trial_config::notebook_defaults().epochs,
+        Some((_, (domain, _))) => match domain {
+            Domain::Fixed(v) => int(v),
+            Domain::Choice(vs) => vs.iter().map(int).max().unwrap_or(0),
+            Domain::IntUniform(_, most) => *most,
+            Domain::Uniform(..) | Domain::LogUniform(..) => {
+                unreachable!("epochs take whole numbers only")
+            }
+        },
+    }
 }
 
 /// A whole number (not negative) of a top-level field such as `repeats`.
