@@ -2298,19 +2298,18 @@ impl Store {
     /// else from epochs.
     pub async fn epoch_metrics(
         &self,
-        sweep_id: i64,
+        sweep: &SweepRow,
         epochs: &[u32],
         config_keys: Option<&[&str]>,
     ) -> Result<Vec<EpochMetrics>> {
         if epochs.is_empty() {
             return Ok(Vec::new());
         }
-        let Some((of_keys, params)) = of_keys(sweep_id, config_keys) else {
+        let Some((of_keys, params)) = of_keys(sweep.id, config_keys) else {
             return Ok(Vec::new());
         };
-        let copied = self.stop_epochs(sweep_id).await?;
         let (at_copies, at_epochs): (Vec<u32>, Vec<u32>) =
-            epochs.iter().partition(|e| copied.contains(e));
+            epochs.iter().partition(|e| sweep.stop_epochs.contains(e));
         let list = |epochs: &[u32]| {
             let list: Vec<String> = epochs.iter().map(u32::to_string).collect();
             list.join(", ")
@@ -2347,7 +2346,7 @@ impl Store {
 
     /// The sweep's stopping epochs (`stop_epochs`), whose rows the
     /// database copies as they are stored.
-    pub async fn stop_epochs(&self, sweep_id: i64) -> Result<Vec<u32>> {
+    async fn stop_epochs(&self, sweep_id: i64) -> Result<Vec<u32>> {
         sqlx::query("SELECT epoch FROM sweep_stop_epochs WHERE sweep_id = $1 ORDER BY epoch")
             .bind(sweep_id)
             .fetch_all(&self.pool)

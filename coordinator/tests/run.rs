@@ -290,7 +290,7 @@ async fn a_bayes_search_with_early_stopping_runs_its_budget() {
 
     // The declared stopping epochs of trials proposed as the search went:
     // each stored row at epoch 2 or 4 has its copy, the same bytes, once.
-    assert_eq!(store.stop_epochs(1).await.unwrap(), [2, 4]);
+    assert_eq!(sweep.stop_epochs, [2, 4]);
     let url = format!("sqlite://{}", dir.path().join("exp025.db").display());
     let mut db = <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
         .await

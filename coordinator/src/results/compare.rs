@@ -29,8 +29,8 @@ async fn read(store: &Store, r: &pb::CompareRequest) -> Result<Read, Error> {
         return Err(invalid("a metric to compare is required"));
     }
     let metric = Metric::parse(&r.metric, split).map_err(invalid)?;
-    let selection = selection(store, &sweep, split, r.epoch.as_ref()).await?;
-    let (chosen, index) = choose(store, sweep.id, &selection).await?;
+    let selection = selection(&sweep, split, r.epoch.as_ref())?;
+    let (chosen, index) = choose(store, &sweep, &selection).await?;
     Ok(Read {
         metric,
         split,

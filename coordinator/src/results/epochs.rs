@@ -59,8 +59,7 @@ pub(super) fn values_at<'a>(
 /// The request's epoch selection, checked; stopping epochs default to the
 /// sweep's declared ones (its `stop_epochs`), and their `by` to the sweep's
 /// own objective.
-pub(super) async fn selection(
-    store: &Store,
+pub(super) fn selection(
     sweep: &SweepRow,
     split: Split,
     selection: Option<&pb::EpochSelection>,
@@ -72,14 +71,13 @@ pub(super) async fn selection(
         Some(Choice::Epoch(e)) => Selection::At(*e),
         Some(Choice::StopEpochs(stop)) => {
             let mut candidates = if stop.candidates.is_empty() {
-                let declared = store.stop_epochs(sweep.id).await?;
-                if declared.is_empty() {
+                if sweep.stop_epochs.is_empty() {
                     return Err(invalid(format!(
                         "sweep {} declares no stop_epochs: name the candidate epochs",
                         sweep.id
                     )));
                 }
-                declared
+                sweep.stop_epochs.clone()
             } else {
                 stop.candidates.clone()
             };
@@ -110,11 +108,11 @@ pub(super) async fn selection(
 /// so the chosen epochs are not read again.
 pub(super) async fn choose(
     store: &Store,
-    sweep_id: i64,
+    sweep: &SweepRow,
     selection: &Selection,
 ) -> Result<(Vec<Chosen>, Index), Error> {
     let Selection::Stop { candidates, by } = selection else {
-        let configurations = configurations(store.trials(sweep_id).await?);
+        let configurations = configurations(store.trials(sweep.id).await?);
         let epoch = |c: &Configuration| match selection {
             Selection::At(e) => *e,
             _ => c.epochs,
@@ -127,13 +125,13 @@ pub(super) async fn choose(
                 candidates: Vec::new(),
             })
             .collect();
-        let index = chosen_values(store, sweep_id, &chosen).await?;
+        let index = chosen_values(store, sweep, &chosen).await?;
         return Ok((chosen, index));
     };
     // Read side by side: the trials are not needed to read the values.
     let (trials, scored) = tokio::try_join!(
-        store.trials(sweep_id),
-        store.epoch_metrics(sweep_id, candidates, None)
+        store.trials(sweep.id),
+        store.epoch_metrics(sweep, candidates, None)
     )?;
     let configurations = configurations(trials);
     let index = index(scored);
@@ -188,7 +186,7 @@ fn best(candidates: &[pb::CandidateScore], maximize: bool) -> u32 {
 /// Every metric of every configuration at its chosen epoch: one query per
 /// distinct epoch, naming the configurations only when some chose another
 /// epoch.
-async fn chosen_values(store: &Store, sweep_id: i64, chosen: &[Chosen]) -> Result<Index, Error> {
+async fn chosen_values(store: &Store, sweep: &SweepRow, chosen: &[Chosen]) -> Result<Index, Error> {
     let mut by_epoch: BTreeMap<u32, Vec<&str>> = BTreeMap::new();
     for c in chosen.iter().filter(|c| c.epoch > 0) {
         by_epoch
@@ -200,7 +198,7 @@ async fn chosen_values(store: &Store, sweep_id: i64, chosen: &[Chosen]) -> Resul
     let mut rows = Vec::new();
     for (epoch, keys) in &by_epoch {
         let keys = (!everyone).then_some(keys.as_slice());
-        rows.extend(store.epoch_metrics(sweep_id, &[*epoch], keys).await?);
+        rows.extend(store.epoch_metrics(sweep, &[*epoch], keys).await?);
     }
     Ok(index(rows))
 }

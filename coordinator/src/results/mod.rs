@@ -61,8 +61,8 @@ async fn sweep(store: &Store, id: i64) -> Result<SweepRow, Error> {
 pub async fn results(store: &Store, r: &pb::ResultsRequest) -> Result<pb::ResultsResponse, Error> {
     let sweep = sweep(store, r.sweep_id).await?;
     let split = split_or_default(&r.split)?;
-    let selection = selection(store, &sweep, split, r.epoch.as_ref()).await?;
-    let (chosen, index) = choose(store, sweep.id, &selection).await?;
+    let selection = selection(&sweep, split, r.epoch.as_ref())?;
+    let (chosen, index) = choose(store, &sweep, &selection).await?;
     // The split's metrics, each with its slot in the stored bytes.
     let mut vocabulary: Vec<(Metric, usize)> = Metric::of_split(split)
         .map(|metric| (metric, packed::slot_of(split, metric)))
