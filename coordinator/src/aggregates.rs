@@ -158,22 +158,6 @@ impl Point {
     }
 }
 
-/// How often stored deltas are folded into the points.
-pub const FOLD_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// Folds the deltas that report batches record into the points, every
-/// [`FOLD_EVERY`]. Runs until aborted.
-pub async fn fold(store: crate::store::Store) {
-    let mut tick = tokio::time::interval(FOLD_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        if let Err(e) = store.fold_curve_deltas().await {
-            tracing::error!(error = ?e, "folding curve deltas failed; retrying");
-        }
-    }
-}
-
 /// Where slot `slot` starts in a point's bytes, counted from 1 as SQL's
 /// `substr` counts.
 pub fn sql_offset(slot: usize) -> usize {

@@ -12,6 +12,7 @@ pub mod spec; // sweep files: parsing with locations, expansion into trials
 
 // Storage and scheduling
 pub mod aggregates; // per configuration and epoch, running summaries for curves
+pub mod blocks; // a finished trial's epochs, eight to a stored row
 pub mod lease; // the lease rule: policy, the long-poll wait, the reaper
 pub mod packed; // one epoch's metrics as one stored value
 pub mod store; // every SQL statement, on Postgres or SQLite

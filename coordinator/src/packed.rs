@@ -52,7 +52,7 @@ pub fn pack(values: &[MetricValue]) -> Vec<u8> {
 
 /// The mask of packed bytes and the values after it; None when the bytes
 /// are not a packing (a wrong length, or a bit with no slot).
-fn mask(bytes: &[u8]) -> Option<(u32, &[u8])> {
+pub(crate) fn split_mask(bytes: &[u8]) -> Option<(u32, &[u8])> {
     let (mask, rest) = bytes.split_first_chunk::<4>()?;
     let mask = u32::from_le_bytes(*mask);
     (mask >> SLOTS.len() == 0 && rest.len() == 8 * mask.count_ones() as usize)
@@ -62,7 +62,7 @@ fn mask(bytes: &[u8]) -> Option<(u32, &[u8])> {
 /// The value of one slot in packed bytes: Some(None) where it was not
 /// reported, None when the bytes are not a packing.
 pub fn value_of(bytes: &[u8], slot: usize) -> Option<Option<f64>> {
-    let (mask, rest) = mask(bytes)?;
+    let (mask, rest) = split_mask(bytes)?;
     Some(slot_value(mask, rest, slot))
 }
 
@@ -86,7 +86,7 @@ pub struct Packed(Vec<u8>);
 impl Packed {
     /// The bytes, if they are a packing.
     pub fn new(bytes: Vec<u8>) -> Option<Self> {
-        mask(&bytes)?;
+        split_mask(&bytes)?;
         Some(Packed(bytes))
     }
 
@@ -102,7 +102,7 @@ impl Packed {
 /// The metrics of packed bytes, in slot order; None when the bytes are not
 /// a packing (a wrong length, or a bit with no slot).
 pub fn unpack(bytes: &[u8]) -> Option<Vec<MetricValue>> {
-    let (mask, mut rest) = mask(bytes)?;
+    let (mask, mut rest) = split_mask(bytes)?;
     let mut out = Vec::with_capacity(mask.count_ones() as usize);
     for (i, &(split, metric)) in SLOTS.iter().enumerate() {
         if mask & (1 << i) != 0 {

@@ -96,7 +96,20 @@ pub async fn serve(
             .context("the TLS certificate and key")?;
     }
     let reaper = tokio::spawn(lease::reap(store.clone(), options.policy));
-    let folder = tokio::spawn(crate::aggregates::fold(store));
+    // Every second: the curve deltas that report batches record into the
+    // points, and the epochs of trials that ended into blocks; apart, so
+    // that folding an old database's epochs does not hold the curves up.
+    let folder = {
+        let store = store.clone();
+        tokio::spawn(every_second("folding curve deltas", move || {
+            let store = store.clone();
+            async move { store.fold_curve_deltas().await }
+        }))
+    };
+    let blocks = tokio::spawn(every_second("folding epochs into blocks", move || {
+        let store = store.clone();
+        async move { store.fold_epochs().await }
+    }));
     let result = builder
         .add_service(health_service)
         .add_service(reflection_v1)
@@ -107,7 +120,27 @@ pub async fn serve(
         .await;
     reaper.abort();
     folder.abort();
+    blocks.abort();
     Ok(result?)
+}
+
+/// Runs `work` every second until aborted, logging what fails (it is
+/// tried again a second later).
+async fn every_second<F, Fut>(what: &'static str, work: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<u64, crate::store::StoreError>>,
+{
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match work().await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(n, "{what}"),
+            Err(e) => tracing::error!(error = ?e, "{what} failed; retrying"),
+        }
+    }
 }
 
 /// The connections `listener` accepts, each sending what it is given at

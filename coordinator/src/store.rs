@@ -18,6 +18,7 @@ use tokio::sync::Notify;
 
 use crate::aggregates::{self, Point, Running};
 use crate::auth::Role;
+use crate::blocks;
 use crate::packed::{self, Packed};
 use crate::spec::{Method, Objective, PlannedTrial, SweepPlan};
 
@@ -690,10 +691,31 @@ fn unreadable(trial_id: i64, epoch: u32) -> StoreError {
     ))
 }
 
-/// The metrics of one stored epoch row (`trial_id`, `epoch`, `metrics`).
-fn epoch_rows(r: &(impl Fields + ?Sized)) -> Result<Vec<MetricRow>> {
+/// The epochs of one row of a read of stored epochs, each (trial, epoch,
+/// packing), in epoch order. Such a read selects `trial_id`, the epoch,
+/// `metrics` and a count of epochs, in that order, from epochs (one epoch
+/// packed, its count 0) and, with UNION ALL in the same statement (one
+/// snapshot, so that no epoch is read twice or missed while it is folded),
+/// from epoch_blocks (a block: its first epoch and its count).
+fn stored_epochs(r: &(impl Fields + ?Sized)) -> Result<Vec<(i64, u32, Vec<u8>)>> {
     let (trial_id, epoch, bytes) = epoch_row(r)?;
-    let values = packed::unpack(&bytes).ok_or_else(|| unreadable(trial_id, epoch))?;
+    let count = r.int(3)?;
+    if count == 0 {
+        return Ok(vec![(trial_id, epoch, bytes)]);
+    }
+    let epochs = blocks::unpack(&bytes)
+        .filter(|epochs| epochs.len() as i64 == count)
+        .ok_or_else(|| unreadable(trial_id, epoch))?;
+    Ok(epochs
+        .into_iter()
+        .zip(epoch..)
+        .map(|(bytes, epoch)| (trial_id, epoch, bytes))
+        .collect())
+}
+
+/// The metrics of one packed epoch of a trial.
+fn metric_rows(trial_id: i64, epoch: u32, bytes: &[u8]) -> Result<Vec<MetricRow>> {
+    let values = packed::unpack(bytes).ok_or_else(|| unreadable(trial_id, epoch))?;
     Ok(values
         .into_iter()
         .map(|value| MetricRow {
@@ -959,20 +981,21 @@ async fn backfill_curve_points(pool: &AnyPool, backend: Backend) -> Result<()> {
         for chunk in trials.chunks(500) {
             let keys: HashMap<i64, &str> = chunk.iter().map(|(id, k)| (*id, k.as_str())).collect();
             let list: Vec<String> = chunk.iter().map(|(id, _)| id.to_string()).collect();
+            let list = list.join(", ");
             let rows = sqlx::query(&format!(
-                "SELECT trial_id, epoch, metrics FROM epochs WHERE trial_id IN ({})",
-                list.join(", ")
+                "SELECT trial_id, epoch, metrics, CAST(0 AS BIGINT) AS epoch_count FROM epochs WHERE trial_id IN ({list}) \
+                 UNION ALL SELECT trial_id, first_epoch, metrics, epoch_count FROM epoch_blocks \
+                 WHERE trial_id IN ({list})"
             ))
             .fetch_all(&mut *tx)
             .await?;
             for r in &rows {
-                let values = epoch_rows(r)?;
-                let Some(first) = values.first() else {
-                    continue;
-                };
-                let key = (sweep_id, keys[&first.trial_id].to_string(), first.epoch);
-                let metrics: Vec<MetricValue> = values.iter().map(|v| v.value).collect();
-                points.entry(key).or_default().add(&metrics);
+                for (trial_id, epoch, bytes) in stored_epochs(r)? {
+                    let metrics =
+                        packed::unpack(&bytes).ok_or_else(|| unreadable(trial_id, epoch))?;
+                    let key = (sweep_id, keys[&trial_id].to_string(), epoch);
+                    points.entry(key).or_default().add(&metrics);
+                }
             }
         }
         // Deltas first: a folder that took some of them commits before
@@ -1744,25 +1767,32 @@ impl Store {
         metric: Metric,
         epoch: u32,
     ) -> Result<Vec<(String, u32, f64)>> {
-        let rows = sqlx::query(
-            "SELECT e.trial_id, e.epoch, e.metrics, t.config_key, t.repeat_index FROM trials t \
-             JOIN epochs e ON e.trial_id = t.id WHERE t.sweep_id = $1 AND e.epoch = $2",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT e.trial_id, e.epoch, e.metrics, CAST(0 AS BIGINT) AS epoch_count, t.config_key, t.repeat_index \
+             FROM trials t JOIN epochs e ON e.trial_id = t.id WHERE t.sweep_id = $1 AND e.epoch = $2 \
+             UNION ALL SELECT b.trial_id, CAST({epoch} AS BIGINT), {}, CAST(1 AS BIGINT), t.config_key, \
+             t.repeat_index FROM trials t JOIN epoch_blocks b ON b.trial_id = t.id \
+             WHERE t.sweep_id = $1 AND b.first_epoch = $3 AND b.first_epoch + b.epoch_count > $2",
+            blocks::slice_sql(&epoch.to_string())
+        ))
         .bind(sweep_id)
         .bind(i64::from(epoch))
+        .bind(i64::from(blocks::first_of(epoch)))
         .fetch_all(&self.pool)
         .await?;
+        let slot = packed::slot_of(split, metric);
         let mut out = Vec::new();
         for r in &rows {
-            if let Some(m) = epoch_rows(r)?
-                .into_iter()
-                .find(|m| m.value.split == split && m.value.metric == metric)
-            {
-                out.push((
-                    r.try_get("config_key")?,
-                    r.try_get::<i64, _>("repeat_index")? as u32,
-                    m.value.value,
-                ));
+            for (trial_id, at, bytes) in stored_epochs(r)? {
+                let value =
+                    packed::value_of(&bytes, slot).ok_or_else(|| unreadable(trial_id, at))?;
+                if let Some(value) = value {
+                    out.push((
+                        r.try_get("config_key")?,
+                        r.try_get::<i64, _>("repeat_index")? as u32,
+                        value,
+                    ));
+                }
             }
         }
         Ok(out)
@@ -2235,18 +2265,25 @@ impl Store {
     /// Metrics of a trial from epoch `after + 1` on, in epoch order.
     pub async fn metrics_after(&self, trial_id: i64, after: u32) -> Result<Vec<MetricRow>> {
         let rows = sqlx::query(
-            "SELECT trial_id, epoch, metrics FROM epochs WHERE trial_id = $1 AND epoch > $2 \
-             ORDER BY epoch",
+            "SELECT trial_id, epoch, metrics, CAST(0 AS BIGINT) AS epoch_count FROM epochs \
+             WHERE trial_id = $1 AND epoch > $2 \
+             UNION ALL SELECT trial_id, first_epoch, metrics, epoch_count FROM epoch_blocks \
+             WHERE trial_id = $1 AND first_epoch + epoch_count > $2",
         )
         .bind(trial_id)
         .bind(i64::from(after))
         .fetch_all(&self.pool)
         .await?;
-        let mut out = Vec::new();
+        let mut epochs = Vec::new();
         for r in &rows {
-            let mut epoch = epoch_rows(r)?;
-            epoch.sort_by_key(|m| (m.value.split.name(), m.value.metric.name()));
-            out.extend(epoch);
+            epochs.extend(stored_epochs(r)?.into_iter().filter(|e| e.1 > after));
+        }
+        epochs.sort_unstable_by_key(|e| e.1);
+        let mut out = Vec::new();
+        for (trial_id, epoch, bytes) in epochs {
+            let mut metrics = metric_rows(trial_id, epoch, &bytes)?;
+            metrics.sort_by_key(|m| (m.value.split.name(), m.value.metric.name()));
+            out.extend(metrics);
         }
         Ok(out)
     }
@@ -2265,25 +2302,30 @@ impl Store {
             return Ok(Vec::new());
         };
         let sql = format!(
-            "SELECT e.trial_id, e.epoch, e.metrics FROM trials t \
-             JOIN epochs e ON e.trial_id = t.id WHERE t.sweep_id = $1{of_keys}"
+            "SELECT e.trial_id, e.epoch, e.metrics, CAST(0 AS BIGINT) AS epoch_count FROM trials t \
+             JOIN epochs e ON e.trial_id = t.id WHERE t.sweep_id = $1{of_keys} \
+             UNION ALL SELECT b.trial_id, b.first_epoch, b.metrics, b.epoch_count FROM trials t \
+             JOIN epoch_blocks b ON b.trial_id = t.id WHERE t.sweep_id = $1{of_keys}"
         );
         let slot = packed::slot_of(split, metric);
         // One value read from the bytes where it lies.
         let rows = self
             .bulk(&sql, &params, |r| {
-                let (trial_id, epoch, bytes) = epoch_row(r)?;
-                let value =
-                    packed::value_of(&bytes, slot).ok_or_else(|| unreadable(trial_id, epoch))?;
-                Ok(value.map(|value| MetricRow {
-                    trial_id,
-                    epoch,
-                    value: MetricValue {
-                        split,
-                        metric,
-                        value,
-                    },
-                }))
+                let mut out = Vec::new();
+                for (trial_id, epoch, bytes) in stored_epochs(r)? {
+                    let value = packed::value_of(&bytes, slot)
+                        .ok_or_else(|| unreadable(trial_id, epoch))?;
+                    out.extend(value.map(|value| MetricRow {
+                        trial_id,
+                        epoch,
+                        value: MetricValue {
+                            split,
+                            metric,
+                            value,
+                        },
+                    }));
+                }
+                Ok(out)
             })
             .await?;
         Ok(rows.into_iter().flatten().collect())
@@ -2315,7 +2357,7 @@ impl Store {
             list.join(", ")
         };
         let mut sql = format!(
-            "SELECT l.trial_id, l.epoch, l.metrics FROM trials t \
+            "SELECT l.trial_id, l.epoch, l.metrics, CAST(0 AS BIGINT) AS epoch_count FROM trials t \
              JOIN last_epochs l ON l.trial_id = t.id \
              WHERE t.sweep_id = $1 AND l.epoch IN ({}){of_keys}",
             list(epochs)
@@ -2326,22 +2368,49 @@ impl Store {
                 continue;
             };
             sql += &format!(
-                " UNION ALL SELECT e.trial_id, e.epoch, e.metrics FROM trials t \
+                " UNION ALL SELECT e.trial_id, e.epoch, e.metrics, CAST(0 AS BIGINT) FROM trials t \
                  JOIN last_epochs l ON l.trial_id = t.id JOIN {table} e ON e.trial_id = t.id \
                  WHERE t.sweep_id = $1 AND l.epoch > {first} AND e.epoch IN ({}) \
                  AND e.epoch < l.epoch{of_keys}",
                 list(at)
             );
         }
-        self.bulk(&sql, &params, |r| {
-            let (trial_id, epoch, bytes) = epoch_row(r)?;
-            Ok(EpochMetrics {
-                trial_id,
-                epoch,
-                metrics: Packed::new(bytes).ok_or_else(|| unreadable(trial_id, epoch))?,
+        // The same from the blocks that hold them, each epoch cut out of
+        // its block by the database.
+        if let Some(first) = at_epochs.iter().min() {
+            let asked: Vec<String> = at_epochs
+                .iter()
+                .map(|&e| {
+                    let block = blocks::first_of(e);
+                    format!("SELECT CAST({e} AS BIGINT) AS epoch, CAST({block} AS BIGINT) AS block")
+                })
+                .collect();
+            sql += &format!(
+                " UNION ALL SELECT b.trial_id, a.epoch, {}, CAST(1 AS BIGINT) \
+                 FROM trials t JOIN last_epochs l ON l.trial_id = t.id \
+                 JOIN epoch_blocks b ON b.trial_id = t.id JOIN ({}) a ON b.first_epoch = a.block \
+                 WHERE t.sweep_id = $1 AND l.epoch > {first} AND a.epoch < l.epoch \
+                 AND a.epoch < b.first_epoch + b.epoch_count{of_keys}",
+                blocks::slice_sql("a.epoch"),
+                asked.join(" UNION ALL ")
+            );
+        }
+        let rows = self
+            .bulk(&sql, &params, |r| {
+                stored_epochs(r)?
+                    .into_iter()
+                    .map(|(trial_id, epoch, bytes)| {
+                        Ok(EpochMetrics {
+                            trial_id,
+                            epoch,
+                            metrics: Packed::new(bytes)
+                                .ok_or_else(|| unreadable(trial_id, epoch))?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()
             })
-        })
-        .await
+            .await?;
+        Ok(rows.into_iter().flatten().collect())
     }
 
     /// The sweep's stopping epochs (`stop_epochs`), whose rows the
@@ -2452,6 +2521,106 @@ impl Store {
             tx.commit().await?;
             folded += rows.len() as u64;
             if (rows.len() as i64) < CHUNK {
+                return Ok(folded);
+            }
+        }
+    }
+
+    /// Folds the stored epochs of trials that will not run again into
+    /// blocks (see [`crate::blocks`]), a few dozen trials per transaction,
+    /// until none is left; how many trials were folded. Safe beside
+    /// reports and readers, and beside another coordinator folding: each
+    /// trial is marked folded first, in the statement that locks its row,
+    /// and reads see an epoch in one table or the other, never both.
+    ///
+    /// A trial's epochs from 1 on are folded as far as they follow each
+    /// other and read as packings; any after (which no coordinator stores)
+    /// stay as rows, read beside the blocks.
+    pub async fn fold_epochs(&self) -> Result<u64> {
+        const TRIALS: usize = 64;
+        let mut folded = 0;
+        loop {
+            let mut tx = self.pool.begin().await?;
+            // Reports of a trial lock its row and need it running: once
+            // this has its row, no epoch of it is stored again.
+            let ids: Vec<i64> = sqlx::query(&format!(
+                "UPDATE trials SET epochs_folded = 1 WHERE epochs_folded = 0 AND id IN \
+                 (SELECT id FROM trials WHERE epochs_folded = 0 AND status IN ($1, $2, $3, $4) \
+                 ORDER BY id LIMIT {TRIALS}) RETURNING id"
+            ))
+            .bind(status::COMPLETED)
+            .bind(status::FAILED)
+            .bind(status::CANCELLED)
+            .bind(status::STOPPED)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| r.try_get("id"))
+            .collect::<std::result::Result<_, _>>()?;
+            if ids.is_empty() {
+                return Ok(folded);
+            }
+            let list: Vec<String> = ids.iter().map(i64::to_string).collect();
+            let rows = sqlx::query(&format!(
+                "SELECT trial_id, epoch, metrics FROM epochs WHERE trial_id IN ({}) \
+                 ORDER BY trial_id, epoch",
+                list.join(", ")
+            ))
+            .fetch_all(&mut *tx)
+            .await?;
+            let mut by_trial: BTreeMap<i64, Vec<(u32, Vec<u8>)>> = BTreeMap::new();
+            for r in &rows {
+                let (trial_id, epoch, bytes) = epoch_row(r)?;
+                by_trial.entry(trial_id).or_default().push((epoch, bytes));
+            }
+            let mut made: Vec<(i64, u32, usize, Vec<u8>)> = Vec::new();
+            let mut moved: Vec<(i64, u32)> = Vec::new();
+            for (&trial_id, epochs) in &by_trial {
+                let run = epochs
+                    .iter()
+                    .zip(1..)
+                    .take_while(|((epoch, bytes), want)| {
+                        epoch == want && packed::split_mask(bytes).is_some()
+                    })
+                    .count();
+                for block in epochs[..run].chunks(blocks::EPOCHS as usize) {
+                    let packings: Vec<&[u8]> = block.iter().map(|(_, b)| b.as_slice()).collect();
+                    let bytes = blocks::pack(&packings).expect("checked to be packings");
+                    made.push((trial_id, block[0].0, block.len(), bytes));
+                }
+                if run > 0 {
+                    moved.push((trial_id, run as u32));
+                }
+            }
+            for chunk in made.chunks(1000) {
+                let sql = format!(
+                    "INSERT INTO epoch_blocks (trial_id, first_epoch, epoch_count, metrics) VALUES {}",
+                    tuples(1, 4, chunk.len())
+                );
+                let mut insert = sqlx::query(&sql);
+                for (trial_id, first, count, bytes) in chunk {
+                    insert = insert
+                        .bind(*trial_id)
+                        .bind(i64::from(*first))
+                        .bind(*count as i64)
+                        .bind(bytes.as_slice());
+                }
+                insert.execute(&mut *tx).await?;
+            }
+            if !moved.is_empty() {
+                let which: Vec<String> = (0..moved.len())
+                    .map(|i| format!("(trial_id = ${} AND epoch <= ${})", 2 * i + 1, 2 * i + 2))
+                    .collect();
+                let sql = format!("DELETE FROM epochs WHERE {}", which.join(" OR "));
+                let mut delete = sqlx::query(&sql);
+                for (trial_id, last) in &moved {
+                    delete = delete.bind(*trial_id).bind(i64::from(*last));
+                }
+                delete.execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            folded += ids.len() as u64;
+            if ids.len() < TRIALS {
                 return Ok(folded);
             }
         }

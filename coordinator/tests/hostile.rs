@@ -23,7 +23,9 @@ async fn snapshot(url: &str) -> String {
     for sql in [
         "SELECT COUNT(*) AS n FROM sweeps",
         "SELECT COUNT(*) AS n FROM workers",
-        "SELECT COUNT(*) AS n FROM epochs",
+        // Stored epochs, as rows or folded into blocks.
+        "SELECT CAST((SELECT COUNT(*) FROM epochs) + \
+         (SELECT COALESCE(SUM(epoch_count), 0) FROM epoch_blocks) AS BIGINT) AS n",
         "SELECT COUNT(*) AS n FROM checkpoints",
         "SELECT CAST(COALESCE(SUM(epoch), 0) AS BIGINT) AS n FROM checkpoints",
         "SELECT COUNT(*) AS n FROM samples",

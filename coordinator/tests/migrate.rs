@@ -1,7 +1,8 @@
 //! A database made by an earlier coordinator (schema up to migration 0004,
 //! a row per metric) migrates forward when a coordinator connects: every
 //! value, NaN included, comes back from the one-row-per-epoch table, and
-//! the old table is gone. On SQLite, and Postgres when given.
+//! the old table is gone; then the ended trials' epochs fold into blocks
+//! and read the same. On SQLite, and Postgres when given.
 
 use std::path::{Path, PathBuf};
 
@@ -164,5 +165,23 @@ async fn a_database_with_a_row_per_metric_moves_to_a_row_per_epoch() {
         );
         drop(Store::connect(&db.url).await.unwrap());
         assert_eq!(store.metrics_after(1, 2).await.unwrap().len(), 3);
+        // Their epochs then move to blocks (migration 0012), as a running
+        // coordinator folds them, and read the same.
+        let before = [
+            format!("{:?}", store.metrics_after(1, 0).await.unwrap()),
+            format!("{:?}", store.metrics_after(2, 0).await.unwrap()),
+        ];
+        assert_eq!(store.fold_epochs().await.unwrap(), 2, "{}", db.name);
+        let after = [
+            format!("{:?}", store.metrics_after(1, 0).await.unwrap()),
+            format!("{:?}", store.metrics_after(2, 0).await.unwrap()),
+        ];
+        assert_eq!(after, before, "{}", db.name);
+        let left: i64 = sqlx::query("SELECT COUNT(*) AS n FROM epochs")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap()
+            .get("n");
+        assert_eq!(left, 0, "{}", db.name);
     }
 }
