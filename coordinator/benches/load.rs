@@ -425,8 +425,11 @@ async fn round(setup: &Setup, n: usize, rate: Option<f64>) -> String {
     leases.sort();
     firsts.sort();
     acks.sort();
+    // As rows, or folded into blocks once their trials ended.
     let stored: i64 = sqlx::query(
-        "SELECT COUNT(*) AS n FROM epochs e JOIN trials t ON t.id = e.trial_id WHERE t.sweep_id = $1",
+        "SELECT CAST((SELECT COUNT(*) FROM epochs e JOIN trials t ON t.id = e.trial_id \
+         WHERE t.sweep_id = $1) + (SELECT COALESCE(SUM(b.epoch_count), 0) FROM epoch_blocks b \
+         JOIN trials t ON t.id = b.trial_id WHERE t.sweep_id = $1) AS BIGINT) AS n",
     )
     .bind(sweep)
     .fetch_one(&mut pg)
