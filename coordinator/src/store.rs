@@ -2542,16 +2542,22 @@ impl Store {
         loop {
             let mut tx = self.pool.begin().await?;
             // Reports of a trial lock its row and need it running: once
-            // this has its row, no epoch of it is stored again.
+            // this has its row, no epoch of it is stored again. The states
+            // are written out, as the index of trials to fold names them,
+            // so that the planner may use that index whatever it caches.
+            let ended = [
+                status::COMPLETED,
+                status::FAILED,
+                status::CANCELLED,
+                status::STOPPED,
+            ]
+            .map(|s| format!("'{s}'"))
+            .join(", ");
             let ids: Vec<i64> = sqlx::query(&format!(
                 "UPDATE trials SET epochs_folded = 1 WHERE epochs_folded = 0 AND id IN \
-                 (SELECT id FROM trials WHERE epochs_folded = 0 AND status IN ($1, $2, $3, $4) \
+                 (SELECT id FROM trials WHERE epochs_folded = 0 AND status IN ({ended}) \
                  ORDER BY id LIMIT {TRIALS}) RETURNING id"
             ))
-            .bind(status::COMPLETED)
-            .bind(status::FAILED)
-            .bind(status::CANCELLED)
-            .bind(status::STOPPED)
             .fetch_all(&mut *tx)
             .await?
             .iter()
