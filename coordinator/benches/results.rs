@@ -353,13 +353,11 @@ async fn populate(server: &str, url: &str, repeats: u32) {
     // as it does an existing database's after migration 0012.
     let folding = Instant::now();
     loop {
-        let left: i64 = sqlx::Row::get(
-            &sqlx::query("SELECT COUNT(*) AS n FROM trials WHERE epochs_folded = 0")
-                .fetch_one(&mut pg)
-                .await
-                .unwrap(),
-            "n",
-        );
+        let left = count(
+            &mut pg,
+            "SELECT COUNT(*) AS n FROM trials WHERE epochs_folded = 0",
+        )
+        .await;
         eprint!("\r{left} trials left to fold    ");
         if left == 0 {
             break;
@@ -403,13 +401,7 @@ async fn populate(server: &str, url: &str, repeats: u32) {
 /// checkpoint: 4 spawns and 4 falls of random boards (once per database).
 async fn populate_samples(url: &str) {
     let mut pg = sqlx::PgConnection::connect(url).await.unwrap();
-    let stored: i64 = sqlx::Row::get(
-        &sqlx::query("SELECT COUNT(*) AS n FROM samples")
-            .fetch_one(&mut pg)
-            .await
-            .unwrap(),
-        "n",
-    );
+    let stored = count(&mut pg, "SELECT COUNT(*) AS n FROM samples").await;
     if stored > 0 {
         return;
     }
@@ -450,6 +442,11 @@ async fn populate_samples(url: &str) {
         .await;
     }
     eprintln!("predictions of {} trials stored", ids.len());
+}
+
+/// The `n` a statement counts.
+async fn count(pg: &mut sqlx::PgConnection, sql: &str) -> i64 {
+    sqlx::Row::get(&sqlx::query(sql).fetch_one(pg).await.unwrap(), "n")
 }
 
 /// The benchmark sweep's trial ids, in order.

@@ -394,6 +394,34 @@ pub async fn send(
     out
 }
 
+/// Leases every queued trial of the server at `url` as one worker and
+/// reports, for each of `epochs` epochs, the metrics `values(config_key,
+/// repeat, epoch)` gives; the trials stay running. Returns each trial's id
+/// and lease, in the order leased.
+pub async fn report_all(
+    url: &str,
+    epochs: u32,
+    values: impl Fn(&str, u32, u32) -> Vec<pb::Metric>,
+) -> Vec<(i64, String)> {
+    let (mut client, id) = worker(url).await;
+    let mut leases = Vec::new();
+    while let Some(lease) = lease(&mut client, id).await {
+        let trial = lease.trial.clone().unwrap();
+        let reports = (1..=epochs)
+            .map(|epoch| pb::ProgressReport {
+                trial_id: trial.id,
+                lease_id: lease.lease_id.clone(),
+                epoch,
+                metrics: values(&trial.config_key, trial.repeat, epoch),
+            })
+            .collect();
+        let acks = send(&mut client, reports).await;
+        assert!(acks.iter().all(|d| *d == Directive::Continue));
+        leases.push((trial.id, lease.lease_id));
+    }
+    leases
+}
+
 /// One plain HTTP/1.0 GET of `path` from the server at `base`
 /// (`http://HOST:PORT`), with a bearer token when given: the status code
 /// and the body.

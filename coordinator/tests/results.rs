@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use common::{close, fixture_number as number};
+use proto::v1 as pb;
 use proto::v1::sweep_service_client::SweepServiceClient;
-use proto::v1::{self as pb, Directive};
 use serde_json::Value;
 use sqlx::Connection;
 use tonic::Code;
@@ -21,25 +21,6 @@ fn metric(name: &str, value: f64) -> pb::Metric {
         split: "test".into(),
         name: name.into(),
         value,
-    }
-}
-
-/// Leases every trial of the sweep and reports, for each epoch, the metrics
-/// `values(config_key, repeat, epoch)` gives.
-async fn report_all(url: &str, epochs: u32, values: impl Fn(&str, u32, u32) -> Vec<pb::Metric>) {
-    let (mut client, id) = common::worker(url).await;
-    while let Some(lease) = common::lease(&mut client, id).await {
-        let trial = lease.trial.clone().unwrap();
-        let reports = (1..=epochs)
-            .map(|epoch| pb::ProgressReport {
-                trial_id: trial.id,
-                lease_id: lease.lease_id.clone(),
-                epoch,
-                metrics: values(&trial.config_key, trial.repeat, epoch),
-            })
-            .collect();
-        let acks = common::send(&mut client, reports).await;
-        assert!(acks.iter().all(|d| *d == Directive::Continue));
     }
 }
 
@@ -101,7 +82,7 @@ async fn compare_through_the_api_equals_scipy_and_results_count_nan() {
     for db in common::databases().await {
         let server = common::start(&db.url, Duration::from_secs(60), 3).await;
         let sweep = common::submit(&server.url(), &common::sweep_yaml(2, 10, epochs)).await;
-        report_all(&server.url(), epochs, |key, repeat, epoch| {
+        common::report_all(&server.url(), epochs, |key, repeat, epoch| {
             let case = &cases[epoch as usize - 1];
             let side = if key.contains("gen_init=default") {
                 "a"
@@ -208,7 +189,7 @@ async fn stopping_epochs_curves_pairs_and_refusals() {
     for db in common::databases().await {
         let server = common::start(&db.url, Duration::from_secs(60), 3).await;
         let sweep = common::submit(&server.url(), &common::sweep_yaml(2, 3, 3)).await;
-        report_all(&server.url(), 3, shaped).await;
+        common::report_all(&server.url(), 3, shaped).await;
         let mut api = users(&server.url()).await;
         let stop = |by: &str| {
             Some(pb::EpochSelection {
@@ -417,7 +398,7 @@ async fn declared_stopping_epochs_are_read_from_their_copies() {
         let plain = common::submit(&server.url(), &yaml).await;
         let declared = yaml.replace("name: test", "name: declared") + "stop_epochs: [1, 2]\n";
         let declared = common::submit(&server.url(), &declared).await;
-        report_all(&server.url(), 3, shaped).await;
+        common::report_all(&server.url(), 3, shaped).await;
 
         let mut db_conn = sqlx::AnyConnection::connect(&db.url).await.unwrap();
         let copies = async |db_conn: &mut sqlx::AnyConnection, sweep: i64| -> i64 {
@@ -555,7 +536,7 @@ async fn a_split_counts_the_trials_with_values_of_it() {
             split: "train".into(),
             ..metric("disc_loss", 0.5)
         };
-        report_all(&server.url(), 1, |_, repeat, _| match repeat {
+        common::report_all(&server.url(), 1, |_, repeat, _| match repeat {
             0 => vec![metric("board_accuracy", 0.25), train.clone()],
             _ => vec![train.clone()],
         })
@@ -652,7 +633,7 @@ async fn results_compare_and_curves_through_the_cli() {
     let url = server.url();
     let yaml = common::sweep_yaml(2, 3, 3) + "stop_epochs: [1, 2, 3]\n";
     let sweep = common::submit(&url, &yaml).await;
-    report_all(&url, 3, shaped).await;
+    common::report_all(&url, 3, shaped).await;
     let id = sweep.id.to_string();
 
     let table = tokio::task::spawn_blocking({
