@@ -12,10 +12,12 @@
 //! `EXP025_PG_URL=postgres://postgres@127.0.0.1:5432/postgres cargo bench -p coordinator --bench results`
 //! (`EXP025_BENCH_REPEATS` changes the repeats per configuration, 500 for
 //! 100,000 trials; `EXP025_BENCH_KEEP=1` keeps the database and a later
-//! run with it reuses the data instead of storing it again.)
+//! run with it reuses the data instead of storing it again;
+//! `EXP025_BENCH_PRECISION=float32` makes the sweep store `float32`.)
 
 use std::time::{Duration, Instant};
 
+use coordinator::spec::Precision;
 use coordinator::{blocks, packed, testing};
 use proto::metrics::{Metric, MetricValue, Split};
 use rand::{RngExt, SeedableRng};
@@ -26,7 +28,7 @@ const EPOCHS: u32 = 300;
 /// The sweep's declared stopping epochs, those `--stop-epochs` reads.
 const STOPS: &str = "100, 200, 300";
 
-fn sweep_yaml(repeats: u32) -> String {
+fn sweep_yaml(repeats: u32, precision: Precision) -> String {
     let lrs: Vec<String> = (0..50)
         .map(|i| format!("{:e}", 1e-4 * (1.0 + f64::from(i) / 10.0)))
         .collect();
@@ -34,8 +36,9 @@ fn sweep_yaml(repeats: u32) -> String {
         "name: bench\nrepeats: {repeats}\ndataset: {{generated: {{seed: 1, train: 16, test: 8}}}}\n\
          parameters:\n  init: {{values: [default, smart, kaiming_fan_in_zero_bias, kaiming_fan_out_zero_bias]}}\n\
          \x20 lr: {{values: [{}]}}\n  epochs: {{value: {EPOCHS}}}\n\
-         stop_epochs: [{STOPS}]\n",
-        lrs.join(", ")
+         stop_epochs: [{STOPS}]\nmetric_precision: {}\n",
+        lrs.join(", "),
+        precision.name()
     )
 }
 
@@ -59,9 +62,15 @@ async fn main() {
         return;
     };
     let repeats: u32 = std::env::var("EXP025_BENCH_REPEATS").map_or(50, |r| r.parse().unwrap());
+    let precision = std::env::var("EXP025_BENCH_PRECISION").map_or(Precision::Float64, |p| {
+        Precision::parse(&p).expect("EXP025_BENCH_PRECISION is float64 or float32")
+    });
     sqlx::any::install_default_drivers();
     let mut conn = sqlx::AnyConnection::connect(&admin).await.unwrap();
-    let db = format!("exp025_bench_results_{repeats}");
+    let db = match precision {
+        Precision::Float64 => format!("exp025_bench_results_{repeats}"),
+        Precision::Float32 => format!("exp025_bench_results_{repeats}_float32"),
+    };
     let url = format!("{}/{db}", admin.rsplit_once('/').unwrap().0);
     let keep = std::env::var_os("EXP025_BENCH_KEEP").is_some();
     let trials = i64::from(4 * 50 * repeats);
@@ -80,7 +89,7 @@ async fn main() {
     if reusable {
         eprintln!("reusing the {trials} trials x {EPOCHS} epochs kept in {db}");
     } else {
-        populate(&server.url(), &url, repeats).await;
+        populate(&server.url(), &url, repeats, precision).await;
     }
     populate_samples(&url).await;
     // The raw read of the rows a command needs, as the baseline: without
@@ -280,11 +289,12 @@ async fn complete(url: &str, trials: i64) -> bool {
 
 /// Submits the sweep through the API and stores every epoch's metrics of
 /// every trial, as if workers had reported them: random values (5% of
-/// spawn precisions undefined), packed as the coordinator stores them.
-/// Random fractions are the worst case for size: no 32-bit float holds
-/// one, so blocks keep all eight bytes of each.
-async fn populate(server: &str, url: &str, repeats: u32) {
-    let sweep = testing::submit(server, &sweep_yaml(repeats)).await;
+/// spawn precisions undefined), at the sweep's precision, packed as the
+/// coordinator stores them. Random fractions are the worst case for size:
+/// no 32-bit float holds one, so at float64 blocks keep all eight bytes of
+/// each.
+async fn populate(server: &str, url: &str, repeats: u32, precision: Precision) {
+    let sweep = testing::submit(server, &sweep_yaml(repeats, precision)).await;
     assert_eq!(sweep.id, 1);
     let mut pg = sqlx::PgConnection::connect(url).await.unwrap();
     let ids = trial_ids(&mut pg).await;
@@ -303,7 +313,7 @@ async fn populate(server: &str, url: &str, repeats: u32) {
                         value: if metric == Metric::SpawnPrecision && rng.random::<f64>() < 0.05 {
                             f64::NAN
                         } else {
-                            rng.random()
+                            precision.round(rng.random())
                         },
                     })
                     .collect();

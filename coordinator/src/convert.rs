@@ -95,6 +95,7 @@ pub fn sweep(s: &SweepRow) -> Sweep {
         proposed: s.proposed,
         early_stopping: s.early_stopping.clone(),
         stop_epochs: s.stop_epochs.clone(),
+        metric_precision: s.precision.name().to_string(),
     }
 }
 

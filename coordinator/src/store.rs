@@ -3,6 +3,7 @@
 //! by the URL; both run the same queries, but for the row lock Postgres
 //! takes when it leases).
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -20,7 +21,7 @@ use crate::aggregates::{self, Point, Running};
 use crate::auth::Role;
 use crate::blocks;
 use crate::packed::{self, Packed};
-use crate::spec::{Method, Objective, PlannedTrial, SweepPlan};
+use crate::spec::{Method, Objective, PlannedTrial, Precision, SweepPlan};
 
 /// Why a store operation failed. Messages never show SQL.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +56,9 @@ pub enum StoreError {
     /// A stored sweep method outside the known methods.
     #[error("stored sweep method {0:?} is unknown")]
     UnknownMethod(String),
+    /// A stored metric precision outside the known ones.
+    #[error("stored metric precision {0:?} is unknown")]
+    UnknownPrecision(String),
 }
 
 type Result<T> = std::result::Result<T, StoreError>;
@@ -257,6 +261,8 @@ pub struct SweepRow {
     pub early_stopping: Option<EarlyStopping>,
     /// The epochs its results will be read at (`stop_epochs`), ascending.
     pub stop_epochs: Vec<u32>,
+    /// How exactly its metrics are stored.
+    pub precision: Precision,
     /// When it was submitted (ms since the Unix epoch).
     pub created_ms: i64,
     /// Its trials by status.
@@ -420,6 +426,8 @@ pub struct TrialFacts {
     pub config_key: String,
     /// How many epochs it trains.
     pub epochs: u32,
+    /// How exactly its sweep stores metrics.
+    pub precision: Precision,
 }
 
 /// The trials whose facts a store keeps at most (see
@@ -685,6 +693,25 @@ fn of_keys<'a>(sweep_id: i64, config_keys: Option<&[&'a str]>) -> Option<(String
     Some((of_keys, params))
 }
 
+/// The precision of a stored name.
+fn precision(name: String) -> Result<Precision> {
+    Precision::parse(&name).ok_or(StoreError::UnknownPrecision(name))
+}
+
+/// A report's metrics as its sweep stores them.
+fn at_precision(metrics: &[MetricValue], precision: Precision) -> Cow<'_, [MetricValue]> {
+    match precision {
+        Precision::Float64 => Cow::Borrowed(metrics),
+        Precision::Float32 => metrics
+            .iter()
+            .map(|m| MetricValue {
+                value: precision.round(m.value),
+                ..*m
+            })
+            .collect(),
+    }
+}
+
 fn unreadable(trial_id: i64, epoch: u32) -> StoreError {
     StoreError::Unreadable(format!(
         "trial {trial_id} epoch {epoch}: unreadable metrics"
@@ -703,9 +730,8 @@ fn stored_epochs(r: &(impl Fields + ?Sized)) -> Result<Vec<(i64, u32, Vec<u8>)>>
     if count == 0 {
         return Ok(vec![(trial_id, epoch, bytes)]);
     }
-    let epochs = blocks::unpack(&bytes)
-        .filter(|epochs| epochs.len() as i64 == count)
-        .ok_or_else(|| unreadable(trial_id, epoch))?;
+    let epochs =
+        blocks::unpack(&bytes, count as usize).ok_or_else(|| unreadable(trial_id, epoch))?;
     Ok(epochs
         .into_iter()
         .zip(epoch..)
@@ -1246,8 +1272,8 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let id: i64 = sqlx::query(
             "INSERT INTO sweeps (name, description, yaml, metric, metric_split, maximize, created_ms, \
-             method, budget, proposed, early_stopping) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+             method, budget, proposed, early_stopping, metric_precision) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
         )
         .bind(&plan.name)
         .bind(&plan.description)
@@ -1267,6 +1293,7 @@ impl Store {
                 .map(|e| e.encode_to_vec())
                 .unwrap_or_default(),
         )
+        .bind(plan.precision.name())
         .fetch_one(&mut *tx)
         .await?
         .try_get("id")?;
@@ -1396,6 +1423,7 @@ impl Store {
                 .map(|bytes| EarlyStopping::decode(bytes.as_slice()))
                 .transpose()?,
             stop_epochs: self.stop_epochs(id).await?,
+            precision: precision(row.try_get("metric_precision")?)?,
             created_ms: row.try_get("created_ms")?,
             counts,
         })
@@ -1649,7 +1677,8 @@ impl Store {
                trials.repeat_index, trials.status, trials.attempts, trials.epochs_done, trials.error, \
                (SELECT name FROM workers WHERE workers.id = trials.worker_id) AS worker_name, \
                trials.updated_ms, trials.preemptions, trials.stop_epoch, trials.stop_reason, \
-               trials.proposal, trials.proposed_by, trials.lease_id AS lease",
+               trials.proposal, trials.proposed_by, trials.lease_id AS lease, \
+               (SELECT metric_precision FROM sweeps WHERE sweeps.id = trials.sweep_id) AS metric_precision",
             n = askers.len(),
             of_key = pack_key.map_or(String::new(), |_| format!(
                 " AND pack_key = ${}",
@@ -1678,7 +1707,7 @@ impl Store {
             if let Some(&at) = by_lease.get(lease.as_str()) {
                 served.insert(at);
                 let trial = trial_row(&row)?;
-                self.learn(&trial);
+                self.learn(&trial, precision(row.try_get("metric_precision")?)?);
                 answers[at] = Leasing::Leased(Box::new(Leased {
                     lease_id: lease,
                     trial,
@@ -1893,14 +1922,16 @@ impl Store {
         ids.dedup();
         let list: Vec<String> = ids.iter().map(i64::to_string).collect();
         let sql = format!(
-            "SELECT {TRIAL_COLUMNS}, COALESCE(t.lease_id, '') AS lease FROM trials t \
+            "SELECT {TRIAL_COLUMNS}, COALESCE(t.lease_id, '') AS lease, s.metric_precision \
+             FROM trials t JOIN sweeps s ON s.id = t.sweep_id \
              LEFT JOIN workers w ON w.id = t.worker_id WHERE t.id IN ({})",
             list.join(", ")
         );
-        let mut trials: HashMap<i64, (TrialRow, String)> = HashMap::new();
+        let mut trials: HashMap<i64, (TrialRow, String, Precision)> = HashMap::new();
         for row in sqlx::query(&sql).fetch_all(&self.pool).await? {
             let trial = trial_row(&row)?;
-            trials.insert(trial.id, (trial, row.try_get("lease")?));
+            let precision = precision(row.try_get("metric_precision")?)?;
+            trials.insert(trial.id, (trial, row.try_get("lease")?, precision));
         }
         // Each report checked against the trial as read, and the epochs
         // before it in the batch.
@@ -1909,7 +1940,7 @@ impl Store {
         let mut accepted: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
         for &i in at {
             let r = &reports[i];
-            let Some((trial, lease)) = trials.get(&r.trial_id) else {
+            let Some((trial, lease, _)) = trials.get(&r.trial_id) else {
                 answers.push((i, Recorded::Unknown));
                 continue;
             };
@@ -1927,8 +1958,8 @@ impl Store {
         let plans: Vec<Plan> = accepted
             .into_iter()
             .map(|(trial_id, at)| {
-                let (trial, lease) = &trials[&trial_id];
-                Plan::of(trial_id, lease, self.learn(trial), reports, at)
+                let (trial, lease, precision) = &trials[&trial_id];
+                Plan::of(trial_id, lease, self.learn(trial, *precision), reports, at)
             })
             .collect();
         let held = self.store_plans(&plans, reports, lease_ms).await?;
@@ -1946,11 +1977,12 @@ impl Store {
 
     /// Keeps what never changes of `trial` for its later reports (see
     /// [`Store::record_epochs`]), and returns it.
-    fn learn(&self, trial: &TrialRow) -> Arc<TrialFacts> {
+    fn learn(&self, trial: &TrialRow, precision: Precision) -> Arc<TrialFacts> {
         let facts = Arc::new(TrialFacts {
             sweep_id: trial.sweep_id,
             config_key: trial.config_key.clone(),
             epochs: trial.config.epochs,
+            precision,
         });
         let mut known = self.facts.lock().expect("not poisoned");
         if known.len() >= MAX_KNOWN_TRIALS {
@@ -2017,8 +2049,15 @@ impl Store {
                  ON CONFLICT (trial_id, epoch) DO NOTHING RETURNING trial_id, epoch",
                 tuples(1, 3, rows.len())
             );
-            // Packed once, for the epochs and the last epochs.
-            let blobs: Vec<Vec<u8>> = rows.iter().map(|r| packed::pack(&r.metrics)).collect();
+            let facts: HashMap<i64, &TrialFacts> =
+                plans.iter().map(|p| (p.trial_id, &*p.facts)).collect();
+            // At the sweep's precision, for the epochs, the last epochs and
+            // the curves alike; packed once.
+            let values: Vec<Cow<[MetricValue]>> = rows
+                .iter()
+                .map(|r| at_precision(&r.metrics, facts[&r.trial_id].precision))
+                .collect();
+            let blobs: Vec<Vec<u8>> = values.iter().map(|v| packed::pack(v)).collect();
             let mut insert = sqlx::query(&sql);
             for (r, blob) in rows.iter().zip(&blobs) {
                 insert = insert
@@ -2035,18 +2074,17 @@ impl Store {
                 .map(|r| Ok((r.try_get("trial_id")?, r.try_get("epoch")?)))
                 .collect::<Result<_>>()?;
             set_last_epochs(&mut tx, &rows, &blobs, &inserted).await?;
-            let facts: HashMap<i64, &TrialFacts> =
-                plans.iter().map(|p| (p.trial_id, &*p.facts)).collect();
             let mut points: BTreeMap<PointKey, Point> = BTreeMap::new();
-            for r in rows
+            for (r, values) in rows
                 .iter()
-                .filter(|r| inserted.contains(&(r.trial_id, i64::from(r.epoch))))
+                .zip(&values)
+                .filter(|(r, _)| inserted.contains(&(r.trial_id, i64::from(r.epoch))))
             {
                 let f = facts[&r.trial_id];
                 points
                     .entry((f.sweep_id, f.config_key.clone(), r.epoch))
                     .or_default()
-                    .add(&r.metrics);
+                    .add(values);
             }
             add_deltas(&mut tx, &points).await?;
         }

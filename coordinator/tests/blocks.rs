@@ -1,14 +1,17 @@
 //! The epochs of trials that ended are folded into blocks (eight epochs to
 //! a row) by a running coordinator, and every read answers exactly as it
 //! did from the rows: a trial's history, one metric of a sweep, the values
-//! at a rung, results at any epoch, comparisons and curves. On a real
-//! server and database (SQLite, and Postgres when given).
+//! at a rung, results at any epoch, comparisons and curves. A sweep that
+//! stores `float32` stores each value rounded, and its blocks take half
+//! the bytes. On a real server and database (SQLite, and Postgres when
+//! given).
 
 mod common;
 
 use std::time::Duration;
 
 use coordinator::results;
+use coordinator::spec::Precision;
 use coordinator::store::{Finish, Store};
 use proto::metrics::{Metric, Split};
 use proto::v1 as pb;
@@ -122,120 +125,162 @@ async fn count(conn: &mut sqlx::AnyConnection, sql: &str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ended_trials_fold_into_blocks_and_read_the_same() {
-    for db in common::databases().await {
-        // Reports through a real server; the trials stay running.
-        let server = common::start(&db.url, Duration::from_secs(120), 3).await;
-        let yaml = common::sweep_yaml(2, 3, EPOCHS) + "stop_epochs: [10]\n";
-        let sweep = common::submit(&server.url(), &yaml).await.id;
-        let leases = common::report_all(&server.url(), EPOCHS, |_, repeat, epoch| {
-            values(repeat, epoch)
-        })
-        .await;
-        assert_eq!(leases.len(), 6, "{}", db.name);
-        server.stop().await;
+    for precision in [Precision::Float64, Precision::Float32] {
+        for db in common::databases().await {
+            fold_and_read(&db, precision).await;
+        }
+    }
+}
 
-        // Four trials end (three completed, one failed); two keep running.
-        // No coordinator runs, so nothing is folded yet.
-        let store = Store::connect(&db.url).await.unwrap();
-        let finishes: Vec<Finish> = leases[..4]
-            .iter()
-            .enumerate()
-            .map(|(i, (trial_id, lease_id))| Finish {
-                trial_id: *trial_id,
-                lease_id: lease_id.clone(),
-                failure: (i == 3).then(|| "broke".to_string()),
-            })
-            .collect();
-        let ended = store.finish_many(&finishes).await.unwrap();
-        assert!(ended.iter().all(Option::is_some), "{}", db.name);
-        let trials: Vec<i64> = leases.iter().map(|(id, _)| *id).collect();
-        let before = reads(&store, sweep, &trials).await;
-        let mut conn = sqlx::AnyConnection::connect(&db.url).await.unwrap();
-        assert_eq!(
-            count(&mut conn, "SELECT COUNT(*) AS n FROM epochs").await,
-            6 * i64::from(EPOCHS),
-            "{}",
-            db.name
-        );
+async fn fold_and_read(db: &common::TestDb, precision: Precision) {
+    let name = format!("{} {}", db.name, precision.name());
+    // Reports through a real server; the trials stay running.
+    let server = common::start(&db.url, Duration::from_secs(120), 3).await;
+    let mut yaml = common::sweep_yaml(2, 3, EPOCHS) + "stop_epochs: [10]\n";
+    if precision == Precision::Float32 {
+        yaml += "metric_precision: float32\n";
+    }
+    let submitted = common::submit(&server.url(), &yaml).await;
+    assert_eq!(submitted.metric_precision, precision.name(), "{name}");
+    let sweep = submitted.id;
+    let leases = common::report_all(&server.url(), EPOCHS, |_, repeat, epoch| {
+        values(repeat, epoch)
+    })
+    .await;
+    assert_eq!(leases.len(), 6, "{name}");
+    server.stop().await;
 
-        // A coordinator folds the ended trials' epochs as it runs.
-        let server = common::start(&db.url, Duration::from_secs(120), 3).await;
-        common::wait_until("the ended trials folded", Duration::from_secs(30), || {
-            let url = db.url.clone();
-            async move {
-                let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
-                count(
-                    &mut conn,
-                    "SELECT COUNT(*) AS n FROM epochs e JOIN trials t ON t.id = e.trial_id \
-                     WHERE t.status <> 'running'",
-                )
-                .await
-                    == 0
-            }
+    // Four trials end (three completed, one failed); two keep running.
+    // No coordinator runs, so nothing is folded yet.
+    let store = Store::connect(&db.url).await.unwrap();
+    let finishes: Vec<Finish> = leases[..4]
+        .iter()
+        .enumerate()
+        .map(|(i, (trial_id, lease_id))| Finish {
+            trial_id: *trial_id,
+            lease_id: lease_id.clone(),
+            failure: (i == 3).then(|| "broke".to_string()),
         })
-        .await;
-        server.stop().await;
-        let blocks: Vec<(i64, i64, i64)> = sqlx::query(
-            "SELECT trial_id, first_epoch, epoch_count FROM epoch_blocks ORDER BY trial_id, first_epoch",
-        )
-        .fetch_all(&mut conn)
+        .collect();
+    let ended = store.finish_many(&finishes).await.unwrap();
+    assert!(ended.iter().all(Option::is_some), "{name}");
+    let trials: Vec<i64> = leases.iter().map(|(id, _)| *id).collect();
+    let before = reads(&store, sweep, &trials).await;
+    // Every value as sent, or rounded to 32 bits where the sweep says.
+    let mut stored: Vec<u64> = store
+        .metric_values(sweep, Split::Test, Metric::BoardAccuracy, None)
         .await
         .unwrap()
         .iter()
-        .map(|r| (r.get("trial_id"), r.get("first_epoch"), r.get("epoch_count")))
+        .map(|r| r.value.value.to_bits())
         .collect();
-        let want: Vec<(i64, i64, i64)> = trials[..4]
-            .iter()
-            .flat_map(|&t| [(t, 1, 8), (t, 9, 8), (t, 17, 4)])
-            .collect();
-        assert_eq!(blocks, want, "{}", db.name);
-        assert_eq!(
-            count(&mut conn, "SELECT COUNT(*) AS n FROM epochs").await,
-            2 * i64::from(EPOCHS),
-            "{}: the running trials' epochs stay rows",
-            db.name
-        );
-        let after = reads(&store, sweep, &trials).await;
-        for (got, want) in after.lines().zip(before.lines()) {
-            assert_eq!(got, want, "{}: the same answers from blocks", db.name);
-        }
-        assert_eq!(after.lines().count(), before.lines().count());
+    let mut sent: Vec<u64> = (0..2)
+        .flat_map(|_| 0..3)
+        .flat_map(|r| (1..=EPOCHS).map(move |e| f64::from(e + r) / 30.0))
+        .map(|v| precision.round(v).to_bits())
+        .collect();
+    stored.sort_unstable();
+    sent.sort_unstable();
+    assert_eq!(stored, sent, "{name}");
+    let mut conn = sqlx::AnyConnection::connect(&db.url).await.unwrap();
+    assert_eq!(
+        count(&mut conn, "SELECT COUNT(*) AS n FROM epochs").await,
+        6 * i64::from(EPOCHS),
+        "{name}"
+    );
 
-        // An epoch that does not read as metrics is never folded: the
-        // epochs before it are, it and those after stay rows, and reads
-        // answer as they did (the error included).
-        let (trial, lease) = &leases[4];
-        let tail = format!("{:?}", store.metrics_after(*trial, 12).await.unwrap());
-        sqlx::query("UPDATE epochs SET metrics = $1 WHERE trial_id = $2 AND epoch = 12")
-            .bind(vec![7u8; 3])
-            .bind(*trial)
-            .execute(&mut conn)
+    // A coordinator folds the ended trials' epochs as it runs.
+    let server = common::start(&db.url, Duration::from_secs(120), 3).await;
+    common::wait_until("the ended trials folded", Duration::from_secs(30), || {
+        let url = db.url.clone();
+        async move {
+            let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
+            count(
+                &mut conn,
+                "SELECT COUNT(*) AS n FROM epochs e JOIN trials t ON t.id = e.trial_id \
+                 WHERE t.status <> 'running'",
+            )
             .await
-            .unwrap();
-        let finish = Finish {
-            trial_id: *trial,
-            lease_id: lease.clone(),
-            failure: Some("broke".into()),
-        };
-        assert!(store.finish_many(&[finish]).await.unwrap()[0].is_some());
-        // Two coordinators folding at once fold it once.
-        let other = Store::connect(&db.url).await.unwrap();
-        let (a, b) = tokio::join!(store.fold_epochs(), other.fold_epochs());
-        assert_eq!(a.unwrap() + b.unwrap(), 1, "{}", db.name);
-        assert_eq!(store.fold_epochs().await.unwrap(), 0, "{}", db.name);
-        let rows = format!("SELECT COUNT(*) AS n FROM epochs WHERE trial_id = {trial}");
-        assert_eq!(count(&mut conn, &rows).await, 9, "{}", db.name);
-        let folded = format!(
-            "SELECT CAST(SUM(epoch_count) AS BIGINT) AS n FROM epoch_blocks WHERE trial_id = {trial}"
-        );
-        assert_eq!(count(&mut conn, &folded).await, 11, "{}", db.name);
-        let read = store.metrics_after(*trial, 12).await.unwrap();
-        assert_eq!(format!("{read:?}"), tail, "{}", db.name);
-        let err = store.metrics_after(*trial, 0).await.unwrap_err();
-        assert!(
-            err.to_string().contains(&format!("trial {trial} epoch 12")),
-            "{}: {err}",
-            db.name
-        );
+                == 0
+        }
+    })
+    .await;
+    server.stop().await;
+    let blocks: Vec<(i64, i64, i64)> = sqlx::query(
+        "SELECT trial_id, first_epoch, epoch_count FROM epoch_blocks ORDER BY trial_id, first_epoch",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| (r.get("trial_id"), r.get("first_epoch"), r.get("epoch_count")))
+    .collect();
+    let want: Vec<(i64, i64, i64)> = trials[..4]
+        .iter()
+        .flat_map(|&t| [(t, 1, 8), (t, 9, 8), (t, 17, 4)])
+        .collect();
+    assert_eq!(blocks, want, "{name}");
+    // Rounded values fit 32 bits, so their blocks take half the bytes;
+    // the fractions of a float64 sweep need all 8.
+    let value_bytes = match precision {
+        Precision::Float64 => 8,
+        Precision::Float32 => 4,
+    };
+    let sizes: Vec<(i64, i64)> =
+        sqlx::query("SELECT CAST(length(metrics) AS BIGINT) AS n, epoch_count FROM epoch_blocks")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get("n"), r.get("epoch_count")))
+            .collect();
+    for (bytes, epochs) in sizes {
+        assert_eq!(bytes, epochs * (4 + 23 * value_bytes), "{name}");
     }
+    assert_eq!(
+        count(&mut conn, "SELECT COUNT(*) AS n FROM epochs").await,
+        2 * i64::from(EPOCHS),
+        "{name}: the running trials' epochs stay rows"
+    );
+    let after = reads(&store, sweep, &trials).await;
+    for (got, want) in after.lines().zip(before.lines()) {
+        assert_eq!(got, want, "{name}: the same answers from blocks");
+    }
+    assert_eq!(after.lines().count(), before.lines().count());
+
+    // An epoch that does not read as metrics is never folded: the
+    // epochs before it are, it and those after stay rows, and reads
+    // answer as they did (the error included).
+    let (trial, lease) = &leases[4];
+    let tail = format!("{:?}", store.metrics_after(*trial, 12).await.unwrap());
+    sqlx::query("UPDATE epochs SET metrics = $1 WHERE trial_id = $2 AND epoch = 12")
+        .bind(vec![7u8; 3])
+        .bind(*trial)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let finish = Finish {
+        trial_id: *trial,
+        lease_id: lease.clone(),
+        failure: Some("broke".into()),
+    };
+    assert!(store.finish_many(&[finish]).await.unwrap()[0].is_some());
+    // Two coordinators folding at once fold it once.
+    let other = Store::connect(&db.url).await.unwrap();
+    let (a, b) = tokio::join!(store.fold_epochs(), other.fold_epochs());
+    assert_eq!(a.unwrap() + b.unwrap(), 1, "{name}");
+    assert_eq!(store.fold_epochs().await.unwrap(), 0, "{name}");
+    let rows = format!("SELECT COUNT(*) AS n FROM epochs WHERE trial_id = {trial}");
+    assert_eq!(count(&mut conn, &rows).await, 9, "{name}");
+    let folded = format!(
+        "SELECT CAST(SUM(epoch_count) AS BIGINT) AS n FROM epoch_blocks WHERE trial_id = {trial}"
+    );
+    assert_eq!(count(&mut conn, &folded).await, 11, "{name}");
+    let read = store.metrics_after(*trial, 12).await.unwrap();
+    assert_eq!(format!("{read:?}"), tail, "{name}");
+    let err = store.metrics_after(*trial, 0).await.unwrap_err();
+    assert!(
+        err.to_string().contains(&format!("trial {trial} epoch 12")),
+        "{name}: {err}"
+    );
 }

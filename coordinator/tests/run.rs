@@ -306,13 +306,13 @@ async fn a_bayes_search_with_early_stopping_runs_its_budget() {
     };
     // Stored as rows, or folded into blocks once their trials ended.
     let mut stored = rows(&mut db, "epochs").await;
-    let blocks: Vec<(i64, i64, Vec<u8>)> =
-        sqlx::query_as("SELECT trial_id, first_epoch, metrics FROM epoch_blocks")
+    let blocks: Vec<(i64, i64, i64, Vec<u8>)> =
+        sqlx::query_as("SELECT trial_id, first_epoch, epoch_count, metrics FROM epoch_blocks")
             .fetch_all(&mut db)
             .await
             .unwrap();
-    for (trial, first, bytes) in blocks {
-        let epochs = coordinator::blocks::unpack(&bytes).unwrap();
+    for (trial, first, count, bytes) in blocks {
+        let epochs = coordinator::blocks::unpack(&bytes, count as usize).unwrap();
         for (epoch, packing) in (first..).zip(epochs) {
             if epoch == 2 || epoch == 4 {
                 stored.push((trial, epoch, packing));

@@ -205,6 +205,37 @@ fn an_oversized_file_and_a_huge_grid_are_refused_before_any_work() {
     assert!(err.message.contains("expands to 5000000 trials"), "{err}");
 }
 
+#[test]
+fn metric_precision_is_float64_unless_the_file_asks_for_float32() {
+    let base = "name: a\ndataset: {generated: {seed: 1, train: 8, test: 4}}\nparameters: {}\n";
+    assert_eq!(
+        spec::parse(base).unwrap().precision,
+        spec::Precision::Float64
+    );
+    for (name, want) in [
+        ("float64", spec::Precision::Float64),
+        ("float32", spec::Precision::Float32),
+    ] {
+        let yaml = format!("{base}metric_precision: {name}\n");
+        assert_eq!(spec::parse(&yaml).unwrap().precision, want);
+    }
+
+    // float32: the nearest 32-bit float, ties to even; every NaN the one
+    // NaN; past the 32-bit range, infinite.
+    let rounded = spec::Precision::Float32;
+    assert_eq!(rounded.round(0.1), f64::from(0.1f32));
+    assert_ne!(rounded.round(0.1), 0.1);
+    assert_eq!(rounded.round(16_777_217.0), 16_777_216.0);
+    assert_eq!(rounded.round(16_777_219.0), 16_777_220.0);
+    assert_eq!(rounded.round(-0.0).to_bits(), (-0.0f64).to_bits());
+    let odd_nan = f64::from_bits(0xfff8_0000_0000_0001);
+    assert_eq!(rounded.round(odd_nan).to_bits(), f64::NAN.to_bits());
+    assert_eq!(rounded.round(1e39), f64::INFINITY);
+    let exact = spec::Precision::Float64;
+    assert_eq!(exact.round(odd_nan).to_bits(), odd_nan.to_bits());
+    assert_eq!(exact.round(0.1), 0.1);
+}
+
 mod properties {
     use super::*;
     use proptest::prelude::*;

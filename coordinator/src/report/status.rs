@@ -6,6 +6,7 @@ use proto::v1::{self as pb, SweepStatus, TrialStatus};
 use serde_json::{Value, json};
 
 use super::Format;
+use crate::spec::Precision;
 
 fn sweep_status(s: &pb::Sweep) -> &'static str {
     match SweepStatus::try_from(s.status).unwrap_or_default() {
@@ -38,7 +39,7 @@ pub fn sweep_json(s: &pb::Sweep) -> Value {
         "created_unix_ms": s.created_unix_ms, "method": s.method, "budget": s.budget,
         "proposed": s.proposed,
         "early_stopping": s.early_stopping.as_ref().map(early_stopping_words),
-        "stop_epochs": s.stop_epochs,
+        "stop_epochs": s.stop_epochs, "metric_precision": s.metric_precision,
     })
 }
 
@@ -156,6 +157,12 @@ pub fn detail(d: &pb::SweepDetail, format: Format) -> String {
                 out,
                 "stopping epochs: {} (the candidates of `results --stop-epochs`)",
                 list.join(", ")
+            );
+        }
+        if s.metric_precision == Precision::Float32.name() {
+            let _ = writeln!(
+                out,
+                "metric precision: float32 (each value stored rounded to the nearest 32-bit float)"
             );
         }
         out.push('\n');

@@ -15,6 +15,7 @@
 //!   epochs: {value: 300}
 //! early_stopping: {method: asha, grace: 10, reduction_factor: 3}   # optional
 //! stop_epochs: [100, 200, 300]   # optional: the epochs results will be read at
+//! metric_precision: float32       # optional: store values as 32-bit floats
 //! ```
 //!
 //! `method: bayes` proposes `budget` configurations one at a time with a
@@ -123,6 +124,46 @@ impl Method {
     }
 }
 
+/// How exactly a sweep's metrics are stored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Precision {
+    /// Every value as the worker computed it (a 64-bit float).
+    #[default]
+    Float64,
+    /// Each value rounded to the nearest 32-bit float (about 7 significant
+    /// digits; whole numbers exact up to 2^24), which halves what a
+    /// finished trial's epochs take.
+    Float32,
+}
+
+impl Precision {
+    /// The name in sweep files and in the store.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Float64 => "float64",
+            Precision::Float32 => "float32",
+        }
+    }
+
+    /// The precision of a stored name.
+    pub fn parse(name: &str) -> Option<Self> {
+        [Precision::Float64, Precision::Float32]
+            .into_iter()
+            .find(|p| p.name() == name)
+    }
+
+    /// `value` as stored at this precision. Every NaN is stored as the one
+    /// NaN (`f64::NAN`) at 32 bits: a NaN is an undefined metric, whatever
+    /// its payload.
+    pub fn round(self, value: f64) -> f64 {
+        match self {
+            Precision::Float64 => value,
+            Precision::Float32 if value.is_nan() => f64::NAN,
+            Precision::Float32 => f64::from(value as f32),
+        }
+    }
+}
+
 /// A checked, expanded sweep.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SweepPlan {
@@ -144,6 +185,8 @@ pub struct SweepPlan {
     /// The epochs results will be read at (`stop_epochs`), in order: the
     /// store keeps a copy of every trial's metrics there.
     pub stop_epochs: Vec<u32>,
+    /// How exactly its metrics are stored (`metric_precision`).
+    pub precision: Precision,
     /// Configurations x repeats, in configuration order; empty for method
     /// bayes, whose trials its search proposes.
     pub trials: Vec<PlannedTrial>,
@@ -167,6 +210,7 @@ struct SweepFile {
     parameters: Spanned<HashMap<Spanned<String>, ParamFile>>,
     early_stopping: Option<Spanned<early_stopping::EarlyStoppingFile>>,
     stop_epochs: Option<Spanned<Vec<Spanned<String>>>>,
+    metric_precision: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -464,6 +508,19 @@ pub fn parse(yaml: &str) -> Result<SweepPlan, SpecError> {
         ));
     }
     let stop_epochs = stop_epochs(file.stop_epochs.as_ref(), &trials, &domains)?;
+    let precision = match &file.metric_precision {
+        None => Precision::Float64,
+        Some(p) => Precision::parse(p.as_str()).ok_or_else(|| {
+            SpecError::at(
+                p,
+                "metric_precision",
+                format!(
+                    "unknown precision {:?}; expected float64 (every value exactly, the default) or float32",
+                    p.as_str()
+                ),
+            )
+        })?,
+    };
     Ok(SweepPlan {
         name,
         description: file.description.map(|d| d.to_string()).unwrap_or_default(),
@@ -473,6 +530,7 @@ pub fn parse(yaml: &str) -> Result<SweepPlan, SpecError> {
         early_stopping,
         search,
         stop_epochs,
+        precision,
         trials,
     })
 }
