@@ -2578,11 +2578,8 @@ impl Store {
         const TRIALS: usize = 64;
         let mut folded = 0;
         loop {
-            let mut tx = self.pool.begin().await?;
-            // Reports of a trial lock its row and need it running: once
-            // this has its row, no epoch of it is stored again. The states
-            // are written out, as the index of trials to fold names them,
-            // so that the planner may use that index whatever it caches.
+            // The states are written out, as the index of trials to fold
+            // names them, so that the planner can match that index.
             let ended = [
                 status::COMPLETED,
                 status::FAILED,
@@ -2591,18 +2588,45 @@ impl Store {
             ]
             .map(|s| format!("'{s}'"))
             .join(", ");
-            let ids: Vec<i64> = sqlx::query(&format!(
-                "UPDATE trials SET epochs_folded = 1 WHERE epochs_folded = 0 AND id IN \
-                 (SELECT id FROM trials WHERE epochs_folded = 0 AND status IN ({ended}) \
-                 ORDER BY id LIMIT {TRIALS}) RETURNING id"
+            // Planned each time, not cached: a plan made while the table
+            // was small, or before Postgres had its statistics, is a seq
+            // scan each second, or, with the marking in the same statement,
+            // a join that read every trial once per trial to fold (two
+            // minutes a batch when 100,000 trials ended at once). Picked
+            // outside the transaction, whose first statement takes the
+            // write lock on SQLite.
+            let picked: Vec<i64> = sqlx::query(&format!(
+                "SELECT id FROM trials WHERE epochs_folded = 0 AND status IN ({ended}) LIMIT {TRIALS}"
             ))
+            .persistent(false)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| r.try_get("id"))
+            .collect::<std::result::Result<_, _>>()?;
+            if picked.is_empty() {
+                return Ok(folded);
+            }
+            let list: Vec<String> = picked.iter().map(i64::to_string).collect();
+            let mut tx = self.pool.begin().await?;
+            // Reports of a trial lock its row and need it running: once
+            // this has its row, no epoch of it is stored again. Locked in
+            // id order (an index scan of the list), so that two
+            // coordinators folding at once wait for each other instead of
+            // deadlocking; a trial the other marked first is skipped.
+            let ids: Vec<i64> = sqlx::query(&format!(
+                "UPDATE trials SET epochs_folded = 1 WHERE epochs_folded = 0 AND id IN ({}) RETURNING id",
+                list.join(", ")
+            ))
+            .persistent(false)
             .fetch_all(&mut *tx)
             .await?
             .iter()
             .map(|r| r.try_get("id"))
             .collect::<std::result::Result<_, _>>()?;
             if ids.is_empty() {
-                return Ok(folded);
+                tx.rollback().await?;
+                continue;
             }
             let list: Vec<String> = ids.iter().map(i64::to_string).collect();
             let rows = sqlx::query(&format!(
@@ -2664,7 +2688,7 @@ impl Store {
             }
             tx.commit().await?;
             folded += ids.len() as u64;
-            if ids.len() < TRIALS {
+            if picked.len() < TRIALS {
                 return Ok(folded);
             }
         }

@@ -143,6 +143,18 @@ async fn fold_and_read(db: &common::TestDb, precision: Precision) {
     let submitted = common::submit(&server.url(), &yaml).await;
     assert_eq!(submitted.metric_precision, precision.name(), "{name}");
     let sweep = submitted.id;
+    let status = coordinator::report::detail(
+        &pb::SweepDetail {
+            sweep: Some(submitted),
+            ..Default::default()
+        },
+        coordinator::report::Format::Table,
+    );
+    assert_eq!(
+        status.contains("metric precision: float32 (each value stored rounded"),
+        precision == Precision::Float32,
+        "{name}: {status}"
+    );
     let leases = common::report_all(&server.url(), EPOCHS, |_, repeat, epoch| {
         values(repeat, epoch)
     })
@@ -165,6 +177,9 @@ async fn fold_and_read(db: &common::TestDb, precision: Precision) {
     let ended = store.finish_many(&finishes).await.unwrap();
     assert!(ended.iter().all(Option::is_some), "{name}");
     let trials: Vec<i64> = leases.iter().map(|(id, _)| *id).collect();
+    // The curves' summaries merged as the running server would have, so
+    // that they sum in the same order before and after.
+    store.fold_curve_deltas().await.unwrap();
     let before = reads(&store, sweep, &trials).await;
     // Every value as sent, or rounded to 32 bits where the sweep says.
     let mut stored: Vec<u64> = store

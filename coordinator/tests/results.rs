@@ -776,6 +776,7 @@ async fn results_compare_and_curves_through_the_cli() {
     );
     let status_json: Value = serde_json::from_str(&status_json).unwrap();
     assert_eq!(status_json[0]["stop_epochs"], serde_json::json!([1, 2, 3]));
+    assert_eq!(status_json[0]["metric_precision"], "float64");
     let rows: Vec<&str> = matrix.lines().filter(|l| l.starts_with("init=")).collect();
     assert_eq!(rows.len(), 2, "{matrix}");
     assert!(
