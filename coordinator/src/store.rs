@@ -2610,12 +2610,13 @@ impl Store {
             let list: Vec<String> = picked.iter().map(i64::to_string).collect();
             let mut tx = self.pool.begin().await?;
             // Reports of a trial lock its row and need it running: once
-            // this has its row, no epoch of it is stored again. Locked in
-            // id order (an index scan of the list), so that two
+            // this has its row, still ended, no epoch of it is stored
+            // again. Locked in id order (an index scan of the list), so that two
             // coordinators folding at once wait for each other instead of
             // deadlocking; a trial the other marked first is skipped.
             let ids: Vec<i64> = sqlx::query(&format!(
-                "UPDATE trials SET epochs_folded = 1 WHERE epochs_folded = 0 AND id IN ({}) RETURNING id",
+                "UPDATE trials SET epochs_folded = 1 WHERE epochs_folded = 0 AND status IN ({ended}) \
+                 AND id IN ({}) RETURNING id",
                 list.join(", ")
             ))
             .persistent(false)

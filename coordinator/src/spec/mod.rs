@@ -125,10 +125,9 @@ impl Method {
 }
 
 /// How exactly a sweep's metrics are stored.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Precision {
     /// Every value as the worker computed it (a 64-bit float).
-    #[default]
     Float64,
     /// Each value rounded to the nearest 32-bit float (about 7 significant
     /// digits; whole numbers exact up to 2^24), which halves what a
