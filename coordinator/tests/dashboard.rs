@@ -47,7 +47,8 @@ const FINISHED: &str = "name: finished\nrepeats: 3\n\
 const RANDOM: &str = "name: random\nmethod: random\nbudget: 5\nsearch_seed: 7\n\
     dataset: {generated: {seed: 1, train: 16, test: 8}}\n\
     parameters:\n  lr: {distribution: log_uniform, min: 0.0001, max: 0.01}\n\
-    \x20 beta1: {distribution: uniform, min: 0.5, max: 0.9}\n  epochs: {value: 3}\n";
+    \x20 beta1: {distribution: uniform, min: 0.5, max: 0.9}\n  epochs: {value: 3}\n\
+    metric_precision: float32\n";
 
 const RUNNING: &str = "name: running\nrepeats: 1\n\
     dataset: {generated: {seed: 1, train: 16, test: 8}}\n\
@@ -580,6 +581,18 @@ async fn a_finished_and_a_running_sweep_in_headless_chromium() {
     )
     .await;
     assert_eq!(axes, json!(["beta1", "lr", "board_accuracy"]));
+    let summary = eval(
+        client,
+        "return document.getElementById('summary').textContent;",
+    )
+    .await;
+    assert!(
+        summary
+            .as_str()
+            .unwrap()
+            .contains("Values stored rounded to 32-bit floats"),
+        "{summary}"
+    );
 
     // A running sweep: a new epoch appears without a reload.
     let running = testing::submit(&server.url(), RUNNING).await.id;
@@ -667,6 +680,15 @@ async fn a_finished_and_a_running_sweep_in_headless_chromium() {
     )
     .await;
     assert_eq!(red, json!(1));
+    let summary = eval(
+        client,
+        "return document.getElementById('summary').textContent;",
+    )
+    .await;
+    assert!(
+        !summary.as_str().unwrap().contains("32-bit"),
+        "a float64 sweep says nothing of precision: {summary}"
+    );
     eval(client, "window.exp025Marker = 'same page'; return true;").await;
     tx.send(epoch_report(2)).await.unwrap();
     acks.message().await.unwrap().unwrap();

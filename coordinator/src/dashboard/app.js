@@ -138,7 +138,8 @@ function drawSummary() {
     el("span", { class: "bar" }, el("i", { style: `width:${s.trials ? (100 * done) / s.trials : 0}%` })),
     ` ${s.status}: ${s.trials} trials, ${s.completed} completed, ${s.stopped} stopped early, ${s.failed} failed, ` +
     `${s.cancelled} cancelled, ${s.running} running, ${s.queued} queued. Metric: ${s.metric_split} ${s.metric} ` +
-    `(${s.maximize ? "higher" : "lower"} is better).` + (s.early_stopping ? ` Early stopping: ${s.early_stopping}.` : ""));
+    `(${s.maximize ? "higher" : "lower"} is better).` + (s.early_stopping ? ` Early stopping: ${s.early_stopping}.` : "") +
+    (s.metric_precision === "float32" ? " Values stored rounded to 32-bit floats (metric_precision: float32)." : ""));
 }
 
 function select(id, options, value, onchange) {
